@@ -1,0 +1,16 @@
+// Moleculer's typings cannot be augmented from outside (its per-file .d.ts are not exported), so the
+// action keys this project adds are typed here.
+import type { ActionSchema, ServiceSchema } from "moleculer";
+
+export type WalletAction = ActionSchema & {
+	/** Scope the acting user needs, or "internal" for service-to-service actions. */
+	permission?: string;
+	/** Per-action timeout in ms (read by Moleculer's Timeout middleware). */
+	timeout?: number;
+	strategyOptions?: Record<string, unknown>;
+};
+
+export type WalletService = Omit<ServiceSchema, "actions" | "settings"> & {
+	actions?: Record<string, WalletAction>;
+	settings?: Record<string, any>;
+};

@@ -1,0 +1,168 @@
+// The REST gateway (moleculer-web): routes of brief §3, bearer-token authentication, per-user rate
+// limiting, the error body, health endpoints and the OpenAPI document.
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Errors, type Context } from "moleculer";
+import type { WalletService } from "../mixins/schema";
+import ApiGateway from "moleculer-web";
+import { appConfig } from "../mixins/config";
+import { DbMixin } from "../mixins/db.mixin";
+import { badRequest, unauthorized } from "../src/domain/errors";
+import type { User } from "../src/domain/types";
+import { errorBody } from "../src/lib/http-errors";
+import { createVerifier, type Verifier } from "../src/lib/jwt";
+import { RateLimiter } from "../src/lib/rate-limit";
+import { openApiDocument } from "../src/openapi";
+import { ROUTES } from "../src/routes";
+
+type Req = IncomingMessage & { $ctx?: Context; $params?: Record<string, unknown>; $route?: unknown };
+type Res = ServerResponse & { $ctx?: Context };
+
+const REQUEST_ID = /^[\w.:@-]{1,128}$/;
+
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+	return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error("timeout")), ms).unref())]);
+}
+
+const ApiService: WalletService = {
+	name: "api",
+	mixins: [ApiGateway, DbMixin],
+	settings: {
+		port: 3000,
+		ip: "0.0.0.0",
+		// X-Region on every response; a client's X-Request-ID is kept when sane, else one is made.
+		rootCallOptions(this: any, options: { requestID?: string }, _req: Req, res: Res) {
+			if (!options.requestID || !REQUEST_ID.test(options.requestID)) options.requestID = randomUUID();
+			res.setHeader("X-Region", this.region);
+		},
+		routes: [
+			{
+				path: "/api/v1",
+				mappingPolicy: "restrict",
+				authentication: true,
+				authorization: true,
+				bodyParsers: { json: { strict: true, limit: "64kb" }, urlencoded: false },
+				aliases: ROUTES,
+				async onBeforeCall(this: any, _ctx: Context, _route: unknown, req: Req, res: Res) {
+					if (!req.headers.authorization) await this.limit(`ip:${req.socket.remoteAddress}`, res);
+					if (req.$params && req.method === "POST" && req.url === "/claims") {
+						const key = req.headers["idempotency-key"];
+						if (typeof key !== "string" || key.length === 0)
+							throw badRequest("IDEMPOTENCY_KEY_REQUIRED", "POST /claims needs an Idempotency-Key header");
+						// The key comes from the header only; a body field of that name is ignored.
+						req.$params.idempotencyKey = key;
+					}
+				},
+			},
+			{
+				path: "/health",
+				mappingPolicy: "restrict",
+				aliases: { "GET live": "api.live", "GET ready": "api.ready" },
+			},
+			{
+				path: "/api",
+				mappingPolicy: "restrict",
+				aliases: { "GET openapi.json": "api.openapi" },
+			},
+		],
+		onError(this: any, req: Req, res: Res, err: Error) {
+			const requestId = req.$ctx?.requestID ?? String(res.getHeader("X-Request-ID") ?? "");
+			const { status, body, headers } = errorBody(err, requestId);
+			if (status >= 500) this.logger.error(`${req.method} ${req.url} failed`, { requestId, err });
+			if (res.headersSent) return;
+			res.setHeader("X-Region", this.region);
+			for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+			res.setHeader("Content-Type", "application/json; charset=utf-8");
+			res.writeHead(status);
+			res.end(JSON.stringify(body));
+		},
+	},
+	actions: {
+		live: {
+			handler() {
+				return { status: "live" };
+			},
+		},
+		ready: {
+			async handler(this: any, ctx: Context<unknown, any>) {
+				const checks = await this.checks();
+				const ok = Object.values(checks).every(v => v !== "down");
+				if (!ok) throw new Errors.MoleculerError("Not ready", 503, "NOT_READY", { checks });
+				ctx.meta.$statusCode = 200;
+				return { status: "ready", region: this.region, checks };
+			},
+		},
+		regions: {
+			handler(this: any) {
+				const cfg = appConfig(this.broker);
+				return {
+					servedBy: cfg.region,
+					regions: cfg.regions.map(name => ({
+						name,
+						// One region is built so far; the others are reported as unknown until §5 lands.
+						health: name === cfg.region ? "up" : "unknown",
+						epoch: 0,
+						replicationLagMs: name === cfg.region ? 0 : null,
+						owner: name === cfg.region ? cfg.region : null,
+					})),
+				};
+			},
+		},
+		openapi: {
+			handler(this: any) {
+				return openApiDocument(appConfig(this.broker));
+			},
+		},
+	},
+	methods: {
+		async authenticate(this: any, _ctx: Context, _route: unknown, req: Req): Promise<User> {
+			const header = req.headers.authorization;
+			if (!header) throw unauthorized("Missing Authorization header");
+			const m = /^Bearer\s+(\S+)$/i.exec(header);
+			if (!m) throw unauthorized("The Authorization header must be 'Bearer <token>'", "INVALID_TOKEN");
+			return (this.verify as Verifier)(m[1]);
+		},
+		async authorize(this: any, ctx: Context<unknown, { user?: User }>, _route: unknown, _req: Req, res: Res) {
+			if (ctx.meta.user) await this.limit(`user:${ctx.meta.user.id}`, res);
+		},
+		async limit(this: any, key: string, res: Res) {
+			const decision = await (this.rateLimiter as RateLimiter).consume(key);
+			for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
+			if (decision.error) throw decision.error;
+		},
+		async checks(this: any): Promise<Record<string, string>> {
+			const pg = withTimeout(this.pool.query("SELECT 1"), 1000).then(
+				() => "ok",
+				() => "down",
+			);
+			const cacher = this.broker.cacher;
+			const redis = cacher?.client?.ping
+				? withTimeout(cacher.client.ping(), 1000).then(
+						() => "ok",
+						() => "down",
+					)
+				: Promise.resolve("disabled");
+			const transit = this.broker.transit;
+			const transporter = transit ? (transit.connected ? "ok" : "down") : "disabled";
+			return { postgres: await pg, redis: await redis, transporter };
+		},
+	},
+	created(this: any) {
+		const cfg = appConfig(this.broker);
+		this.region = cfg.region;
+		this.settings.port = cfg.port;
+		this.verify = createVerifier(cfg.jwt);
+		this.rateLimiter = new RateLimiter(
+			cfg.rateLimit.points,
+			cfg.rateLimit.windowSec,
+			cfg.redisUrl,
+			`${cfg.namespace}:ratelimit`,
+		);
+	},
+	async stopped(this: any) {
+		await this.rateLimiter?.close();
+	},
+};
+
+export default ApiService;

@@ -1,0 +1,229 @@
+// Claiming: a shopper claims an open order with one of their supplies. This service also hosts the
+// order actor: `claiming.command` is routed by order id (Shard strategy) so all commands for one
+// order reach one node, where a per-order mailbox runs them one at a time. PostgreSQL row locks and
+// unique indexes stay the final guard when the node set changes under the shard ring.
+import type { Context } from "moleculer";
+import type { WalletService } from "../mixins/schema";
+import { config } from "../config";
+import { CacheMixin } from "../mixins/cache.mixin";
+import { appConfig } from "../mixins/config";
+import { DbMixin } from "../mixins/db.mixin";
+import { checkReplay } from "../src/domain/claim";
+import { conflict, notFound } from "../src/domain/errors";
+import { isAdmin } from "../src/domain/permissions";
+import type { Claim, User } from "../src/domain/types";
+import { Mailbox } from "../src/lib/mailbox";
+import { paging, status, uuid } from "../src/lib/params";
+import {
+	cancelOrder,
+	claimOrder,
+	completeOrder,
+	expiredClaims,
+	expireOrders,
+	findClaimByKey,
+	releaseClaim,
+	type CommandContext,
+} from "../src/store/commands";
+import { getClaim, listClaims } from "../src/store/queries";
+
+type Meta = { user: User; $statusCode?: number; $responseHeaders?: Record<string, string> };
+type Ctx<P = Record<string, any>> = Context<P, Meta>;
+
+interface CommandParams {
+	op: "claim" | "release" | "complete" | "cancel";
+	orderId: string;
+	supplyId?: string;
+	claimId?: string;
+	idempotencyKey?: string;
+}
+
+const SWEEP_BATCH = 100;
+
+function replayed(ctx: Ctx, claim: Claim) {
+	ctx.meta.$statusCode = 201;
+	ctx.meta.$responseHeaders = { "Idempotent-Replayed": "true" };
+	return claim;
+}
+
+const ClaimingService: WalletService = {
+	name: "claiming",
+	mixins: [DbMixin, CacheMixin],
+	actions: {
+		claim: {
+			permission: "claim:write",
+			params: {
+				orderId: uuid,
+				supplyId: uuid,
+				idempotencyKey: { type: "string", min: 1, max: 128, pattern: /^[\x21-\x7e]+$/ },
+			},
+			async handler(this: any, ctx: Ctx<{ orderId: string; supplyId: string; idempotencyKey: string }>) {
+				const { orderId, supplyId, idempotencyKey } = ctx.params;
+				// Fast path for retries: no need to queue behind the order's other commands.
+				const existing = await findClaimByKey(this.pool, ctx.meta.user.id, idempotencyKey);
+				if (existing) {
+					checkReplay(existing, orderId, supplyId);
+					return replayed(ctx, existing);
+				}
+				const result = await ctx.call<{ claim: Claim; replayed: boolean }, CommandParams>("claiming.command", {
+					op: "claim",
+					orderId,
+					supplyId,
+					idempotencyKey,
+				});
+				if (result.replayed) return replayed(ctx, result.claim);
+				ctx.meta.$statusCode = 201;
+				return result.claim;
+			},
+		},
+		get: {
+			permission: "claim:read",
+			params: { id: uuid },
+			async handler(this: any, ctx: Ctx<{ id: string }>) {
+				const claim: Claim | null = await ctx.call("claiming.find", { id: ctx.params.id });
+				if (!claim || (claim.claimerId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("claim");
+				return claim;
+			},
+		},
+		find: {
+			permission: "internal",
+			params: { id: uuid },
+			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
+			handler(this: any, ctx: Ctx<{ id: string }>) {
+				return getClaim(this.pool, ctx.params.id);
+			},
+		},
+		list: {
+			permission: "claim:read",
+			params: { status: status(["active", "settled", "released"]), ...paging },
+			cache: { keys: ["#user.id", "status", "page", "pageSize"], ttl: config().cacheTtl.list },
+			handler(this: any, ctx: Ctx<{ status?: string; page?: number; pageSize?: number }>) {
+				return listClaims(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
+			},
+		},
+		release: {
+			permission: "claim:write",
+			params: { id: uuid },
+			async handler(this: any, ctx: Ctx<{ id: string }>) {
+				const claim = await getClaim(this.pool, ctx.params.id);
+				if (!claim || (claim.claimerId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("claim");
+				const result = await ctx.call<{ claim: Claim }, CommandParams>("claiming.command", {
+					op: "release",
+					orderId: claim.orderId,
+					claimId: claim.id,
+				});
+				return result.claim;
+			},
+		},
+		/** The order actor's inbox. */
+		command: {
+			permission: "internal",
+			strategy: "Shard",
+			strategyOptions: { shardKey: "orderId" },
+			params: {
+				op: { type: "enum", values: ["claim", "release", "complete", "cancel"] },
+				orderId: uuid,
+				supplyId: { ...uuid, optional: true },
+				claimId: { ...uuid, optional: true },
+				idempotencyKey: { type: "string", optional: true },
+			},
+			handler(this: any, ctx: Ctx<CommandParams>) {
+				return this.mailbox.run(ctx.params.orderId, () => this.execute(ctx));
+			},
+		},
+	},
+	methods: {
+		commandContext(this: any): CommandContext {
+			return { region: appConfig(this.broker).region, epoch: 0, now: new Date() };
+		},
+		async execute(this: any, ctx: Ctx<CommandParams>) {
+			const p = ctx.params;
+			const user = ctx.meta.user;
+			const cc = this.commandContext();
+			switch (p.op) {
+				case "claim": {
+					const result = await this.tx((c: any) =>
+						claimOrder(c, cc, {
+							orderId: p.orderId,
+							supplyId: p.supplyId!,
+							claimerId: user.id,
+							idempotencyKey: p.idempotencyKey!,
+							holdSec: appConfig(this.broker).claimHoldSec,
+						}),
+					).catch((err: any) => this.onClaimConflict(err, user, p));
+					if (!result.replayed)
+						await this.invalidate({ order: p.orderId, supply: result.claim.supplyId, claiming: result.claim.id });
+					return result;
+				}
+				case "release": {
+					const claimerId = isAdmin(user) ? null : user.id;
+					const result = await this.tx((c: any) => releaseClaim(c, cc, { orderId: p.orderId, claimId: p.claimId!, claimerId }));
+					await this.invalidate({ order: p.orderId, supply: result.claim.supplyId, claiming: result.claim.id });
+					return result;
+				}
+				case "complete": {
+					const result = await this.tx((c: any) => completeOrder(c, cc, { orderId: p.orderId, buyerId: user.id }));
+					await this.invalidate({ order: p.orderId, supply: result.supply.id, claiming: result.claim.id });
+					return result;
+				}
+				case "cancel": {
+					const result = await this.tx((c: any) => cancelOrder(c, cc, { orderId: p.orderId, buyerId: user.id }));
+					await this.invalidate({ order: p.orderId });
+					return result;
+				}
+			}
+		},
+		/** Unique-index races: the same key used concurrently for another order, or a second live claim. */
+		async onClaimConflict(this: any, err: any, user: User, p: CommandParams) {
+			if (err?.code !== "23505") throw err;
+			if (err.constraint === "claims_idempotency") {
+				const existing = await findClaimByKey(this.pool, user.id, p.idempotencyKey!);
+				if (existing) {
+					checkReplay(existing, p.orderId, p.supplyId!);
+					return { claim: existing, replayed: true };
+				}
+			}
+			throw conflict("ORDER_NOT_OPEN", "The order was claimed by someone else", { id: p.orderId, status: "claimed" });
+		},
+		/** Expires open orders and releases claims whose hold ran out. Safe on any number of nodes. */
+		async sweep(this: any) {
+			const cc = this.commandContext();
+			const expired = await this.tx((c: any) => expireOrders(c, cc, SWEEP_BATCH));
+			for (const o of expired) await this.invalidate({ order: o.id });
+			for (const due of await expiredClaims(this.pool, SWEEP_BATCH)) {
+				const r = await this.tx((c: any) =>
+					releaseClaim(c, cc, { orderId: due.orderId, claimId: due.id, claimerId: null, skipLocked: true }),
+				);
+				if (r) {
+					this.logger.info(`Released claim ${due.id}: its hold expired`);
+					await this.invalidate({ order: due.orderId, supply: r.claim.supplyId, claiming: due.id });
+				}
+			}
+			return { expiredOrders: expired.length };
+		},
+	},
+	created(this: any) {
+		this.mailbox = new Mailbox();
+	},
+	started(this: any) {
+		const interval = appConfig(this.broker).sweepIntervalMs;
+		const tick = async () => {
+			try {
+				this.sweeping = this.sweep();
+				await this.sweeping;
+			} catch (err) {
+				this.logger.warn(`Sweep failed: ${(err as Error).message}`);
+			} finally {
+				this.sweeping = undefined;
+				if (!this.stopping) this.sweepTimer = setTimeout(tick, interval);
+			}
+		};
+		this.sweepTimer = setTimeout(tick, interval);
+	},
+	async stopped(this: any) {
+		this.stopping = true;
+		clearTimeout(this.sweepTimer);
+		await this.sweeping?.catch(() => undefined);
+	},
+};
+
+export default ClaimingService;

@@ -1,0 +1,123 @@
+// Order: what a buyer wants filled. Creating and reading orders happens here; every command that
+// changes an existing order goes to the order actor in the claiming service, one at a time per order.
+import { randomUUID } from "node:crypto";
+import type { Context } from "moleculer";
+import type { WalletService } from "../mixins/schema";
+import { config } from "../config";
+import { CacheMixin } from "../mixins/cache.mixin";
+import { appConfig } from "../mixins/config";
+import { DbMixin } from "../mixins/db.mixin";
+import { assetDecimals } from "../src/domain/assets";
+import { notFound, unprocessable } from "../src/domain/errors";
+import { toNumeric } from "../src/domain/money";
+import { orderAmount } from "../src/domain/order";
+import { canViewOrder, isAdmin } from "../src/domain/permissions";
+import type { Order, OrderItem, Page, User } from "../src/domain/types";
+import { orderView } from "../src/domain/views";
+import { asset, paging, status, uuid } from "../src/lib/params";
+import { appendEvents } from "../src/store/outbox";
+import { getOrder, listOrders } from "../src/store/queries";
+import { toOrder } from "../src/store/rows";
+
+type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number }>;
+
+const ORDER_STATUSES = ["open", "claimed", "completed", "cancelled", "expired"];
+
+const command = (op: "cancel" | "complete") => ({
+	permission: "order:write",
+	params: { id: uuid },
+	async handler(this: any, ctx: Ctx<{ id: string }>) {
+		const { order } = await ctx.call<{ order: Order }, any>("claiming.command", { op, orderId: ctx.params.id });
+		return orderView(order, ctx.meta.user);
+	},
+});
+
+const OrderService: WalletService = {
+	name: "order",
+	mixins: [DbMixin, CacheMixin],
+	actions: {
+		create: {
+			permission: "order:write",
+			params: {
+				asset,
+				items: {
+					type: "array",
+					min: 1,
+					max: 100,
+					items: {
+						type: "object",
+						strict: "remove",
+						props: {
+							sku: { type: "string", min: 1, max: 64, trim: true },
+							name: { type: "string", min: 1, max: 200, trim: true },
+							unitPrice: { type: "string", pattern: /^\d{1,20}(\.\d{1,18})?$/ },
+							quantity: { type: "number", integer: true, min: 1, max: 1_000_000 },
+						},
+					},
+				},
+				expiresInSec: { type: "number", integer: true, min: 1, optional: true },
+			},
+			async handler(this: any, ctx: Ctx<{ asset: string; items: OrderItem[]; expiresInSec?: number }>) {
+				const cfg = appConfig(this.broker);
+				const ttl = ctx.params.expiresInSec ?? cfg.orderTtlSec;
+				if (ttl > cfg.orderMaxTtlSec)
+					throw unprocessable("INVALID_EXPIRY", `expiresInSec must be at most ${cfg.orderMaxTtlSec}`, {
+						max: cfg.orderMaxTtlSec,
+					});
+				const items = ctx.params.items.map(({ sku, name, unitPrice, quantity }) => ({ sku, name, unitPrice, quantity }));
+				const amount = orderAmount(items, assetDecimals(cfg.assets, ctx.params.asset));
+				const order: Order = await this.tx(async (c: any) => {
+					const r = await c.query(
+						`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
+						 VALUES ($1,$2,$3,$4,$5,$6, now() + make_interval(secs => $7)) RETURNING *`,
+						[randomUUID(), ctx.meta.user.id, ctx.params.asset, JSON.stringify(items), toNumeric(amount), cfg.region, ttl],
+					);
+					const o = toOrder(r.rows[0]);
+					await appendEvents(c, [
+						{ aggregateType: "order", aggregateId: o.id, version: o.version, type: "OrderCreated", region: cfg.region, payload: o },
+					]);
+					return o;
+				});
+				await this.invalidate({ order: order.id });
+				ctx.meta.$statusCode = 201;
+				return orderView(order, ctx.meta.user);
+			},
+		},
+		get: {
+			permission: "order:read",
+			params: { id: uuid },
+			async handler(this: any, ctx: Ctx<{ id: string }>) {
+				const order: Order | null = await ctx.call("order.find", { id: ctx.params.id });
+				if (!order || !canViewOrder(ctx.meta.user, order)) throw notFound("order");
+				return orderView(order, ctx.meta.user);
+			},
+		},
+		find: {
+			permission: "internal",
+			params: { id: uuid },
+			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
+			handler(this: any, ctx: Ctx<{ id: string }>) {
+				return getOrder(this.pool, ctx.params.id);
+			},
+		},
+		list: {
+			permission: "order:read",
+			params: {
+				asset: { ...asset, optional: true },
+				status: status(ORDER_STATUSES),
+				mine: { type: "boolean", convert: true, optional: true },
+				...paging,
+			},
+			cache: { keys: ["#user.id", "#user.scopes", "asset", "status", "mine", "page", "pageSize"], ttl: config().cacheTtl.list },
+			async handler(this: any, ctx: Ctx<{ asset?: string; status?: string; mine?: boolean; page?: number; pageSize?: number }>) {
+				const user = ctx.meta.user;
+				const page: Page<Order> = await listOrders(this.pool, { ...ctx.params, userId: user.id, admin: isAdmin(user) });
+				return { ...page, rows: page.rows.map(o => orderView(o, user)) };
+			},
+		},
+		cancel: command("cancel"),
+		complete: command("complete"),
+	},
+};
+
+export default OrderService;

@@ -1,0 +1,126 @@
+// Supply: shoppers' funds put up to fill orders. Only the owner sees or changes a supply;
+// its reserved and spent balances move only through claims (the claiming service).
+import { randomUUID } from "node:crypto";
+import type { Context } from "moleculer";
+import type { WalletService } from "../mixins/schema";
+import { config } from "../config";
+import { appConfig } from "../mixins/config";
+import { CacheMixin } from "../mixins/cache.mixin";
+import { DbMixin } from "../mixins/db.mixin";
+import { assetDecimals } from "../src/domain/assets";
+import { notFound } from "../src/domain/errors";
+import { positiveAmount, toNumeric } from "../src/domain/money";
+import { isAdmin } from "../src/domain/permissions";
+import { decideAmountChange, decideSupplyTransition, type SupplyCommand } from "../src/domain/supply";
+import type { Supply, User } from "../src/domain/types";
+import { amount, asset, paging, status, uuid } from "../src/lib/params";
+import { appendEvents } from "../src/store/outbox";
+import { getSupply, listSupplies } from "../src/store/queries";
+import { SUPPLY_COLS, toSupply } from "../src/store/rows";
+
+type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number }>;
+
+const transition = (cmd: SupplyCommand) => ({
+	permission: "supply:write",
+	params: { id: uuid },
+	async handler(this: any, ctx: Ctx<{ id: string }>) {
+		return this.change(ctx, ctx.params.id, `Supply${cmd[0].toUpperCase()}${cmd.slice(1)}d`, (s: Supply) => ({
+			status: decideSupplyTransition(s, cmd),
+		}));
+	},
+});
+
+const SupplyService: WalletService = {
+	name: "supply",
+	mixins: [DbMixin, CacheMixin],
+	actions: {
+		create: {
+			permission: "supply:write",
+			params: { asset, amount },
+			async handler(this: any, ctx: Ctx<{ asset: string; amount: string }>) {
+				const cfg = appConfig(this.broker);
+				const units = positiveAmount(ctx.params.amount, assetDecimals(cfg.assets, ctx.params.asset));
+				const supply = await this.tx(async (c: any) => {
+					const r = await c.query(
+						`INSERT INTO supplies (id, user_id, asset, amount, home_region) VALUES ($1,$2,$3,$4,$5) RETURNING ${SUPPLY_COLS}`,
+						[randomUUID(), ctx.meta.user.id, ctx.params.asset, toNumeric(units), cfg.region],
+					);
+					const s = toSupply(r.rows[0]);
+					await appendEvents(c, [
+						{ aggregateType: "supply", aggregateId: s.id, version: s.version, type: "SupplyCreated", region: cfg.region, payload: s },
+					]);
+					return s;
+				});
+				await this.invalidate({ supply: supply.id });
+				ctx.meta.$statusCode = 201;
+				return supply;
+			},
+		},
+		get: {
+			permission: "supply:read",
+			params: { id: uuid },
+			async handler(this: any, ctx: Ctx<{ id: string }>) {
+				const s: Supply | null = await ctx.call("supply.find", { id: ctx.params.id });
+				if (!s || (s.userId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("supply");
+				return s;
+			},
+		},
+		find: {
+			permission: "internal",
+			visibility: "public",
+			params: { id: uuid },
+			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
+			handler(this: any, ctx: Ctx<{ id: string }>) {
+				return getSupply(this.pool, ctx.params.id);
+			},
+		},
+		list: {
+			permission: "supply:read",
+			params: { asset: { ...asset, optional: true }, status: status(["active", "paused", "closed"]), ...paging },
+			cache: { keys: ["#user.id", "asset", "status", "page", "pageSize"], ttl: config().cacheTtl.list },
+			handler(this: any, ctx: Ctx<{ asset?: string; status?: string; page?: number; pageSize?: number }>) {
+				return listSupplies(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
+			},
+		},
+		update: {
+			permission: "supply:write",
+			params: { id: uuid, amount },
+			async handler(this: any, ctx: Ctx<{ id: string; amount: string }>) {
+				return this.change(ctx, ctx.params.id, "SupplyAmountChanged", (s: Supply) => {
+					const units = positiveAmount(ctx.params.amount, assetDecimals(appConfig(this.broker).assets, s.asset));
+					return { amount: toNumeric(decideAmountChange(s, units)) };
+				});
+			},
+		},
+		pause: transition("pause"),
+		resume: transition("resume"),
+		close: transition("close"),
+	},
+	methods: {
+		/** Locks the owner's supply, lets `decide` compute the new columns, writes them and the event. */
+		async change(this: any, ctx: Ctx, id: string, eventType: string, decide: (s: Supply) => Record<string, string>) {
+			const region = appConfig(this.broker).region;
+			const supply = await this.tx(async (c: any) => {
+				const r = await c.query(`SELECT ${SUPPLY_COLS} FROM supplies WHERE id = $1 FOR UPDATE`, [id]);
+				const s = r.rows[0] && toSupply(r.rows[0]);
+				if (!s || (s.userId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("supply");
+				const changes = decide(s);
+				const cols = Object.keys(changes);
+				const set = cols.map((col, i) => `${col} = $${i + 2}`).join(", ");
+				const u = await c.query(
+					`UPDATE supplies SET ${set}, version = version + 1, updated_at = now() WHERE id = $1 RETURNING ${SUPPLY_COLS}`,
+					[id, ...cols.map(col => changes[col])],
+				);
+				const updated = toSupply(u.rows[0]);
+				await appendEvents(c, [
+					{ aggregateType: "supply", aggregateId: id, version: updated.version, type: eventType, region, payload: updated },
+				]);
+				return updated;
+			});
+			await this.invalidate({ supply: id });
+			return supply;
+		},
+	},
+};
+
+export default SupplyService;

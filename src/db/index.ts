@@ -1,0 +1,76 @@
+// One pg pool per database URL per process, shared by every service of every broker in it.
+// With no DATABASE_URL the embedded PostgreSQL is started once and used.
+import pg from "pg";
+import type { Config } from "../../config";
+import { startEmbeddedPostgres, type EmbeddedHandle } from "./embedded";
+import { migrate } from "./migrate";
+
+export interface Database {
+	pool: pg.Pool;
+	url: string;
+	refs: number;
+}
+
+const databases = new Map<string, Promise<Database>>();
+let embedded: Promise<EmbeddedHandle> | undefined;
+
+// NUMERIC stays a string (exact); bigint (epoch, counts) becomes a JS number, always small here.
+pg.types.setTypeParser(pg.types.builtins.INT8, v => Number(v));
+
+async function open(url: string, cfg: Config, log: (m: string) => void): Promise<Database> {
+	const pool = new pg.Pool({
+		connectionString: url,
+		max: cfg.pgPoolMax,
+		connectionTimeoutMillis: 5000,
+		idleTimeoutMillis: 30000,
+		application_name: `wallet-${cfg.region}`,
+	});
+	// Idle clients get 57P01 when the server shuts down; without a listener that kills the process.
+	pool.on("error", err => log(`postgres pool error: ${err.message}`));
+	if (cfg.migrateOnStart) await migrate(pool);
+	return { pool, url, refs: 0 };
+}
+
+export async function acquireDatabase(cfg: Config, log: (m: string) => void): Promise<Database> {
+	let url = cfg.databaseUrl;
+	if (!url) {
+		embedded ??= startEmbeddedPostgres(cfg.dataDir, cfg.embeddedPgPort, log);
+		url = (await embedded).url;
+	}
+	let db = databases.get(url);
+	if (!db) {
+		db = open(url, cfg, log);
+		databases.set(url, db);
+		db.catch(() => databases.delete(url));
+	}
+	const d = await db;
+	d.refs++;
+	return d;
+}
+
+export async function releaseDatabase(db: Database): Promise<void> {
+	if (--db.refs > 0) return;
+	databases.delete(db.url);
+	await db.pool.end();
+	if (databases.size === 0 && embedded) {
+		const e = embedded;
+		embedded = undefined;
+		await (await e).stop();
+	}
+}
+
+/** Runs fn in one transaction; rolls back on any error. */
+export async function withTx<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+	const client = await pool.connect();
+	try {
+		await client.query("BEGIN");
+		const result = await fn(client);
+		await client.query("COMMIT");
+		return result;
+	} catch (err) {
+		await client.query("ROLLBACK").catch(() => undefined);
+		throw err;
+	} finally {
+		client.release();
+	}
+}

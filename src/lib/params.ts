@@ -1,0 +1,14 @@
+// Shared validation schemas (fastest-validator, through Moleculer's validator).
+export const uuid = { type: "uuid" } as const;
+export const amount = {
+	type: "string",
+	pattern: /^\d{1,20}(\.\d{1,18})?$/,
+	messages: { stringPattern: "The '{field}' field must be a decimal string like 12.5" },
+} as const;
+export const asset = { type: "string", pattern: /^[A-Z][A-Z0-9]{1,15}$/ } as const;
+export const paging = {
+	page: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, optional: true },
+	// Larger page sizes are accepted and capped at 100.
+	pageSize: { type: "number", integer: true, min: 1, convert: true, optional: true },
+} as const;
+export const status = (values: readonly string[]) => ({ type: "enum", values, optional: true }) as const;

@@ -1,0 +1,62 @@
+// Moleculer's Redis cacher, made to degrade instead of fail: with Redis down, reads miss, writes and
+// cleans are skipped, and nothing rejects. (0.15 does not await set() in its middleware, so a failed
+// write would otherwise become an unhandled rejection and kill the process.)
+import { Cachers } from "moleculer";
+
+export class SafeRedisCacher extends Cachers.Redis {
+	private warned = false;
+
+	private degrade(op: string, err: unknown) {
+		if (!this.warned) {
+			this.warned = true;
+			this.logger.warn(`Redis cache unavailable (${op}): ${(err as Error).message}; serving uncached`);
+		}
+	}
+
+	override async get(key: string) {
+		try {
+			const value = await super.get(key);
+			this.warned = false;
+			return value;
+		} catch (err) {
+			this.degrade("get", err);
+			return this.opts.missingResponse;
+		}
+	}
+
+	override async set(key: string, data: unknown, ttl?: number) {
+		try {
+			return await super.set(key, data, ttl);
+		} catch (err) {
+			this.degrade("set", err);
+			return undefined;
+		}
+	}
+
+	override async del(key: string | string[]) {
+		try {
+			return await super.del(key);
+		} catch (err) {
+			this.degrade("del", err);
+			return undefined;
+		}
+	}
+
+	override async clean(match?: string | string[]) {
+		try {
+			return await super.clean(match);
+		} catch (err) {
+			this.degrade("clean", err);
+			return undefined;
+		}
+	}
+}
+
+/** ioredis options that fail fast while Redis is away instead of queueing requests. */
+export const failFastRedisOptions = {
+	enableOfflineQueue: false,
+	maxRetriesPerRequest: 1,
+	connectTimeout: 1000,
+	commandTimeout: 500,
+	retryStrategy: (times: number) => Math.min(200 * times, 2000),
+};

@@ -1,0 +1,20 @@
+// REST route -> action. The OpenAPI document is checked against this table by a test.
+export const ROUTES: Record<string, string> = {
+	"POST /supplies": "supply.create",
+	"GET /supplies/:id": "supply.get",
+	"GET /supplies": "supply.list",
+	"PATCH /supplies/:id": "supply.update",
+	"POST /supplies/:id/pause": "supply.pause",
+	"POST /supplies/:id/resume": "supply.resume",
+	"POST /supplies/:id/close": "supply.close",
+	"POST /orders": "order.create",
+	"GET /orders/:id": "order.get",
+	"GET /orders": "order.list",
+	"POST /orders/:id/cancel": "order.cancel",
+	"POST /orders/:id/complete": "order.complete",
+	"POST /claims": "claiming.claim",
+	"GET /claims/:id": "claiming.get",
+	"GET /claims": "claiming.list",
+	"POST /claims/:id/release": "claiming.release",
+	"GET /regions": "api.regions",
+};
