@@ -26,7 +26,7 @@ import {
 } from "../src/store/commands";
 import { getClaim, listClaims } from "../src/store/queries";
 
-type Meta = { user: User; $statusCode?: number; $responseHeaders?: Record<string, string> };
+type Meta = { user: User; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string> };
 type Ctx<P = Record<string, any>> = Context<P, Meta>;
 
 interface CommandParams {
@@ -39,8 +39,14 @@ interface CommandParams {
 
 const SWEEP_BATCH = 100;
 
-function replayed(ctx: Ctx, claim: Claim) {
+function created(ctx: Ctx, claim: Claim) {
 	ctx.meta.$statusCode = 201;
+	ctx.meta.$location = `/api/v1/claims/${claim.id}`;
+	return claim;
+}
+
+function replayed(ctx: Ctx, claim: Claim) {
+	created(ctx, claim);
 	ctx.meta.$responseHeaders = { "Idempotent-Replayed": "true" };
 	return claim;
 }
@@ -70,9 +76,7 @@ const ClaimingService: WalletService = {
 					supplyId,
 					idempotencyKey,
 				});
-				if (result.replayed) return replayed(ctx, result.claim);
-				ctx.meta.$statusCode = 201;
-				return result.claim;
+				return result.replayed ? replayed(ctx, result.claim) : created(ctx, result.claim);
 			},
 		},
 		get: {

@@ -19,7 +19,7 @@ import { appendEvents } from "../src/store/outbox";
 import { getOrder, listOrders } from "../src/store/queries";
 import { toOrder } from "../src/store/rows";
 
-type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number }>;
+type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
 
 const ORDER_STATUSES = ["open", "claimed", "completed", "cancelled", "expired"];
 
@@ -80,6 +80,7 @@ const OrderService: WalletService = {
 				});
 				await this.invalidate({ order: order.id });
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/v1/orders/${order.id}`;
 				return orderView(order, ctx.meta.user);
 			},
 		},

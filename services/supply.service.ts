@@ -18,7 +18,7 @@ import { appendEvents } from "../src/store/outbox";
 import { getSupply, listSupplies } from "../src/store/queries";
 import { SUPPLY_COLS, toSupply } from "../src/store/rows";
 
-type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number }>;
+type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
 
 const transition = (cmd: SupplyCommand) => ({
 	permission: "supply:write",
@@ -53,6 +53,7 @@ const SupplyService: WalletService = {
 				});
 				await this.invalidate({ supply: supply.id });
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/v1/supplies/${supply.id}`;
 				return supply;
 			},
 		},

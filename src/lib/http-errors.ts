@@ -32,8 +32,8 @@ export function errorBody(err: any, requestId: string): ErrorResponse {
 	const headers: Record<string, string> = {};
 	const type: string | undefined = typeof err?.type === "string" ? err.type : undefined;
 
-	// body-parser errors (malformed JSON, too large, bad charset) carry an http `status`.
-	if (typeof err?.status === "number" && typeof err?.code !== "number") {
+	// body-parser errors (malformed JSON, too large, bad charset) have an "entity.*" type or only a `status`.
+	if (type?.startsWith("entity.") || (typeof err?.status === "number" && typeof err?.code !== "number")) {
 		const message = err.type === "entity.too.large" ? "The request body is too large" : "The request body is not valid JSON";
 		return { status: 400, headers, body: { error: { code: "INVALID_BODY", message, requestId } } };
 	}

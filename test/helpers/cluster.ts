@@ -1,0 +1,74 @@
+// Real brokers for tests: one region of several nodes, each with its own services, over NATS
+// (or, with one node, in-process), against a real PostgreSQL database and optionally Redis.
+import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { loadConfig, type Config } from "../../config";
+import { brokerOptions } from "../../moleculer.config";
+import ApiService from "../../services/api.service";
+import ClaimingService from "../../services/claiming.service";
+import OrderService from "../../services/order.service";
+import SupplyService from "../../services/supply.service";
+import { NATS_URL } from "./env";
+
+export const SERVICES = { api: ApiService, supply: SupplyService, order: OrderService, claiming: ClaimingService };
+export type ServiceName = keyof typeof SERVICES;
+
+export interface RegionOptions {
+	databaseUrl: string;
+	nodes: ServiceName[][];
+	redisUrl?: string;
+	nats?: boolean;
+	env?: Record<string, string>;
+}
+
+export interface Region {
+	cfg: Config;
+	brokers: ServiceBroker[];
+	apiUrl: string;
+	apiUrls: string[];
+	namespace: string;
+	stop(): Promise<void>;
+}
+
+export function testConfig(o: { databaseUrl: string; redisUrl?: string; nats?: boolean; namespace: string; env?: Record<string, string> }): Config {
+	return loadConfig({
+		NODE_ENV: "test",
+		LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
+		LOG_FORMAT: "json",
+		PORT: "0",
+		NAMESPACE: o.namespace,
+		DATABASE_URL: o.databaseUrl,
+		REDIS_URL: o.redisUrl,
+		NATS_URL: o.nats ? NATS_URL : undefined,
+		...o.env,
+	});
+}
+
+export async function startRegion(o: RegionOptions): Promise<Region> {
+	const namespace = `t${randomBytes(4).toString("hex")}`;
+	const cfg = testConfig({ ...o, namespace, nats: o.nats ?? o.nodes.length > 1 });
+	const brokers = o.nodes.map(
+		(services, i) => {
+			const b = new ServiceBroker(brokerOptions(cfg, { nodeID: `${services.join("+")}-${i}`, skipProcessEventRegistration: true }));
+			for (const s of services) b.createService(SERVICES[s] as ServiceSchema);
+			return b;
+		},
+	);
+	await Promise.all(brokers.map(b => b.start()));
+	await Promise.all(brokers.map(b => b.waitForServices(["api", "supply", "order", "claiming"], 15000)));
+	const apiUrls = brokers
+		.map(b => b.getLocalService("api") as any)
+		.filter(Boolean)
+		.map(api => `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`);
+	return {
+		cfg,
+		brokers,
+		namespace,
+		apiUrl: apiUrls[0],
+		apiUrls,
+		async stop() {
+			await Promise.all(brokers.map(b => b.stop()));
+		},
+	};
+}

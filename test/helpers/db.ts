@@ -1,0 +1,35 @@
+// A fresh database per test file, dropped afterwards, so tests run repeatedly and side by side.
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { PG_ADMIN_URL } from "./env";
+
+export interface TestDatabase {
+	url: string;
+	name: string;
+	pool: pg.Pool;
+	drop(): Promise<void>;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+	const name = `wallet_test_${randomBytes(5).toString("hex")}`;
+	const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+	await admin.connect();
+	await admin.query(`CREATE DATABASE ${name}`);
+	await admin.end();
+	const url = new URL(PG_ADMIN_URL);
+	url.pathname = `/${name}`;
+	const pool = new pg.Pool({ connectionString: url.toString(), max: 3 });
+	pool.on("error", () => undefined);
+	return {
+		url: url.toString(),
+		name,
+		pool,
+		async drop() {
+			await pool.end();
+			const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+			await c.connect();
+			await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+			await c.end();
+		},
+	};
+}

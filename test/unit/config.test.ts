@@ -1,0 +1,122 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, DEV_JWT_SECRET, loadConfig, parseAssets } from "../../config";
+
+const SECRET = "a-production-secret-of-at-least-32-chars";
+
+/** The error loadConfig throws for `env`; fails the test if it returns. */
+function configError(env: Record<string, string>): ConfigError {
+	try {
+		loadConfig(env);
+	} catch (err) {
+		expect(err).toBeInstanceOf(ConfigError);
+		return err as ConfigError;
+	}
+	throw new Error(`loadConfig(${JSON.stringify(env)}) did not throw`);
+}
+
+describe("loadConfig defaults", () => {
+	const cfg = loadConfig({});
+
+	it("starts a development node in the first region", () => {
+		expect(cfg).toMatchObject({
+			env: "development",
+			region: "us-central1",
+			regions: ["us-central1", "europe-west1", "asia-east1"],
+			namespace: "wallet",
+			port: 3000,
+			logFormat: "pretty",
+			migrateOnStart: true,
+		});
+	});
+
+	it("uses the dev JWT secret and the default audience and issuer", () => {
+		expect(cfg.jwt).toEqual({ secret: DEV_JWT_SECRET, jwksUrl: undefined, audience: "wallet-api", issuer: "wallet-dev" });
+	});
+
+	it("knows the default assets and limits", () => {
+		expect(cfg.assets).toMatchObject({ ETH: { decimals: 18 }, USDC: { decimals: 6 }, BTC: { decimals: 8 } });
+		expect(cfg.orderTtlSec).toBe(86400);
+		expect(cfg.rateLimit).toEqual({ points: 600, windowSec: 60 });
+	});
+
+	it("treats empty and blank variables as unset", () => {
+		expect(loadConfig({ PORT: "", NAMESPACE: "   ", REGION: "" })).toMatchObject({ port: 3000, namespace: "wallet", region: "us-central1" });
+	});
+});
+
+describe("loadConfig validation", () => {
+	it("reads valid overrides", () => {
+		const cfg = loadConfig({ PORT: "8080", MIGRATE_ON_START: "off", REGIONS: "eu, us", REGION: "us", LOG_FORMAT: "json" });
+		expect(cfg).toMatchObject({ port: 8080, migrateOnStart: false, regions: ["eu", "us"], region: "us", logFormat: "json" });
+	});
+
+	it.each([
+		["PORT", "abc"],
+		["PORT", "3.5"],
+		["PORT", "70000"],
+		["PG_POOL_MAX", "0"],
+		["CLAIM_HOLD_SEC", "-1"],
+		["REQUEST_TIMEOUT_MS", "10"],
+	])("rejects %s=%j with an error naming the variable", (name, value) => {
+		expect(configError({ [name]: value }).message).toContain(name);
+	});
+
+	it("rejects ORDER_TTL_SEC above ORDER_MAX_TTL_SEC", () => {
+		expect(configError({ ORDER_MAX_TTL_SEC: "3600", ORDER_TTL_SEC: "7200" }).message).toContain("ORDER_TTL_SEC");
+	});
+
+	it("rejects a boolean that is not one", () => {
+		expect(configError({ MIGRATE_ON_START: "maybe" }).message).toContain("MIGRATE_ON_START");
+	});
+
+	it("requires REGION to be one of REGIONS", () => {
+		expect(configError({ REGION: "mars-north1" }).message).toContain("mars-north1");
+		expect(configError({ REGIONS: "eu,us", REGION: "asia" }).message).toContain("REGION");
+	});
+
+	it("rejects an unknown NODE_ENV and LOG_FORMAT", () => {
+		expect(configError({ NODE_ENV: "staging" }).message).toContain("NODE_ENV");
+		expect(configError({ LOG_FORMAT: "xml" }).message).toContain("LOG_FORMAT");
+	});
+
+	it("refuses production without JWT_SECRET or JWT_JWKS_URL", () => {
+		expect(configError({ NODE_ENV: "production" }).message).toMatch(/JWT_SECRET|JWT_JWKS_URL/);
+	});
+
+	it("accepts production with either a secret or a JWKS URL, never falling back to the dev secret", () => {
+		expect(loadConfig({ NODE_ENV: "production", JWT_SECRET: SECRET }).jwt.secret).toBe(SECRET);
+		const jwks = loadConfig({ NODE_ENV: "production", JWT_JWKS_URL: "https://auth.example.com/.well-known/jwks.json" });
+		expect(jwks.jwt.secret).toBeUndefined();
+		expect(jwks.logFormat).toBe("json");
+	});
+
+	it("rejects a JWT_SECRET shorter than 32 characters", () => {
+		expect(configError({ JWT_SECRET: "too-short" }).message).toContain("JWT_SECRET");
+		expect(configError({ NODE_ENV: "production", JWT_SECRET: "x".repeat(31) }).message).toContain("JWT_SECRET");
+		expect(loadConfig({ JWT_SECRET: "x".repeat(32) }).jwt.secret).toBe("x".repeat(32));
+	});
+
+	it("rejects a bad ASSETS variable", () => {
+		expect(configError({ ASSETS: "ETH:99" }).message).toContain("ASSETS");
+	});
+});
+
+describe("parseAssets", () => {
+	it("parses SYMBOL:DECIMALS lists, ignoring spaces and empty entries", () => {
+		expect(parseAssets(" ETH:18 , USDC:6,,BTC:8, ")).toEqual({
+			ETH: { decimals: 18 },
+			USDC: { decimals: 6 },
+			BTC: { decimals: 8 },
+		});
+		expect(parseAssets("JPYC:0")).toEqual({ JPYC: { decimals: 0 } });
+	});
+
+	it.each(["eth:18", "ETH", "ETH:", "ETH:19", "ETH:-1", "ETH:1.5", "E:2", "ETH:18:1", "ETH=18"])("rejects %j", entry => {
+		expect(() => parseAssets(`USDC:6,${entry}`)).toThrow(ConfigError);
+	});
+
+	it("requires at least one asset", () => {
+		expect(() => parseAssets("")).toThrow(ConfigError);
+		expect(() => parseAssets(" , ")).toThrow(/at least one/);
+	});
+});
