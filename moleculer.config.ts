@@ -1,6 +1,6 @@
 // The single broker configuration. moleculer-runner loads the default export; tests and scripts build
 // brokers with brokerOptions(cfg) so every node of every test is configured the same way.
-import type { BrokerOptions } from "moleculer";
+import { Errors, type BrokerOptions } from "moleculer";
 import { config, type Config } from "./config";
 import { PermissionsMiddleware } from "./middlewares/permissions";
 import { createVerifier } from "./src/lib/jwt";
@@ -79,8 +79,8 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 		bulkhead: { enabled: false },
 		validator: true,
 		errorHandler(err, info) {
-			// Let client errors travel as they are; log server errors once, where they happen.
-			if (!(err as any).code || (err as any).code >= 500) this.logger.error("Unhandled action error", err, (info as any)?.action?.name);
+			// Expected refusals (4xx, 503s) travel as they are; a plain Error is a bug: log it where it happened.
+			if (!(err instanceof Errors.MoleculerError)) this.logger.error("Unexpected error", err, (info as any)?.action?.name);
 			throw err;
 		},
 		// Permissions sit outside the cacher so a cached answer is never served before the check.

@@ -73,6 +73,7 @@ export function parseAssets(raw: string): Record<string, AssetConfig> {
 		const m = /^([A-Z][A-Z0-9]{1,15}):(\d{1,2})$/.exec(part);
 		if (!m || Number(m[2]) > 18)
 			throw new ConfigError(`ASSETS entry "${part}" must look like SYMBOL:DECIMALS with decimals 0..18`);
+		if (assets[m[1]]) throw new ConfigError(`ASSETS names ${m[1]} twice`);
 		assets[m[1]] = { decimals: Number(m[2]) };
 	}
 	if (Object.keys(assets).length === 0) throw new ConfigError("ASSETS must name at least one asset");
@@ -86,7 +87,10 @@ export function loadConfig(env: Env = process.env): Config {
 	const nodeEnv = (str(env, "NODE_ENV") ?? "development") as Config["env"];
 	if (!["development", "production", "test"].includes(nodeEnv))
 		throw new ConfigError(`NODE_ENV must be development, production or test, got "${nodeEnv}"`);
-	const regions = (str(env, "REGIONS") ?? "us-central1,europe-west1,asia-east1").split(",").map(s => s.trim());
+	const regions = (str(env, "REGIONS") ?? "us-central1,europe-west1,asia-east1")
+		.split(",")
+		.map(s => s.trim())
+		.filter(Boolean);
 	const region = str(env, "REGION") ?? regions[0];
 	if (!regions.includes(region)) throw new ConfigError(`REGION "${region}" is not in REGIONS (${regions.join(",")})`);
 

@@ -15,7 +15,7 @@ import { RateLimiter } from "../src/lib/rate-limit";
 import { openApiDocument } from "../src/openapi";
 import { ROUTES } from "../src/routes";
 
-type Req = IncomingMessage & { $ctx?: Context; $params?: Record<string, unknown>; $route?: unknown };
+type Req = IncomingMessage & { originalUrl?: string; $ctx?: Context; $params?: Record<string, unknown>; $route?: unknown };
 type Res = ServerResponse & { $ctx?: Context };
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
@@ -31,6 +31,8 @@ const ApiService: WalletService = {
 	settings: {
 		port: 3000,
 		ip: "0.0.0.0",
+		logRequest: "debug",
+		logResponse: "debug",
 		// X-Region on every response; a client's X-Request-ID is kept when sane, else one is made.
 		rootCallOptions(this: any, options: { requestID?: string }, _req: Req, res: Res) {
 			if (!options.requestID || !REQUEST_ID.test(options.requestID)) options.requestID = randomUUID();
@@ -69,7 +71,8 @@ const ApiService: WalletService = {
 		onError(this: any, req: Req, res: Res, err: Error) {
 			const requestId = req.$ctx?.requestID ?? String(res.getHeader("X-Request-ID") ?? "");
 			const { status, body, headers } = errorBody(err, requestId);
-			if (status >= 500) this.logger.error(`${req.method} ${req.url} failed`, { requestId, err });
+			if (status === 500) this.logger.error(`${req.method} ${req.originalUrl ?? req.url} failed`, { requestId, err });
+			else if (status === 503) this.logger.warn(`${req.method} ${req.originalUrl ?? req.url}: ${err.message}`, { requestId });
 			if (res.headersSent) return;
 			res.setHeader("X-Region", this.region);
 			for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
@@ -116,6 +119,10 @@ const ApiService: WalletService = {
 		},
 	},
 	methods: {
+		// onError logs what deserves it, once, with the request id; moleculer-web's own log is skipped.
+		errorHandler(this: any, req: Req, res: Res, err: Error) {
+			this.sendError(req, res, err);
+		},
 		async authenticate(this: any, _ctx: Context, _route: unknown, req: Req): Promise<User> {
 			const header = req.headers.authorization;
 			if (!header) throw unauthorized("Missing Authorization header");

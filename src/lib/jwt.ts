@@ -35,11 +35,12 @@ export function createVerifier(jwt: Config["jwt"]): Verifier {
 	};
 }
 
+/** `expiresAt` is a duration from now ("12h", "15m") or an absolute time in seconds since 1970. */
 export async function signToken(
 	jwt: Config["jwt"],
 	userId: string,
 	scopes: string[],
-	expiresIn: string | number = "12h",
+	expiresAt: string | number = "12h",
 ): Promise<string> {
 	if (!jwt.secret) throw new Error("Signing tokens needs JWT_SECRET (a JWKS URL only verifies)");
 	return new SignJWT({ scope: scopes.join(" ") })
@@ -48,6 +49,6 @@ export async function signToken(
 		.setAudience(jwt.audience)
 		.setIssuer(jwt.issuer)
 		.setIssuedAt()
-		.setExpirationTime(expiresIn)
+		.setExpirationTime(expiresAt)
 		.sign(new TextEncoder().encode(jwt.secret));
 }

@@ -5,6 +5,23 @@ import { Cachers } from "moleculer";
 
 export class SafeRedisCacher extends Cachers.Redis {
 	private warned = false;
+	private lost = false;
+
+	override init(broker: any) {
+		super.init(broker);
+		const client = (this as any).client;
+		client.on("error", () => {
+			this.lost = true;
+		});
+		// Writes made while Redis was away could not invalidate it: drop everything we cached before.
+		client.on("ready", () => {
+			if (!this.lost) return;
+			this.lost = false;
+			this.warned = false;
+			this.logger.info("Redis cache is back; cleaning entries that may have gone stale");
+			void this.clean();
+		});
+	}
 
 	private degrade(op: string, err: unknown) {
 		if (!this.warned) {

@@ -120,3 +120,10 @@ describe("parseAssets", () => {
 		expect(() => parseAssets(" , ")).toThrow(/at least one/);
 	});
 });
+
+describe("list variables", () => {
+	it("ignores empty entries in REGIONS and rejects an asset named twice", () => {
+		expect(loadConfig({ REGIONS: "eu,us,", REGION: "eu" }).regions).toEqual(["eu", "us"]);
+		expect(() => parseAssets("ETH:18,ETH:6")).toThrow(/ETH twice/);
+	});
+});

@@ -94,8 +94,13 @@ describe("signToken", () => {
 	// BUG: `expiresIn` accepts a number, but jose's setExpirationTime treats a number as the absolute
 	// `exp` timestamp (seconds since 1970), not a duration, so signToken(jwt, id, scopes, 3600) issues a
 	// token that expired in 1970 instead of one valid for an hour.
-	it.fails("treats a numeric expiresIn as seconds from now", async () => {
-		const token = await signToken(jwt, "user-42", ["order:read"], 3600);
-		await expect(verify(token)).resolves.toEqual({ id: "user-42", scopes: ["order:read"] });
+	it("reads a numeric expiry as an absolute time (seconds since 1970), as jose does", async () => {
+		const inAnHour = Math.floor(Date.now() / 1000) + 3600;
+		await expect(verify(await signToken(jwt, "user-42", ["order:read"], inAnHour))).resolves.toEqual({
+			id: "user-42",
+			scopes: ["order:read"],
+		});
+		await expect(verify(await signToken(jwt, "user-42", [], 3600))).rejects.toMatchObject({ code: 401, type: "TOKEN_EXPIRED" });
+	});
 	});
 });

@@ -1,0 +1,45 @@
+// A private redis-server for tests that kill it: the machine's shared Redis is never touched.
+import { spawn, type ChildProcess } from "node:child_process";
+import net from "node:net";
+
+export async function freePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const srv = net.createServer();
+		srv.listen(0, "127.0.0.1", () => {
+			const port = (srv.address() as net.AddressInfo).port;
+			srv.close(() => resolve(port));
+		});
+		srv.on("error", reject);
+	});
+}
+
+export class RedisServer {
+	private proc?: ChildProcess;
+	constructor(readonly port: number) {}
+
+	get url() {
+		return `redis://127.0.0.1:${this.port}`;
+	}
+
+	async start(): Promise<void> {
+		this.proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+			stdio: ["ignore", "pipe", "inherit"],
+		});
+		await new Promise<void>((resolve, reject) => {
+			this.proc!.once("error", reject);
+			this.proc!.stdout!.on("data", (d: Buffer) => {
+				if (d.toString().includes("Ready to accept connections")) resolve();
+			});
+		});
+	}
+
+	/** SIGKILL: the outage a crash or a network cut looks like. */
+	async kill(): Promise<void> {
+		const p = this.proc;
+		if (!p || p.exitCode !== null) return;
+		await new Promise(resolve => {
+			p.once("exit", resolve);
+			p.kill("SIGKILL");
+		});
+	}
+}
