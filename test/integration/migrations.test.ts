@@ -1,0 +1,37 @@
+// The schema is managed by node-pg-migrate: applied on start and by `npm run migrate`, reversible.
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase, type TestDatabase } from "../helpers/db";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+let db: TestDatabase;
+
+const migrateCmd = (...args: string[]) =>
+	execFileSync(process.execPath, ["--import", "tsx", "scripts/migrate.ts", ...args], {
+		cwd: ROOT,
+		env: { ...process.env, DATABASE_URL: db.url },
+		encoding: "utf8",
+	});
+
+const tables = async () =>
+	(await db.pool.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)).rows.map(r => r.tablename);
+
+beforeAll(async () => {
+	db = await createTestDatabase();
+});
+afterAll(async () => {
+	await db?.drop();
+});
+
+describe("npm run migrate", () => {
+	it("applies, rolls back and re-applies the schema", async () => {
+		expect(migrateCmd()).toMatch(/up: .*initial-schema/);
+		expect(await tables()).toEqual(["claims", "orders", "outbox", "pgmigrations", "supplies"]);
+		expect(migrateCmd()).toMatch(/nothing to migrate/);
+		expect(migrateCmd("down")).toMatch(/down: .*initial-schema/);
+		expect(await tables()).toEqual(["pgmigrations"]);
+		migrateCmd("up");
+		expect(await tables()).toContain("claims");
+	});
+});
