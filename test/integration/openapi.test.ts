@@ -295,7 +295,9 @@ describe("real replies match the document", () => {
 		for (const route of Object.keys(ROUTES)) {
 			const [method, path] = route.split(" ");
 			const concrete = path.replace(/:[A-Za-z_]\w*/g, UNKNOWN);
-			const r = await call(anon, method, concrete, 401, method === "GET" ? undefined : {});
+			// POST /claims checks its Idempotency-Key header before the token, so send one.
+			const headers = route === "POST /claims" ? { "idempotency-key": "oa-401" } : undefined;
+			const r = await call(anon, method, concrete, 401, method === "GET" ? undefined : {}, headers);
 			expect(r.body.error.code).toBe("UNAUTHORIZED");
 		}
 		await call(anon, "GET", "/supplies", 401, undefined, { authorization: "Bearer not.a.jwt" });
