@@ -48,13 +48,6 @@ const ApiService: WalletService = {
 				aliases: ROUTES,
 				async onBeforeCall(this: any, _ctx: Context, _route: unknown, req: Req, res: Res) {
 					if (!req.headers.authorization) await this.limit(`ip:${req.socket.remoteAddress}`, res);
-					if (req.$params && req.method === "POST" && req.url === "/claims") {
-						const key = req.headers["idempotency-key"];
-						if (typeof key !== "string" || key.length === 0)
-							throw badRequest("IDEMPOTENCY_KEY_REQUIRED", "POST /claims needs an Idempotency-Key header");
-						// The key comes from the header only; a body field of that name is ignored.
-						req.$params.idempotencyKey = key;
-					}
 				},
 			},
 			{
@@ -130,8 +123,16 @@ const ApiService: WalletService = {
 			if (!m) throw unauthorized("The Authorization header must be 'Bearer <token>'", "INVALID_TOKEN");
 			return (this.verify as Verifier)(m[1]);
 		},
-		async authorize(this: any, ctx: Context<unknown, { user?: User }>, _route: unknown, _req: Req, res: Res) {
+		// Runs after authentication, so an anonymous request is a 401 before anything else.
+		async authorize(this: any, ctx: Context<unknown, { user?: User }>, _route: unknown, req: Req, res: Res) {
 			if (ctx.meta.user) await this.limit(`user:${ctx.meta.user.id}`, res);
+			if (req.$params && req.method === "POST" && req.url === "/claims") {
+				const key = req.headers["idempotency-key"];
+				if (typeof key !== "string" || key.length === 0)
+					throw badRequest("IDEMPOTENCY_KEY_REQUIRED", "POST /claims needs an Idempotency-Key header");
+				// The key comes from the header only; a body field of that name is ignored.
+				req.$params.idempotencyKey = key;
+			}
 		},
 		async limit(this: any, key: string, res: Res) {
 			const decision = await (this.rateLimiter as RateLimiter).consume(key);

@@ -92,7 +92,7 @@ describe("npm start with no configuration", () => {
 		const base = `http://127.0.0.1:${port}`;
 		proc = start();
 		await ready(base);
-		const ready1 = await (await fetch(`${base}/health/ready`)).json();
+		const ready1 = (await (await fetch(`${base}/health/ready`)).json()) as { checks: unknown };
 		expect(ready1.checks).toEqual({ postgres: "ok", redis: "disabled", transporter: "disabled" });
 
 		const shopper = await Client.as(base, "embedded-shopper");

@@ -1,7 +1,7 @@
 // Nodes over NATS without Redis: per-node memory caches are invalidated on every node by a broadcast,
 // and a service with no live node answers 503, never a hang or a 5xx crash.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRegion, type Region } from "../helpers/cluster";
+import { SERVICES, startRegion, type Region } from "../helpers/cluster";
 import { createTestDatabase, type TestDatabase } from "../helpers/db";
 import { Client, item } from "../helpers/http";
 
@@ -61,7 +61,6 @@ describe("several nodes with memory caches", () => {
 		expect(r.headers.get("retry-after")).toBe("1");
 		expect((await buyer.get(`/api/v1/orders/${o.id}`)).body.status).toBe("open");
 
-		const { SERVICES } = await import("../helpers/cluster");
 		claiming.createService(SERVICES.claiming as any);
 		await claiming.waitForServices("claiming");
 		await expect
