@@ -17,6 +17,8 @@ export async function migrate(pool: Pool, direction: "up" | "down" = "up", log: 
 			log,
 			logger: undefined,
 			singleTransaction: true,
+			// Nodes start together: the others wait for the first one's migration instead of failing.
+			advisoryLockMode: "wait",
 		} as Parameters<typeof runner>[0]);
 	} finally {
 		client.release();

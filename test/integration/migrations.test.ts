@@ -2,6 +2,8 @@
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { migrate } from "../../src/db/migrate";
 import { createTestDatabase, type TestDatabase } from "../helpers/db";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -33,5 +35,19 @@ describe("npm run migrate", () => {
 		expect(await tables()).toEqual(["pgmigrations"]);
 		migrateCmd("up");
 		expect(await tables()).toContain("claims");
+	});
+});
+
+describe("nodes starting together", () => {
+	it("wait for each other's migration instead of failing", async () => {
+		const fresh = await createTestDatabase();
+		const pools = [1, 2, 3].map(() => new pg.Pool({ connectionString: fresh.url, max: 1 }));
+		try {
+			const runs = await Promise.all(pools.map(p => migrate(p)));
+			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 1]);
+		} finally {
+			await Promise.all(pools.map(p => p.end()));
+			await fresh.drop();
+		}
 	});
 });
