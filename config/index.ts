@@ -13,7 +13,6 @@ export interface Config {
 	namespace: string;
 	nodeID?: string;
 	port: number;
-	metricsPort: number;
 	databaseUrl?: string;
 	dataDir: string;
 	embeddedPgPort: number;
@@ -112,7 +111,6 @@ export function loadConfig(env: Env = process.env): Config {
 		namespace: str(env, "NAMESPACE") ?? "wallet",
 		nodeID: str(env, "NODE_ID"),
 		port: int(env, "PORT", 3000, 0, 65535),
-		metricsPort: int(env, "METRICS_PORT", 3030, 0, 65535),
 		databaseUrl: str(env, "DATABASE_URL"),
 		dataDir: path.resolve(str(env, "DATA_DIR") ?? "data"),
 		embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),

@@ -67,6 +67,7 @@ describe("the happy path", () => {
 
 		const c = await claim(shopper, o.id, s.id, "happy-1");
 		expect(c.status).toBe(201);
+		expect(c.headers.get("location")).toBe(`/api/v1/claims/${c.body.id}`);
 		expect(c.body).toMatchObject({ orderId: o.id, supplyId: s.id, claimerId: "shopper-1", amount: "0.35", status: "active" });
 
 		expect((await shopper.get(`/api/v1/supplies/${s.id}`)).body).toMatchObject({ reserved: "0.35", available: "2.15" });
