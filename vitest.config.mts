@@ -9,5 +9,8 @@ export default defineConfig({
 		testTimeout: 60_000,
 		hookTimeout: 60_000,
 		env: { NODE_ENV: "test" },
+		// CI also writes a JSON report, from which .ci/run prints a plain "N passed, N failed" line.
+		reporters: process.env.CI ? ["default", "json"] : ["default"],
+		outputFile: process.env.CI ? { json: "test-results.json" } : undefined,
 	},
 });
