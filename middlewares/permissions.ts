@@ -2,7 +2,7 @@
 // pass the same gate. An action declares `permission: "<scope>"` (or "internal"). The acting user is
 // ctx.meta.user, or the subject of a JWT given as ctx.meta.token (how the REPL acts as a user).
 // A call without a user is accepted only from a trusted service.
-import type { Context, Middleware, ServiceBroker } from "moleculer";
+import type { Context, Middleware } from "moleculer";
 import { forbidden, unauthorized } from "../src/domain/errors";
 import { hasScope, isAdmin, type Scope } from "../src/domain/permissions";
 import type { User } from "../src/domain/types";
@@ -48,4 +48,3 @@ export function PermissionsMiddleware(verify: Verifier, trustedServices: string[
 	} as Middleware;
 }
 
-export type { ServiceBroker };

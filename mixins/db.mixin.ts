@@ -1,18 +1,12 @@
 // Gives a service `this.pool` (the process-wide pg pool for its database) and `this.tx(fn)`.
 import type { PoolClient, Pool } from "pg";
 import type { ServiceSchema } from "moleculer";
-import { acquireDatabase, releaseDatabase, withTx, type Database } from "../src/db";
+import { acquireDatabase, releaseDatabase, withTx } from "../src/db";
 import { appConfig } from "./config";
-
-export interface DbThis {
-	db: Database;
-	pool: Pool;
-	tx<T>(fn: (client: PoolClient) => Promise<T>): Promise<T>;
-}
 
 export const DbMixin: Partial<ServiceSchema> = {
 	methods: {
-		tx<T>(this: DbThis, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+		tx<T>(this: { pool: Pool }, fn: (client: PoolClient) => Promise<T>): Promise<T> {
 			return withTx(this.pool, fn);
 		},
 	},

@@ -90,6 +90,7 @@ const ClaimingService: WalletService = {
 		},
 		find: {
 			permission: "internal",
+			visibility: "public",
 			params: { id: uuid },
 			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
 			handler(this: any, ctx: Ctx<{ id: string }>) {
@@ -121,6 +122,7 @@ const ClaimingService: WalletService = {
 		/** The order actor's inbox. */
 		command: {
 			permission: "internal",
+			visibility: "public",
 			strategy: "Shard",
 			strategyOptions: { shardKey: "orderId" },
 			params: {

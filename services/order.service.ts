@@ -95,6 +95,7 @@ const OrderService: WalletService = {
 		},
 		find: {
 			permission: "internal",
+			visibility: "public",
 			params: { id: uuid },
 			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
 			handler(this: any, ctx: Ctx<{ id: string }>) {

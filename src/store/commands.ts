@@ -2,7 +2,7 @@
 // (order, then claim, then supply) so they never deadlock, decides with the pure domain code,
 // writes the change and its outbox events together.
 import { randomUUID } from "node:crypto";
-import type { PoolClient } from "pg";
+import type { Pool, PoolClient } from "pg";
 import { checkReplay, decideClaim, decideRelease } from "../domain/claim";
 import { notFound } from "../domain/errors";
 import { decideCancel, decideComplete } from "../domain/order";
@@ -36,7 +36,7 @@ const lockClaim = async (c: PoolClient, id: string) => {
 	return r.rows[0] ? toClaim(r.rows[0]) : undefined;
 };
 
-export async function findClaimByKey(c: PoolClient | import("pg").Pool, claimerId: string, key: string) {
+export async function findClaimByKey(c: PoolClient | Pool, claimerId: string, key: string) {
 	const r = await c.query(`SELECT * FROM claims WHERE claimer_id = $1 AND idempotency_key = $2`, [claimerId, key]);
 	return r.rows[0] ? toClaim(r.rows[0]) : undefined;
 }
@@ -184,7 +184,7 @@ export async function expireOrders(c: PoolClient, cc: CommandContext, limit: num
 }
 
 /** Claims whose hold has run out, oldest first. */
-export async function expiredClaims(c: import("pg").Pool, limit: number): Promise<{ id: string; orderId: string }[]> {
+export async function expiredClaims(c: Pool, limit: number): Promise<{ id: string; orderId: string }[]> {
 	const r = await c.query(
 		`SELECT id, order_id FROM claims WHERE status = 'active' AND expires_at <= now() ORDER BY expires_at LIMIT $1`,
 		[limit],

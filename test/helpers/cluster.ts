@@ -9,6 +9,7 @@ import ApiService from "../../services/api.service";
 import ClaimingService from "../../services/claiming.service";
 import OrderService from "../../services/order.service";
 import SupplyService from "../../services/supply.service";
+import { createTestDatabase, type TestDatabase } from "./db";
 import { NATS_URL } from "./env";
 
 export const SERVICES = { api: ApiService, supply: SupplyService, order: OrderService, claiming: ClaimingService };
@@ -71,4 +72,23 @@ export async function startRegion(o: RegionOptions): Promise<Region> {
 			await Promise.all(brokers.map(b => b.stop()));
 		},
 	};
+}
+
+/** A region on a database of its own, dropped when the region stops. */
+export async function startTestRegion(o: Omit<RegionOptions, "databaseUrl">): Promise<Region & { db: TestDatabase }> {
+	const db = await createTestDatabase();
+	try {
+		const region = await startRegion({ ...o, databaseUrl: db.url });
+		return {
+			...region,
+			db,
+			async stop() {
+				await region.stop();
+				await db.drop();
+			},
+		};
+	} catch (err) {
+		await db.drop();
+		throw err;
+	}
 }

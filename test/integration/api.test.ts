@@ -1,16 +1,16 @@
 // The REST contract of brief §3 on one node, against real PostgreSQL and Redis: the whole flow,
 // balances to the last decimal, visibility, and every error status with its body.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import type { TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
-import { startRegion, type Region } from "../helpers/cluster";
+import { startRegion, startTestRegion, type Region } from "../helpers/cluster";
 import { Client, item, tokenFor } from "../helpers/http";
 import { checkInvariants } from "../../src/checker/invariants";
 import { loadConfig } from "../../config";
 import { signToken } from "../../src/lib/jwt";
 
 let db: TestDatabase;
-let region: Region;
+let region: Region & { db: TestDatabase };
 let shopper: Client, buyer: Client, other: Client, anon: Client;
 
 const expectError = (r: { status: number; body: any }, status: number, code?: string) => {
@@ -23,13 +23,12 @@ const expectError = (r: { status: number; body: any }, status: number, code?: st
 };
 
 beforeAll(async () => {
-	db = await createTestDatabase();
-	region = await startRegion({
-		databaseUrl: db.url,
+	region = await startTestRegion({
 		redisUrl: REDIS_URL,
 		nodes: [["api", "supply", "order", "claiming"]],
 		env: { CLAIM_HOLD_SEC: "2", SWEEP_INTERVAL_MS: "100", RATE_LIMIT: "10000" },
 	});
+	db = region.db;
 	shopper = await Client.as(region.apiUrl, "shopper-1");
 	buyer = await Client.as(region.apiUrl, "buyer-1");
 	other = await Client.as(region.apiUrl, "other-1");
@@ -38,7 +37,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
 	await region?.stop();
-	await db?.drop();
 });
 
 async function supply(client = shopper, amount = "10", asset = "ETH") {

@@ -3,8 +3,8 @@
 // reads PostgreSQL and must find nothing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkInvariants } from "../../src/checker/invariants";
-import { startRegion, type Region } from "../helpers/cluster";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { startTestRegion, type Region } from "../helpers/cluster";
+import type { TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
 import { Client, item, type Reply } from "../helpers/http";
 
@@ -15,18 +15,17 @@ const CONTENDERS = 4; // shoppers racing for each order
 const IN_FLIGHT = 40;
 
 let db: TestDatabase;
-let region: Region;
+let region: Region & { db: TestDatabase };
 const routed: { node: string; orderId: string }[] = [];
 
 beforeAll(async () => {
-	db = await createTestDatabase();
-	region = await startRegion({
-		databaseUrl: db.url,
+	region = await startTestRegion({
 		redisUrl: REDIS_URL,
 		nats: true,
 		nodes: [["api"], ["api"], ["supply", "order"], ["claiming"], ["claiming"], ["claiming"]],
 		env: { RATE_LIMIT: "100000" },
 	});
+	db = region.db;
 	// Record which node's mailbox ran each order command (a spy on the real mailbox).
 	for (const b of region.brokers) {
 		const svc = b.getLocalService("claiming") as any;
@@ -41,7 +40,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
 	await region?.stop();
-	await db?.drop();
 });
 
 async function pool<T>(jobs: (() => Promise<T>)[], size: number): Promise<T[]> {

@@ -1,26 +1,24 @@
 // Nodes over NATS without Redis: per-node memory caches are invalidated on every node by a broadcast,
 // and a service with no live node answers 503, never a hang or a 5xx crash.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SERVICES, startRegion, type Region } from "../helpers/cluster";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { SERVICES, startTestRegion, type Region } from "../helpers/cluster";
+import type { TestDatabase } from "../helpers/db";
 import { Client, item } from "../helpers/http";
 
 let db: TestDatabase;
-let region: Region;
+let region: Region & { db: TestDatabase };
 
 beforeAll(async () => {
-	db = await createTestDatabase();
-	region = await startRegion({
-		databaseUrl: db.url,
+	region = await startTestRegion({
 		nats: true,
 		nodes: [["api", "order"], ["api", "order", "supply"], ["claiming"]],
 		env: { CACHE_TTL_SEC: "300", CACHE_LIST_TTL_SEC: "300" },
 	});
+	db = region.db;
 });
 
 afterAll(async () => {
 	await region?.stop();
-	await db?.drop();
 });
 
 describe("several nodes with memory caches", () => {

@@ -6,9 +6,9 @@ import addFormats from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openApiDocument } from "../../src/openapi";
 import { ROUTES } from "../../src/routes";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import type { TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
-import { startRegion, type Region } from "../helpers/cluster";
+import { startTestRegion, type Region } from "../helpers/cluster";
 import { Client, item, type Reply } from "../helpers/http";
 
 const PREFIX = "/api/v1";
@@ -28,7 +28,7 @@ interface Document {
 }
 
 let db: TestDatabase;
-let region: Region;
+let region: Region & { db: TestDatabase };
 let doc: Document;
 let ajv: Ajv;
 let shopper: Client, buyer: Client, other: Client, reader: Client, anon: Client;
@@ -107,13 +107,12 @@ async function call(client: Client, method: string, path: string, status: number
 }
 
 beforeAll(async () => {
-	db = await createTestDatabase();
-	region = await startRegion({
-		databaseUrl: db.url,
+	region = await startTestRegion({
 		redisUrl: REDIS_URL,
 		nodes: [["api", "supply", "order", "claiming"]],
 		env: { RATE_LIMIT: "10000" },
 	});
+	db = region.db;
 	shopper = await Client.as(region.apiUrl, "oa-shopper");
 	buyer = await Client.as(region.apiUrl, "oa-buyer");
 	other = await Client.as(region.apiUrl, "oa-other");
@@ -123,7 +122,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
 	await region?.stop();
-	await db?.drop();
 });
 
 describe("the OpenAPI document", () => {
