@@ -4,6 +4,9 @@ import { Errors, type BrokerOptions } from "moleculer";
 import { config, type Config } from "./config";
 import { PermissionsMiddleware } from "./middlewares/permissions";
 import { createVerifier } from "./src/lib/jwt";
+import { DomainMetricsMiddleware, SafePrometheusReporter } from "./src/lib/metrics";
+import { logBindings, RequestContextMiddleware } from "./src/lib/request-context";
+import { HashingZipkinExporter } from "./src/lib/zipkin";
 import { redisOptions } from "./src/lib/redis";
 import { SafeRedisCacher } from "./src/lib/safe-redis-cacher";
 
@@ -20,6 +23,8 @@ function logger(cfg: Config): BrokerOptions["logger"] {
 			pino: {
 				options: {
 					base: { region: cfg.region },
+					// The request id (and action) of the request a line is logged for, on every node.
+					mixin: logBindings,
 					redact: {
 						paths: ["*.authorization", "*.token", "*.password", "*.secret", "req.headers.authorization", "meta.token"],
 						censor: "[redacted]",
@@ -40,7 +45,17 @@ function logger(cfg: Config): BrokerOptions["logger"] {
 						},
 					},
 					...(cfg.logFormat === "pretty"
-						? { transport: { target: "pino-pretty", options: { colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,ns,region,nodeID,mod,svc", messageFormat: "{region}/{nodeID} {mod}: {msg}" } } }
+						? {
+								transport: {
+									target: "pino-pretty",
+									options: {
+										colorize: true,
+										translateTime: "SYS:HH:MM:ss.l",
+										ignore: "pid,hostname,ns,region,nodeID,mod,svc,requestId,action",
+										messageFormat: "{region}/{nodeID} {mod} {requestId}: {msg}",
+									},
+								},
+							}
 						: {}),
 				},
 			},
@@ -66,17 +81,48 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			// The order actor routes by order id (Shard strategy); preferLocal would bypass that.
 			strategy: "RoundRobin",
 			preferLocal: false,
+			stopDelay: 200,
 		},
+		// Enabled at broker level: Moleculer 0.15 gives per-action-only breakers no reset timer and no
+		// metrics. Actions tune their threshold (src/lib/fault-tolerance.ts). Only server-side failures
+		// count; a 4xx is the caller's problem, not the node's.
 		circuitBreaker: {
 			enabled: true,
-			threshold: 0.5,
-			minRequestCount: 20,
-			windowTime: 60,
-			halfOpenTime: 10000,
-			check: (err: any) => err && err.code >= 500,
+			threshold: cfg.breaker.threshold,
+			minRequestCount: cfg.breaker.minRequestCount,
+			windowTime: cfg.breaker.windowSec,
+			halfOpenTime: cfg.breaker.halfOpenMs,
+			check: (err: any) => err && (typeof err.code !== "number" || err.code >= 500),
 		},
-		retryPolicy: { enabled: false },
-		bulkhead: { enabled: false },
+		// Retries and bulkheads are per action (src/lib/fault-tolerance.ts): only idempotent actions retry.
+		retryPolicy: { enabled: false, retries: 2, delay: 50, maxDelay: 500, factor: 2 },
+		bulkhead: { enabled: false, concurrency: 16, maxQueueSize: 128 },
+		metrics: {
+			enabled: cfg.metrics.enabled,
+			collectProcessMetrics: true,
+			reporter: [
+				new SafePrometheusReporter({
+					port: cfg.metrics.port,
+					path: "/metrics",
+					defaultLabels: (registry: any) => ({ namespace: registry.broker.namespace, nodeID: registry.broker.nodeID, region: cfg.region }),
+				}),
+			],
+		},
+		tracing: {
+			enabled: cfg.tracing.exporter !== "none",
+			sampling: { rate: cfg.tracing.sampleRate },
+			actions: true,
+			events: false,
+			errorFields: ["name", "message", "code", "type"],
+			// Params and meta stay out of spans: they can hold tokens and amounts of other users.
+			tags: { action: { params: false, meta: false } },
+			exporter:
+				cfg.tracing.exporter === "zipkin"
+					? new HashingZipkinExporter({ baseURL: cfg.tracing.endpoint ?? "http://127.0.0.1:9411", interval: 1, payloadOptions: { debug: false, shared: false } })
+					: cfg.tracing.exporter === "console"
+						? { type: "Console", options: { width: 100, colors: cfg.logFormat === "pretty" } }
+						: undefined,
+		},
 		validator: true,
 		errorHandler(err, info) {
 			// Expected refusals (4xx, 503s) travel as they are; a plain Error is a bug: log it where it happened.
@@ -86,6 +132,7 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 		// Permissions sit outside the cacher so a cached answer is never served before the check.
 		internalMiddlewares: false,
 		middlewares: [
+			RequestContextMiddleware,
 			"ActionHook",
 			"Validator",
 			"Bulkhead",
@@ -101,7 +148,10 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			"Metrics",
 			"Debounce",
 			"Throttle",
+			DomainMetricsMiddleware(),
 		],
+		// Graceful stop: the node first tells its peers it has no services (registry.stopDelay), then waits
+		// for its in-flight requests (tracking) before its services stop.
 		tracking: { enabled: true, shutdownTimeout: 5000 },
 		...overrides,
 		appConfig: cfg,

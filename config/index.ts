@@ -37,6 +37,10 @@ export interface Config {
 	rateLimit: { points: number; windowSec: number };
 	requestTimeoutMs: number;
 	trustedServices: string[];
+	metrics: { enabled: boolean; port: number };
+	tracing: { exporter: "none" | "console" | "zipkin"; endpoint?: string; sampleRate: number };
+	breaker: { threshold: number; minRequestCount: number; windowSec: number; halfOpenMs: number };
+	staleTtlSec: number;
 }
 
 export class ConfigError extends Error {}
@@ -104,6 +108,13 @@ export function loadConfig(env: Env = process.env): Config {
 		throw new ConfigError(`LOG_FORMAT must be json or pretty, got "${logFormat}"`);
 
 	const orderMaxTtlSec = int(env, "ORDER_MAX_TTL_SEC", 30 * 86400, 60);
+	const exporter = str(env, "TRACING_EXPORTER") ?? "none";
+	if (!["none", "console", "zipkin"].includes(exporter))
+		throw new ConfigError(`TRACING_EXPORTER must be none, console or zipkin, got "${exporter}"`);
+	const sampleRate = Number(str(env, "TRACING_SAMPLE_RATE") ?? "1");
+	if (!(sampleRate >= 0 && sampleRate <= 1)) throw new ConfigError("TRACING_SAMPLE_RATE must be a number in [0, 1]");
+	const threshold = Number(str(env, "BREAKER_THRESHOLD") ?? "0.5");
+	if (!(threshold > 0 && threshold <= 1)) throw new ConfigError("BREAKER_THRESHOLD must be a number in (0, 1]");
 	return {
 		env: nodeEnv,
 		region,
@@ -135,6 +146,19 @@ export function loadConfig(env: Env = process.env): Config {
 		rateLimit: { points: int(env, "RATE_LIMIT", 600, 1), windowSec: int(env, "RATE_LIMIT_WINDOW_SEC", 60, 1) },
 		requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 10000, 100),
 		trustedServices: (str(env, "TRUSTED_SERVICES") ?? "api,supply,order,claiming").split(",").map(s => s.trim()),
+		metrics: { enabled: bool(env, "METRICS_ENABLED", true), port: int(env, "METRICS_PORT", 3030, 0, 65535) },
+		tracing: {
+			exporter: exporter as Config["tracing"]["exporter"],
+			endpoint: str(env, "TRACING_ENDPOINT"),
+			sampleRate,
+		},
+		breaker: {
+			threshold,
+			minRequestCount: int(env, "BREAKER_MIN_REQUESTS", 20, 1),
+			windowSec: int(env, "BREAKER_WINDOW_SEC", 60, 1),
+			halfOpenMs: int(env, "BREAKER_HALF_OPEN_MS", 10000, 10),
+		},
+		staleTtlSec: int(env, "STALE_CACHE_TTL_SEC", 3600, 1),
 	};
 }
 

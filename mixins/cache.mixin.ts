@@ -1,6 +1,7 @@
 // Cache invalidation on every write. With Redis all nodes share one store, so one clean is enough;
 // with per-node memory caches the clean is broadcast so every node drops its copies.
 import type { Context, ServiceSchema } from "moleculer";
+import { appConfig } from "./config";
 
 export type Entity = "supply" | "order" | "claiming";
 
@@ -23,6 +24,21 @@ export const CacheMixin: Partial<ServiceSchema> = {
 		},
 	},
 	methods: {
+		/** Reads an entity and keeps a long-lived copy for `staleFind`, the fallback of the find actions. */
+		async withStale(this: any, id: string, read: () => Promise<unknown>) {
+			const value = await read();
+			if (value && this.broker.cacher)
+				await this.broker.cacher.set(`${this.name}.stale:${id}`, value, appConfig(this.broker).staleTtlSec);
+			return value;
+		},
+		/** When a read fails (database down, timeout), a stale answer beats an error. */
+		async staleFind(this: any, ctx: Context<{ id: string }, { $responseHeaders?: Record<string, string> }>, err: Error) {
+			const stale = this.broker.cacher ? await this.broker.cacher.get(`${this.name}.stale:${ctx.params.id}`) : undefined;
+			if (stale == null) throw err;
+			this.logger.warn(`Serving a stale ${this.name} ${ctx.params.id}: ${err.message}`);
+			ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, Warning: '110 - "Response is Stale"' };
+			return stale;
+		},
 		async invalidate(this: any, changes: Partial<Record<Entity, string | undefined>>) {
 			const cacher = this.broker.cacher;
 			if (!cacher) return;

@@ -11,6 +11,7 @@ import { badRequest, unauthorized } from "../src/domain/errors";
 import type { User } from "../src/domain/types";
 import { errorBody } from "../src/lib/http-errors";
 import { createVerifier, type Verifier } from "../src/lib/jwt";
+import { M } from "../src/lib/metrics";
 import { RateLimiter } from "../src/lib/rate-limit";
 import { openApiDocument } from "../src/openapi";
 import { ROUTES } from "../src/routes";
@@ -45,6 +46,8 @@ const ApiService: WalletService = {
 				authentication: true,
 				authorization: true,
 				bodyParsers: { json: { strict: true, limit: "64kb" }, urlencoded: false },
+				// The budget of a whole request; nested calls get what is left of it.
+				callOptions: { timeout: 8000 },
 				aliases: ROUTES,
 				async onBeforeCall(this: any, _ctx: Context, _route: unknown, req: Req, res: Res) {
 					if (!req.headers.authorization) await this.limit(`ip:${req.socket.remoteAddress}`, res);
@@ -64,6 +67,7 @@ const ApiService: WalletService = {
 		onError(this: any, req: Req, res: Res, err: Error) {
 			const requestId = req.$ctx?.requestID ?? String(res.getHeader("X-Request-ID") ?? "");
 			const { status, body, headers } = errorBody(err, requestId);
+			if (status === 409) this.broker.metrics.increment(M.CONFLICTS, { code: body.error.code });
 			if (status === 500) this.logger.error(`${req.method} ${req.originalUrl ?? req.url} failed`, { requestId, err });
 			else if (status === 503) this.logger.warn(`${req.method} ${req.originalUrl ?? req.url}: ${err.message}`, { requestId });
 			if (res.headersSent) return;
@@ -137,7 +141,10 @@ const ApiService: WalletService = {
 		async limit(this: any, key: string, res: Res) {
 			const decision = await (this.rateLimiter as RateLimiter).consume(key);
 			for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
-			if (decision.error) throw decision.error;
+			if (decision.error) {
+				this.broker.metrics.increment(M.RATE_LIMITED, { by: key.startsWith("user:") ? "user" : "ip" });
+				throw decision.error;
+			}
 		},
 		async checks(this: any): Promise<Record<string, string>> {
 			const pg = withTimeout(this.pool.query("SELECT 1"), 1000).then(

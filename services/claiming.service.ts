@@ -7,12 +7,14 @@ import type { WalletService } from "../mixins/schema";
 import { config } from "../config";
 import { CacheMixin } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
+import { ACTOR, IDEMPOTENT_WRITE, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
 import { checkReplay } from "../src/domain/claim";
 import { conflict, notFound } from "../src/domain/errors";
 import { isAdmin } from "../src/domain/permissions";
 import type { Claim, User } from "../src/domain/types";
 import { Mailbox } from "../src/lib/mailbox";
+import { M, type ClaimOutcome } from "../src/lib/metrics";
 import { paging, status, uuid } from "../src/lib/params";
 import {
 	cancelOrder,
@@ -39,6 +41,13 @@ interface CommandParams {
 
 const SWEEP_BATCH = 100;
 
+function claimOutcome(err: { code?: number; type?: string }): ClaimOutcome {
+	if (err.type === "INSUFFICIENT_SUPPLY") return "insufficient";
+	if (err.code === 409) return "conflict";
+	if (typeof err.code === "number" && err.code < 500) return "rejected";
+	return "error";
+}
+
 function created(ctx: Ctx, claim: Claim) {
 	ctx.meta.$statusCode = 201;
 	ctx.meta.$location = `/api/v1/claims/${claim.id}`;
@@ -56,6 +65,7 @@ const ClaimingService: WalletService = {
 	mixins: [DbMixin, CacheMixin],
 	actions: {
 		claim: {
+			...IDEMPOTENT_WRITE,
 			permission: "claim:write",
 			params: {
 				orderId: uuid,
@@ -63,23 +73,23 @@ const ClaimingService: WalletService = {
 				idempotencyKey: { type: "string", min: 1, max: 128, pattern: /^[\x21-\x7e]+$/ },
 			},
 			async handler(this: any, ctx: Ctx<{ orderId: string; supplyId: string; idempotencyKey: string }>) {
-				const { orderId, supplyId, idempotencyKey } = ctx.params;
-				// Fast path for retries: no need to queue behind the order's other commands.
-				const existing = await findClaimByKey(this.pool, ctx.meta.user.id, idempotencyKey);
-				if (existing) {
-					checkReplay(existing, orderId, supplyId);
-					return replayed(ctx, existing);
+				const started = performance.now();
+				let outcome: ClaimOutcome = "error";
+				try {
+					const claim: Claim = await this.claim(ctx);
+					outcome = ctx.meta.$responseHeaders?.["Idempotent-Replayed"] ? "replayed" : "won";
+					return claim;
+				} catch (err: any) {
+					outcome = claimOutcome(err);
+					throw err;
+				} finally {
+					this.broker.metrics.increment(M.CLAIMS, { outcome });
+					this.broker.metrics.observe(M.CLAIM_DURATION, performance.now() - started, { outcome });
 				}
-				const result = await ctx.call<{ claim: Claim; replayed: boolean }, CommandParams>("claiming.command", {
-					op: "claim",
-					orderId,
-					supplyId,
-					idempotencyKey,
-				});
-				return result.replayed ? replayed(ctx, result.claim) : created(ctx, result.claim);
 			},
 		},
 		get: {
+			...READ,
 			permission: "claim:read",
 			params: { id: uuid },
 			async handler(this: any, ctx: Ctx<{ id: string }>) {
@@ -89,15 +99,18 @@ const ClaimingService: WalletService = {
 			},
 		},
 		find: {
+			...READ,
 			permission: "internal",
 			visibility: "public",
 			params: { id: uuid },
 			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
+			fallback: "staleFind",
 			handler(this: any, ctx: Ctx<{ id: string }>) {
-				return getClaim(this.pool, ctx.params.id);
+				return this.withStale(ctx.params.id, () => getClaim(this.pool, ctx.params.id));
 			},
 		},
 		list: {
+			...READ,
 			permission: "claim:read",
 			params: { status: status(["active", "settled", "released"]), ...paging },
 			cache: { keys: ["#user.id", "status", "page", "pageSize"], ttl: config().cacheTtl.list },
@@ -106,6 +119,7 @@ const ClaimingService: WalletService = {
 			},
 		},
 		release: {
+			...WRITE,
 			permission: "claim:write",
 			params: { id: uuid },
 			async handler(this: any, ctx: Ctx<{ id: string }>) {
@@ -121,6 +135,7 @@ const ClaimingService: WalletService = {
 		},
 		/** The order actor's inbox. */
 		command: {
+			...ACTOR,
 			permission: "internal",
 			visibility: "public",
 			strategy: "Shard",
@@ -138,6 +153,23 @@ const ClaimingService: WalletService = {
 		},
 	},
 	methods: {
+		/** Replays a known Idempotency-Key at once; sends anything new to the order actor. */
+		async claim(this: any, ctx: Ctx<{ orderId: string; supplyId: string; idempotencyKey: string }>) {
+			const { orderId, supplyId, idempotencyKey } = ctx.params;
+			// Fast path for retries: no need to queue behind the order's other commands.
+			const existing = await findClaimByKey(this.pool, ctx.meta.user.id, idempotencyKey);
+			if (existing) {
+				checkReplay(existing, orderId, supplyId);
+				return replayed(ctx, existing);
+			}
+			const result = await ctx.call<{ claim: Claim; replayed: boolean }, CommandParams>("claiming.command", {
+				op: "claim",
+				orderId,
+				supplyId,
+				idempotencyKey,
+			});
+			return result.replayed ? replayed(ctx, result.claim) : created(ctx, result.claim);
+		},
 		commandContext(this: any): CommandContext {
 			return { region: appConfig(this.broker).region, epoch: 0, now: new Date() };
 		},
@@ -194,17 +226,36 @@ const ClaimingService: WalletService = {
 		async sweep(this: any) {
 			const cc = this.commandContext();
 			const expired = await this.tx((c: any) => expireOrders(c, cc, SWEEP_BATCH));
+			if (expired.length) this.broker.metrics.increment(M.SWEEPER_RELEASES, { kind: "order" }, expired.length);
 			for (const o of expired) await this.invalidate({ order: o.id });
 			for (const due of await expiredClaims(this.pool, SWEEP_BATCH)) {
 				const r = await this.tx((c: any) =>
 					releaseClaim(c, cc, { orderId: due.orderId, claimId: due.id, claimerId: null, skipLocked: true }),
 				);
 				if (r) {
+					this.broker.metrics.increment(M.SWEEPER_RELEASES, { kind: "claim" });
 					this.logger.info(`Released claim ${due.id}: its hold expired`);
 					await this.invalidate({ order: due.orderId, supply: r.claim.supplyId, claiming: due.id });
 				}
 			}
 			return { expiredOrders: expired.length };
+		},
+		/** Entity counts by status and the outbox backlog, for the gauges. */
+		async sampleGauges(this: any) {
+			const { rows } = await this.pool.query(
+				`SELECT 'order' AS kind, status, count(*)::int AS n FROM orders GROUP BY status
+				 UNION ALL SELECT 'supply', status, count(*)::int FROM supplies GROUP BY status
+				 UNION ALL SELECT 'outbox', 'pending', count(*)::int FROM outbox WHERE published_at IS NULL`,
+			);
+			const m = this.broker.metrics;
+			for (const status of ["open", "claimed", "completed", "cancelled", "expired"]) m.set(M.ORDERS, 0, { status });
+			for (const status of ["active", "paused", "closed"]) m.set(M.SUPPLIES, 0, { status });
+			m.set(M.OUTBOX_BACKLOG, 0);
+			for (const r of rows) {
+				if (r.kind === "order") m.set(M.ORDERS, r.n, { status: r.status });
+				else if (r.kind === "supply") m.set(M.SUPPLIES, r.n, { status: r.status });
+				else m.set(M.OUTBOX_BACKLOG, r.n);
+			}
 		},
 	},
 	created(this: any) {
@@ -224,10 +275,16 @@ const ClaimingService: WalletService = {
 			}
 		};
 		this.sweepTimer = setTimeout(tick, interval);
+		if (this.broker.metrics.isEnabled()) {
+			const sample = () => this.sampleGauges().catch((err: Error) => this.logger.debug(`Gauges not sampled: ${err.message}`));
+			void sample();
+			this.gaugeTimer = setInterval(sample, 5000);
+		}
 	},
 	async stopped(this: any) {
 		this.stopping = true;
 		clearTimeout(this.sweepTimer);
+		clearInterval(this.gaugeTimer);
 		await this.sweeping?.catch(() => undefined);
 	},
 };

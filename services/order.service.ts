@@ -6,6 +6,7 @@ import type { WalletService } from "../mixins/schema";
 import { config } from "../config";
 import { CacheMixin } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
+import { FORWARD, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound, unprocessable } from "../src/domain/errors";
@@ -24,6 +25,7 @@ type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: numbe
 const ORDER_STATUSES = ["open", "claimed", "completed", "cancelled", "expired"];
 
 const command = (op: "cancel" | "complete") => ({
+	...FORWARD,
 	permission: "order:write",
 	params: { id: uuid },
 	async handler(this: any, ctx: Ctx<{ id: string }>) {
@@ -37,6 +39,7 @@ const OrderService: WalletService = {
 	mixins: [DbMixin, CacheMixin],
 	actions: {
 		create: {
+			...WRITE,
 			permission: "order:write",
 			params: {
 				asset,
@@ -85,6 +88,7 @@ const OrderService: WalletService = {
 			},
 		},
 		get: {
+			...READ,
 			permission: "order:read",
 			params: { id: uuid },
 			async handler(this: any, ctx: Ctx<{ id: string }>) {
@@ -94,15 +98,18 @@ const OrderService: WalletService = {
 			},
 		},
 		find: {
+			...READ,
 			permission: "internal",
 			visibility: "public",
 			params: { id: uuid },
 			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
+			fallback: "staleFind",
 			handler(this: any, ctx: Ctx<{ id: string }>) {
-				return getOrder(this.pool, ctx.params.id);
+				return this.withStale(ctx.params.id, () => getOrder(this.pool, ctx.params.id));
 			},
 		},
 		list: {
+			...READ,
 			permission: "order:read",
 			params: {
 				asset: { ...asset, optional: true },

@@ -5,6 +5,7 @@ import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import { config } from "../config";
 import { appConfig } from "../mixins/config";
+import { READ, WRITE } from "../src/lib/fault-tolerance";
 import { CacheMixin } from "../mixins/cache.mixin";
 import { DbMixin } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
@@ -21,6 +22,7 @@ import { SUPPLY_COLS, toSupply } from "../src/store/rows";
 type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
 
 const transition = (cmd: SupplyCommand) => ({
+	...WRITE,
 	permission: "supply:write",
 	params: { id: uuid },
 	async handler(this: any, ctx: Ctx<{ id: string }>) {
@@ -35,6 +37,7 @@ const SupplyService: WalletService = {
 	mixins: [DbMixin, CacheMixin],
 	actions: {
 		create: {
+			...WRITE,
 			permission: "supply:write",
 			params: { asset, amount },
 			async handler(this: any, ctx: Ctx<{ asset: string; amount: string }>) {
@@ -58,6 +61,7 @@ const SupplyService: WalletService = {
 			},
 		},
 		get: {
+			...READ,
 			permission: "supply:read",
 			params: { id: uuid },
 			async handler(this: any, ctx: Ctx<{ id: string }>) {
@@ -67,15 +71,18 @@ const SupplyService: WalletService = {
 			},
 		},
 		find: {
+			...READ,
 			permission: "internal",
 			visibility: "public",
 			params: { id: uuid },
 			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
+			fallback: "staleFind",
 			handler(this: any, ctx: Ctx<{ id: string }>) {
-				return getSupply(this.pool, ctx.params.id);
+				return this.withStale(ctx.params.id, () => getSupply(this.pool, ctx.params.id));
 			},
 		},
 		list: {
+			...READ,
 			permission: "supply:read",
 			params: { asset: { ...asset, optional: true }, status: status(["active", "paused", "closed"]), ...paging },
 			cache: { keys: ["#user.id", "asset", "status", "page", "pageSize"], ttl: config().cacheTtl.list },
@@ -84,6 +91,7 @@ const SupplyService: WalletService = {
 			},
 		},
 		update: {
+			...WRITE,
 			permission: "supply:write",
 			params: { id: uuid, amount },
 			async handler(this: any, ctx: Ctx<{ id: string; amount: string }>) {

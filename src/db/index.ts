@@ -3,6 +3,7 @@
 import pg from "pg";
 import type { Config } from "../../config";
 import { startEmbeddedPostgres, type EmbeddedHandle } from "./embedded";
+import { instrumentClient, instrumentPool } from "./instrument";
 import { migrate } from "./migrate";
 
 export interface Database {
@@ -12,6 +13,10 @@ export interface Database {
 }
 
 const databases = new Map<string, Promise<Database>>();
+const opened = new Set<pg.Pool>();
+
+/** The pools open in this process (for the pool metrics). */
+export const openDatabases = (): pg.Pool[] => [...opened];
 let embedded: Promise<EmbeddedHandle> | undefined;
 
 // NUMERIC stays a string (exact); bigint (epoch, counts) becomes a JS number, always small here.
@@ -28,7 +33,8 @@ async function open(url: string, cfg: Config, log: (m: string) => void): Promise
 	// Idle clients get 57P01 when the server shuts down; without a listener that kills the process.
 	pool.on("error", err => log(`postgres pool error: ${err.message}`));
 	if (cfg.migrateOnStart) await migrate(pool);
-	return { pool, url, refs: 0 };
+	opened.add(pool);
+	return { pool: instrumentPool(pool), url, refs: 0 };
 }
 
 export async function acquireDatabase(cfg: Config, log: (m: string) => void): Promise<Database> {
@@ -51,6 +57,7 @@ export async function acquireDatabase(cfg: Config, log: (m: string) => void): Pr
 export async function releaseDatabase(db: Database): Promise<void> {
 	if (--db.refs > 0) return;
 	databases.delete(db.url);
+	opened.delete(db.pool);
 	await db.pool.end();
 	if (databases.size === 0 && embedded) {
 		const e = embedded;
@@ -61,7 +68,7 @@ export async function releaseDatabase(db: Database): Promise<void> {
 
 /** Runs fn in one transaction; rolls back on any error. */
 export async function withTx<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-	const client = await pool.connect();
+	const client = instrumentClient(await pool.connect());
 	try {
 		await client.query("BEGIN");
 		const result = await fn(client);

@@ -38,6 +38,7 @@ export function testConfig(o: { databaseUrl: string; redisUrl?: string; nats?: b
 		LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
 		LOG_FORMAT: "json",
 		PORT: "0",
+		METRICS_PORT: "0",
 		NAMESPACE: o.namespace,
 		DATABASE_URL: o.databaseUrl,
 		REDIS_URL: o.redisUrl,

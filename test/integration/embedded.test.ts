@@ -24,7 +24,7 @@ function start(): ChildProcess {
 		["--import", "tsx", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "moleculer.config.ts", "--mask", "**/*.service.ts", "services"],
 		{
 			cwd: ROOT,
-			env: { ...env, NODE_ENV: "development", LOG_FORMAT: "json", LOG_LEVEL: "warn", DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(pgPort) },
+			env: { ...env, NODE_ENV: "development", LOG_FORMAT: "json", LOG_LEVEL: "warn", DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(pgPort), METRICS_PORT: "0" },
 			stdio: ["ignore", "pipe", "pipe"],
 		},
 	);

@@ -1,0 +1,29 @@
+// SQL calls as spans of the current action's trace (promise-style calls only; pg's own callback
+// calls inside the pool are left alone so nothing is counted twice).
+import type { Pool, PoolClient } from "pg";
+import { traced } from "../lib/request-context";
+
+type Queryable = Pick<Pool, "query"> | Pick<PoolClient, "query">;
+
+function wrap<T extends Queryable>(target: T): T {
+	const original = target.query.bind(target) as (...args: unknown[]) => unknown;
+	(target as any).query = (...args: unknown[]) => {
+		const text = typeof args[0] === "string" ? args[0] : (args[0] as { text?: string })?.text;
+		if (typeof args[args.length - 1] === "function" || !text) return original(...args);
+		const statement = text.replace(/\s+/g, " ").trim();
+		const verb = statement.split(" ", 1)[0].toUpperCase();
+		return traced(`sql ${verb}`, { db: { system: "postgresql", statement: statement.slice(0, 300) } }, () =>
+			original(...args) as Promise<unknown>,
+		);
+	};
+	return target;
+}
+
+export const instrumentPool = (pool: Pool): Pool => wrap(pool);
+
+/** Wraps a checked-out client once; pg reuses client objects, so mark them. */
+export function instrumentClient(client: PoolClient): PoolClient {
+	if ((client as any).__traced) return client;
+	(client as any).__traced = true;
+	return wrap(client);
+}

@@ -1,0 +1,41 @@
+// Per-action fault tolerance, in one place (the README's table is this file). Moleculer applies them
+// as middlewares, from the inside out: Bulkhead, Cacher, CircuitBreaker, Timeout, Retry, Fallback.
+// Timeouts are distributed: a nested call gets what is left of its caller's budget.
+
+/** Reads: retried (they change nothing), short timeout, generous bulkhead. */
+export const READ = {
+	timeout: 2000,
+	retryPolicy: { enabled: true, retries: 2, delay: 50, maxDelay: 400, factor: 2 },
+	bulkhead: { enabled: true, concurrency: 32, maxQueueSize: 256 },
+	circuitBreaker: { threshold: 0.5 },
+};
+
+/** Writes that are not idempotent: never retried (a retry could apply them twice). */
+export const WRITE = {
+	timeout: 5000,
+	retryPolicy: { enabled: false },
+	bulkhead: { enabled: true, concurrency: 16, maxQueueSize: 128 },
+	circuitBreaker: { threshold: 0.5 },
+};
+
+/** A claim is idempotent by (claimer, Idempotency-Key): a retry returns the first result. */
+export const IDEMPOTENT_WRITE = {
+	...WRITE,
+	retryPolicy: { enabled: true, retries: 2, delay: 100, maxDelay: 800, factor: 2 },
+};
+
+/** Gateways and thin wrappers that only forward: a timeout, no bulkhead of their own. */
+export const FORWARD = {
+	timeout: 6000,
+	retryPolicy: { enabled: false },
+	circuitBreaker: { threshold: 0.5 },
+};
+
+/** The order actor: its queue is the mailbox; the bulkhead bounds how many orders run at once. */
+export const ACTOR = {
+	timeout: 4000,
+	retryPolicy: { enabled: false },
+	bulkhead: { enabled: true, concurrency: 32, maxQueueSize: 512 },
+	// A node whose commands fail (its database link, a bug) is taken out of the shard ring quickly.
+	circuitBreaker: { threshold: 0.3 },
+};

@@ -1,0 +1,81 @@
+// Domain metrics, registered in Moleculer's metric registry so the built-in Prometheus reporter
+// exports them next to Moleculer's own (requests, breakers, bulkheads, cacher). Labels are bounded:
+// outcomes, statuses, error codes; never ids.
+import type { Middleware, ServiceBroker } from "moleculer";
+import { MetricReporters } from "moleculer";
+import { openDatabases } from "../db";
+
+export const M = {
+	CLAIMS: "wallet.claims.total",
+	CLAIM_DURATION: "wallet.claim.duration",
+	CONFLICTS: "wallet.conflicts.total",
+	ORDERS: "wallet.orders",
+	SUPPLIES: "wallet.supplies",
+	SWEEPER_RELEASES: "wallet.sweeper.releases.total",
+	RATE_LIMITED: "wallet.ratelimit.rejections.total",
+	OUTBOX_BACKLOG: "wallet.outbox.backlog",
+	DB_POOL: "wallet.db.pool.connections",
+} as const;
+
+export type ClaimOutcome = "won" | "conflict" | "insufficient" | "replayed" | "rejected" | "error";
+
+export function registerDomainMetrics(broker: ServiceBroker) {
+	const m = broker.metrics;
+	if (!m.isEnabled() || m.getMetric(M.CLAIMS)) return;
+	m.register({ name: M.CLAIMS, type: "counter", labelNames: ["outcome"], description: "Claim attempts by outcome", rate: true });
+	m.register({
+		name: M.CLAIM_DURATION,
+		type: "histogram",
+		labelNames: ["outcome"],
+		unit: "millisecond",
+		description: "Time to decide a claim, from the claiming action's start",
+		buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500],
+	});
+	m.register({ name: M.CONFLICTS, type: "counter", labelNames: ["code"], description: "409 refusals by error code", rate: true });
+	m.register({ name: M.ORDERS, type: "gauge", labelNames: ["status"], description: "Orders by status (this region's database)" });
+	m.register({ name: M.SUPPLIES, type: "gauge", labelNames: ["status"], description: "Supplies by status" });
+	m.register({ name: M.SWEEPER_RELEASES, type: "counter", labelNames: ["kind"], description: "Claims released and orders expired by the sweeper" });
+	m.register({ name: M.RATE_LIMITED, type: "counter", labelNames: ["by"], description: "Requests refused by the rate limiter" });
+	m.register({ name: M.OUTBOX_BACKLOG, type: "gauge", description: "Outbox events not yet published" });
+	m.register({ name: M.DB_POOL, type: "gauge", labelNames: ["state"], description: "pg pool connections: total, idle, waiting" });
+}
+
+/** Registers the domain metrics and samples the pg pools on Moleculer's collect interval. */
+export function DomainMetricsMiddleware(): Middleware {
+	let timer: NodeJS.Timeout | undefined;
+	return {
+		name: "DomainMetrics",
+		created(broker: ServiceBroker) {
+			registerDomainMetrics(broker);
+		},
+		started(broker: ServiceBroker) {
+			if (!broker.metrics.isEnabled()) return;
+			const sample = () => {
+				let total = 0, idle = 0, waiting = 0;
+				for (const pool of openDatabases()) {
+					total += pool.totalCount;
+					idle += pool.idleCount;
+					waiting += pool.waitingCount;
+				}
+				broker.metrics.set(M.DB_POOL, total, { state: "total" });
+				broker.metrics.set(M.DB_POOL, idle, { state: "idle" });
+				broker.metrics.set(M.DB_POOL, waiting, { state: "waiting" });
+			};
+			sample();
+			timer = setInterval(sample, 5000).unref();
+		},
+		stopped() {
+			clearInterval(timer);
+		},
+	} as unknown as Middleware;
+}
+
+/** Moleculer's Prometheus reporter throws an uncaught EADDRINUSE when its port is taken; log it instead. */
+export class SafePrometheusReporter extends ((MetricReporters as any).Prometheus as new (opts: object) => any) {
+	init(registry: any) {
+		super.init(registry);
+		this.server.on("error", (err: Error) =>
+			this.logger.error(`Prometheus metrics endpoint could not listen on port ${this.opts.port}: ${err.message}`),
+		);
+	}
+}
