@@ -15,7 +15,8 @@ export interface WalletBrokerOptions extends BrokerOptions {
 	appConfig: Config;
 }
 
-function logger(cfg: Config): BrokerOptions["logger"] {
+/** pino through Moleculer's Pino logger; `destination` is stdout unless a test captures the lines. */
+export function loggerOptions(cfg: Config, destination?: { write(line: string): void }): BrokerOptions["logger"] {
 	return {
 		type: "Pino",
 		options: {
@@ -58,6 +59,7 @@ function logger(cfg: Config): BrokerOptions["logger"] {
 							}
 						: {}),
 				},
+				destination,
 			},
 		},
 	} as BrokerOptions["logger"];
@@ -68,7 +70,7 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 		namespace: cfg.namespace,
 		nodeID: cfg.nodeID,
 		metadata: { region: cfg.region },
-		logger: logger(cfg),
+		logger: loggerOptions(cfg),
 		transporter: cfg.natsUrl ? { type: "NATS", options: { url: cfg.natsUrl } } : null,
 		serializer: "JSON",
 		cacher: cfg.redisUrl

@@ -16,7 +16,7 @@ import { RateLimiter } from "../src/lib/rate-limit";
 import { openApiDocument } from "../src/openapi";
 import { ROUTES } from "../src/routes";
 
-type Req = IncomingMessage & { originalUrl?: string; $ctx?: Context; $params?: Record<string, unknown>; $route?: unknown };
+type Req = IncomingMessage & { originalUrl?: string; $startedAt?: number; $ctx?: Context; $params?: Record<string, unknown>; $route?: unknown };
 type Res = ServerResponse & { $ctx?: Context };
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
@@ -35,8 +35,9 @@ const ApiService: WalletService = {
 		logRequest: "debug",
 		logResponse: "debug",
 		// X-Region on every response; a client's X-Request-ID is kept when sane, else one is made.
-		rootCallOptions(this: any, options: { requestID?: string }, _req: Req, res: Res) {
+		rootCallOptions(this: any, options: { requestID?: string }, req: Req, res: Res) {
 			if (!options.requestID || !REQUEST_ID.test(options.requestID)) options.requestID = randomUUID();
+			req.$startedAt = performance.now();
 			res.setHeader("X-Region", this.region);
 		},
 		routes: [
@@ -51,6 +52,14 @@ const ApiService: WalletService = {
 				aliases: ROUTES,
 				async onBeforeCall(this: any, _ctx: Context, _route: unknown, req: Req, res: Res) {
 					if (!req.headers.authorization) await this.limit(`ip:${req.socket.remoteAddress}`, res);
+				},
+				// The access log: one line per answered request, with its request id (errors: onError).
+				onAfterCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req, _res: Res, data: unknown) {
+					this.logger.info(`${req.method} ${req.originalUrl ?? req.url} ${ctx.meta.$statusCode ?? 200}`, {
+						user: ctx.meta.user?.id,
+						ms: Math.round(performance.now() - (req.$startedAt ?? performance.now())),
+					});
+					return data;
 				},
 			},
 			{
@@ -68,8 +77,10 @@ const ApiService: WalletService = {
 			const requestId = req.$ctx?.requestID ?? String(res.getHeader("X-Request-ID") ?? "");
 			const { status, body, headers } = errorBody(err, requestId);
 			if (status === 409) this.broker.metrics.increment(M.CONFLICTS, { code: body.error.code });
-			if (status === 500) this.logger.error(`${req.method} ${req.originalUrl ?? req.url} failed`, { requestId, err });
-			else if (status === 503) this.logger.warn(`${req.method} ${req.originalUrl ?? req.url}: ${err.message}`, { requestId });
+			const line = `${req.method} ${req.originalUrl ?? req.url} ${status}`;
+			if (status === 500) this.logger.error(`${line} failed`, { requestId, err });
+			else if (status === 503) this.logger.warn(`${line}: ${err.message}`, { requestId });
+			else this.logger.info(`${line} ${body.error.code}`, { requestId });
 			if (res.headersSent) return;
 			res.setHeader("X-Region", this.region);
 			for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);

@@ -188,23 +188,28 @@ const ClaimingService: WalletService = {
 							holdSec: appConfig(this.broker).claimHoldSec,
 						}),
 					).catch((err: any) => this.onClaimConflict(err, user, p));
-					if (!result.replayed)
+					if (!result.replayed) {
+						this.logger.info(`Order ${p.orderId} claimed`, { claimId: result.claim.id, amount: result.claim.amount });
 						await this.invalidate({ order: p.orderId, supply: result.claim.supplyId, claiming: result.claim.id });
+					}
 					return result;
 				}
 				case "release": {
 					const claimerId = isAdmin(user) ? null : user.id;
 					const result = await this.tx((c: any) => releaseClaim(c, cc, { orderId: p.orderId, claimId: p.claimId!, claimerId }));
+					this.logger.info(`Claim ${p.claimId} released`, { orderId: p.orderId });
 					await this.invalidate({ order: p.orderId, supply: result.claim.supplyId, claiming: result.claim.id });
 					return result;
 				}
 				case "complete": {
 					const result = await this.tx((c: any) => completeOrder(c, cc, { orderId: p.orderId, buyerId: user.id }));
+					this.logger.info(`Order ${p.orderId} completed`, { claimId: result.claim.id });
 					await this.invalidate({ order: p.orderId, supply: result.supply.id, claiming: result.claim.id });
 					return result;
 				}
 				case "cancel": {
 					const result = await this.tx((c: any) => cancelOrder(c, cc, { orderId: p.orderId, buyerId: user.id }));
+					this.logger.info(`Order ${p.orderId} cancelled`);
 					await this.invalidate({ order: p.orderId });
 					return result;
 				}

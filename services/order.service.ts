@@ -81,6 +81,7 @@ const OrderService: WalletService = {
 					]);
 					return o;
 				});
+				this.logger.info(`Order ${order.id} created`, { amount: order.amount, asset: order.asset });
 				await this.invalidate({ order: order.id });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/v1/orders/${order.id}`;

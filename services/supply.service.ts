@@ -54,6 +54,7 @@ const SupplyService: WalletService = {
 					]);
 					return s;
 				});
+				this.logger.info(`Supply ${supply.id} created`, { amount: supply.amount, asset: supply.asset });
 				await this.invalidate({ supply: supply.id });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/v1/supplies/${supply.id}`;
@@ -126,6 +127,7 @@ const SupplyService: WalletService = {
 				]);
 				return updated;
 			});
+			this.logger.info(`Supply ${id}: ${eventType}`, { version: supply.version });
 			await this.invalidate({ supply: id });
 			return supply;
 		},

@@ -7,7 +7,8 @@ export type Details = Record<string, unknown> | undefined;
 export class AppError extends Errors.MoleculerClientError {
 	constructor(status: number, code: string, message: string, details?: Details) {
 		super(message, status, code, details);
-		this.name = "AppError";
+		// The name Moleculer knows: errors crossing the transporter are rebuilt as this class, not a plain Error.
+		this.name = "MoleculerClientError";
 	}
 }
 

@@ -18,7 +18,7 @@ export function logBindings(): Record<string, unknown> {
 export async function traced<T>(name: string, tags: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
 	const ctx = storage.getStore() as (Context & { tracing?: boolean }) | undefined;
 	if (!ctx || !ctx.tracing) return fn();
-	const span = ctx.startSpan(name, { tags });
+	const span = ctx.startSpan(name, { tags: { ...tags, requestID: ctx.requestID } });
 	try {
 		const result = await fn();
 		ctx.finishSpan(span);

@@ -2,6 +2,7 @@
 // cleans are skipped, and nothing rejects. (0.15 does not await set() in its middleware, so a failed
 // write would otherwise become an unhandled rejection and kill the process.)
 import { Cachers } from "moleculer";
+import { traced } from "./request-context";
 
 export class SafeRedisCacher extends Cachers.Redis {
 	private warned = false;
@@ -32,7 +33,7 @@ export class SafeRedisCacher extends Cachers.Redis {
 
 	override async get(key: string) {
 		try {
-			const value = await super.get(key);
+			const value = await traced("cache get", { cache: { key } }, () => super.get(key));
 			this.warned = false;
 			return value;
 		} catch (err) {
@@ -43,7 +44,7 @@ export class SafeRedisCacher extends Cachers.Redis {
 
 	override async set(key: string, data: unknown, ttl?: number) {
 		try {
-			return await super.set(key, data, ttl);
+			return await traced("cache set", { cache: { key } }, () => super.set(key, data, ttl));
 		} catch (err) {
 			this.degrade("set", err);
 			return undefined;
@@ -61,7 +62,7 @@ export class SafeRedisCacher extends Cachers.Redis {
 
 	override async clean(match?: string | string[]) {
 		try {
-			return await super.clean(match);
+			return await traced("cache clean", { cache: { match } }, () => super.clean(match));
 		} catch (err) {
 			this.degrade("clean", err);
 			return undefined;

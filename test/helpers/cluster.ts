@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { loadConfig, type Config } from "../../config";
-import { brokerOptions } from "../../moleculer.config";
+import { brokerOptions, loggerOptions } from "../../moleculer.config";
 import ApiService from "../../services/api.service";
 import ClaimingService from "../../services/claiming.service";
 import OrderService from "../../services/order.service";
@@ -21,6 +21,8 @@ export interface RegionOptions {
 	redisUrl?: string;
 	nats?: boolean;
 	env?: Record<string, string>;
+	/** Receives every node's JSON log lines (instead of stdout). */
+	logSink?: { write(line: string): void };
 }
 
 export interface Region {
@@ -52,7 +54,13 @@ export async function startRegion(o: RegionOptions): Promise<Region> {
 	const cfg = testConfig({ ...o, namespace, nats: o.nats ?? o.nodes.length > 1 });
 	const brokers = o.nodes.map(
 		(services, i) => {
-			const b = new ServiceBroker(brokerOptions(cfg, { nodeID: `${services.join("+")}-${i}`, skipProcessEventRegistration: true }));
+			const b = new ServiceBroker(
+				brokerOptions(cfg, {
+					nodeID: `${services.join("+")}-${i}`,
+					skipProcessEventRegistration: true,
+					...(o.logSink ? { logger: loggerOptions(cfg, o.logSink) } : {}),
+				}),
+			);
 			for (const s of services) b.createService(SERVICES[s] as ServiceSchema);
 			return b;
 		},
