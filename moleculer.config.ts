@@ -3,6 +3,7 @@
 import { Errors, type BrokerOptions } from "moleculer";
 import { config, type Config } from "./config";
 import { PermissionsMiddleware } from "./middlewares/permissions";
+import { databaseUnavailable, isDatabaseUnavailable } from "./src/lib/db-errors";
 import { createVerifier } from "./src/lib/jwt";
 import { DomainMetricsMiddleware, SafePrometheusReporter } from "./src/lib/metrics";
 import { logBindings, RequestContextMiddleware } from "./src/lib/request-context";
@@ -127,8 +128,13 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 		},
 		validator: true,
 		errorHandler(err, info) {
+			if (isDatabaseUnavailable(err)) throw databaseUnavailable(err);
 			// Expected refusals (4xx, 503s) travel as they are; a plain Error is a bug: log it where it happened.
-			if (!(err instanceof Errors.MoleculerError)) this.logger.error("Unexpected error", err, (info as any)?.action?.name);
+			// Logged once, by the innermost action it passes through.
+			if (!(err instanceof Errors.MoleculerError) && !(err as any).$logged) {
+				(err as any).$logged = true;
+				this.logger.error("Unexpected error", err, (info as any)?.action?.name);
+			}
 			throw err;
 		},
 		// Permissions sit outside the cacher so a cached answer is never served before the check.

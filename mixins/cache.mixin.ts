@@ -15,7 +15,16 @@ export function patternsFor(changes: Partial<Record<Entity, string | undefined>>
 	return patterns;
 }
 
-export const CacheMixin: Partial<ServiceSchema> = {
+export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: ServiceSchema): void } = {
+	// Cached actions name their kind (`cache: {keys, kind: "entity" | "list"}`); the TTL comes from the
+	// configuration of the broker the service runs in (CACHE_TTL_SEC, CACHE_LIST_TTL_SEC).
+	merged(this: any, schema: ServiceSchema) {
+		const ttl = appConfig(this.broker).cacheTtl;
+		for (const [name, action] of Object.entries(schema.actions ?? {}) as [string, any][]) {
+			const kind: "entity" | "list" | undefined = action?.cache?.kind;
+			if (kind === "entity" || kind === "list") schema.actions![name] = { ...action, cache: { ...action.cache, ttl: ttl[kind] } };
+		}
+	},
 	events: {
 		"cache.clean": {
 			handler(this: any, ctx: Context<{ patterns: string[] }>) {

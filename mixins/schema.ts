@@ -2,7 +2,9 @@
 // action keys this project adds are typed here.
 import type { ActionSchema, ServiceSchema } from "moleculer";
 
-export type WalletAction = ActionSchema & {
+export type WalletAction = Omit<ActionSchema, "cache"> & {
+	/** `kind` picks the TTL from the configuration (see CacheMixin). */
+	cache?: boolean | (Exclude<ActionSchema["cache"], boolean | undefined> & { kind?: "entity" | "list" });
 	/** Scope the acting user needs, or "internal" for service-to-service actions. */
 	permission?: string;
 	/** Per-action timeout in ms (read by Moleculer's Timeout middleware). */
@@ -11,6 +13,7 @@ export type WalletAction = ActionSchema & {
 };
 
 export type WalletService = Omit<ServiceSchema, "actions" | "settings"> & {
+	merged?: (this: any, schema: any) => void;
 	actions?: Record<string, WalletAction>;
 	settings?: Record<string, any>;
 };

@@ -4,7 +4,6 @@
 // unique indexes stay the final guard when the node set changes under the shard ring.
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { config } from "../config";
 import { CacheMixin } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
 import { ACTOR, IDEMPOTENT_WRITE, READ, WRITE } from "../src/lib/fault-tolerance";
@@ -103,7 +102,7 @@ const ClaimingService: WalletService = {
 			permission: "internal",
 			visibility: "public",
 			params: { id: uuid },
-			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
+			cache: { keys: ["id"], kind: "entity" },
 			fallback: "staleFind",
 			handler(this: any, ctx: Ctx<{ id: string }>) {
 				return this.withStale(ctx.params.id, () => getClaim(this.pool, ctx.params.id));
@@ -113,7 +112,7 @@ const ClaimingService: WalletService = {
 			...READ,
 			permission: "claim:read",
 			params: { status: status(["active", "settled", "released"]), ...paging },
-			cache: { keys: ["#user.id", "status", "page", "pageSize"], ttl: config().cacheTtl.list },
+			cache: { keys: ["#user.id", "status", "page", "pageSize"], kind: "list" },
 			handler(this: any, ctx: Ctx<{ status?: string; page?: number; pageSize?: number }>) {
 				return listClaims(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
 			},

@@ -3,7 +3,6 @@
 import { randomUUID } from "node:crypto";
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { config } from "../config";
 import { CacheMixin } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
 import { FORWARD, READ, WRITE } from "../src/lib/fault-tolerance";
@@ -103,7 +102,7 @@ const OrderService: WalletService = {
 			permission: "internal",
 			visibility: "public",
 			params: { id: uuid },
-			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
+			cache: { keys: ["id"], kind: "entity" },
 			fallback: "staleFind",
 			handler(this: any, ctx: Ctx<{ id: string }>) {
 				return this.withStale(ctx.params.id, () => getOrder(this.pool, ctx.params.id));
@@ -118,7 +117,7 @@ const OrderService: WalletService = {
 				mine: { type: "boolean", convert: true, optional: true },
 				...paging,
 			},
-			cache: { keys: ["#user.id", "#user.scopes", "asset", "status", "mine", "page", "pageSize"], ttl: config().cacheTtl.list },
+			cache: { keys: ["#user.id", "#user.scopes", "asset", "status", "mine", "page", "pageSize"], kind: "list" },
 			async handler(this: any, ctx: Ctx<{ asset?: string; status?: string; mine?: boolean; page?: number; pageSize?: number }>) {
 				const user = ctx.meta.user;
 				const page: Page<Order> = await listOrders(this.pool, { ...ctx.params, userId: user.id, admin: isAdmin(user) });

@@ -3,7 +3,6 @@
 import { randomUUID } from "node:crypto";
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { config } from "../config";
 import { appConfig } from "../mixins/config";
 import { READ, WRITE } from "../src/lib/fault-tolerance";
 import { CacheMixin } from "../mixins/cache.mixin";
@@ -76,7 +75,7 @@ const SupplyService: WalletService = {
 			permission: "internal",
 			visibility: "public",
 			params: { id: uuid },
-			cache: { keys: ["id"], ttl: config().cacheTtl.entity },
+			cache: { keys: ["id"], kind: "entity" },
 			fallback: "staleFind",
 			handler(this: any, ctx: Ctx<{ id: string }>) {
 				return this.withStale(ctx.params.id, () => getSupply(this.pool, ctx.params.id));
@@ -86,7 +85,7 @@ const SupplyService: WalletService = {
 			...READ,
 			permission: "supply:read",
 			params: { asset: { ...asset, optional: true }, status: status(["active", "paused", "closed"]), ...paging },
-			cache: { keys: ["#user.id", "asset", "status", "page", "pageSize"], ttl: config().cacheTtl.list },
+			cache: { keys: ["#user.id", "asset", "status", "page", "pageSize"], kind: "list" },
 			handler(this: any, ctx: Ctx<{ asset?: string; status?: string; page?: number; pageSize?: number }>) {
 				return listSupplies(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
 			},

@@ -3,7 +3,7 @@
 import pg from "pg";
 import type { Config } from "../../config";
 import { startEmbeddedPostgres, type EmbeddedHandle } from "./embedded";
-import { instrumentClient, instrumentPool } from "./instrument";
+import { instrumentClient, instrumentPool, translate } from "./instrument";
 import { migrate } from "./migrate";
 
 export interface Database {
@@ -68,7 +68,7 @@ export async function releaseDatabase(db: Database): Promise<void> {
 
 /** Runs fn in one transaction; rolls back on any error. */
 export async function withTx<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-	const client = instrumentClient(await pool.connect());
+	const client = instrumentClient(await pool.connect().catch(translate));
 	try {
 		await client.query("BEGIN");
 		const result = await fn(client);

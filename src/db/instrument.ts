@@ -1,6 +1,8 @@
 // SQL calls as spans of the current action's trace (promise-style calls only; pg's own callback
-// calls inside the pool are left alone so nothing is counted twice).
+// calls inside the pool are left alone so nothing is counted twice), and a database that is away as
+// a retryable 503 instead of a driver error.
 import type { Pool, PoolClient } from "pg";
+import { databaseUnavailable, isDatabaseUnavailable } from "../lib/db-errors";
 import { traced } from "../lib/request-context";
 
 type Queryable = Pick<Pool, "query"> | Pick<PoolClient, "query">;
@@ -13,10 +15,15 @@ function wrap<T extends Queryable>(target: T): T {
 		const statement = text.replace(/\s+/g, " ").trim();
 		const verb = statement.split(" ", 1)[0].toUpperCase();
 		return traced(`sql ${verb}`, { db: { system: "postgresql", statement: statement.slice(0, 300) } }, () =>
-			original(...args) as Promise<unknown>,
+			(original(...args) as Promise<unknown>).catch(translate),
 		);
 	};
 	return target;
+}
+
+/** Connection-level failures become a retryable 503 right where they happen. */
+export function translate(err: Error): never {
+	throw isDatabaseUnavailable(err) ? databaseUnavailable(err) : err;
 }
 
 export const instrumentPool = (pool: Pool): Pool => wrap(pool);

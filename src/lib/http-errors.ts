@@ -15,6 +15,7 @@ const UNAVAILABLE = new Set([
 	"REQUEST_SKIPPED",
 	"REQUEST_TIMEOUT",
 	"NOT_READY",
+	"DATABASE_UNAVAILABLE",
 ]);
 
 const DEFAULT_CODES: Record<number, string> = {
