@@ -107,6 +107,8 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 				new SafePrometheusReporter({
 					port: cfg.metrics.port,
 					path: "/metrics",
+					// Command lines, user and network details do not belong on an unauthenticated endpoint.
+					excludes: ["process.arguments", "os.user.*", "os.network.*", "os.hostname"],
 					defaultLabels: (registry: any) => ({ namespace: registry.broker.namespace, nodeID: registry.broker.nodeID, region: cfg.region }),
 				}),
 			],

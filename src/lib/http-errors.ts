@@ -78,6 +78,11 @@ export function errorBody(err: any, requestId: string): ErrorResponse {
 		details = undefined;
 	}
 	if (status === 401 && type === "NO_TOKEN") code = "UNAUTHORIZED";
+	if (type === "QUEUE_FULL") {
+		// Moleculer's message names the action and node: say what the client needs, nothing internal.
+		message = "Too many requests in progress; retry later";
+		details = undefined;
+	}
 	if (status === 429) headers["Retry-After"] ??= String(err.data?.retryAfterSec ?? 1);
 	return { status, headers, body: { error: { code, message, ...(details ? { details } : {}), requestId } } };
 }

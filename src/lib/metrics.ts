@@ -37,7 +37,11 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 	m.register({ name: M.SWEEPER_RELEASES, type: "counter", labelNames: ["kind"], description: "Claims released and orders expired by the sweeper" });
 	m.register({ name: M.RATE_LIMITED, type: "counter", labelNames: ["by"], description: "Requests refused by the rate limiter" });
 	m.register({ name: M.OUTBOX_BACKLOG, type: "gauge", description: "Outbox events not yet published" });
-	m.register({ name: M.DB_POOL, type: "gauge", labelNames: ["state"], description: "pg pool connections: total, idle, waiting" });
+	m.register({ name: M.DB_POOL, type: "gauge", labelNames: ["state"], description: "pg pool connections: total, idle, waiting, max" });
+	// Known label values start at 0, so dashboards show 0 rather than "no data" before the first event.
+	for (const outcome of ["won", "conflict", "insufficient", "replayed", "rejected", "error"]) m.increment(M.CLAIMS, { outcome }, 0);
+	for (const kind of ["claim", "order"]) m.increment(M.SWEEPER_RELEASES, { kind }, 0);
+	for (const by of ["user", "ip"]) m.increment(M.RATE_LIMITED, { by }, 0);
 }
 
 /** Registers the domain metrics and samples the pg pools on Moleculer's collect interval. */
@@ -51,12 +55,14 @@ export function DomainMetricsMiddleware(): Middleware {
 		started(broker: ServiceBroker) {
 			if (!broker.metrics.isEnabled()) return;
 			const sample = () => {
-				let total = 0, idle = 0, waiting = 0;
+				let total = 0, idle = 0, waiting = 0, max = 0;
 				for (const pool of openDatabases()) {
 					total += pool.totalCount;
 					idle += pool.idleCount;
 					waiting += pool.waitingCount;
+					max += pool.options.max ?? 10;
 				}
+				broker.metrics.set(M.DB_POOL, max, { state: "max" });
 				broker.metrics.set(M.DB_POOL, total, { state: "total" });
 				broker.metrics.set(M.DB_POOL, idle, { state: "idle" });
 				broker.metrics.set(M.DB_POOL, waiting, { state: "waiting" });
