@@ -2,9 +2,11 @@
 // brokers with brokerOptions(cfg) so every node of every test is configured the same way.
 import { Errors, type BrokerOptions } from "moleculer";
 import { config, type Config } from "./config";
+import { DeadlineMiddleware } from "./middlewares/deadline";
 import { PermissionsMiddleware } from "./middlewares/permissions";
 import { databaseUnavailable, isDatabaseUnavailable } from "./src/lib/db-errors";
 import { createVerifier } from "./src/lib/jwt";
+import { HEALTHY_ROUND_ROBIN, OutlierMiddleware } from "./src/lib/outliers";
 import { DomainMetricsMiddleware, SafePrometheusReporter } from "./src/lib/metrics";
 import { logBindings, RequestContextMiddleware } from "./src/lib/request-context";
 import { HashingZipkinExporter } from "./src/lib/zipkin";
@@ -82,7 +84,7 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 		heartbeatTimeout: 6,
 		registry: {
 			// The order actor routes by order id (Shard strategy); preferLocal would bypass that.
-			strategy: "RoundRobin",
+			strategy: HEALTHY_ROUND_ROBIN,
 			preferLocal: false,
 			stopDelay: 200,
 		},
@@ -148,9 +150,13 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			"Bulkhead",
 			"Cacher",
 			PermissionsMiddleware(createVerifier(cfg.jwt), cfg.trustedServices),
-			"ContextTracker",
 			"CircuitBreaker",
 			"Timeout",
+			DeadlineMiddleware,
+			OutlierMiddleware,
+			// Outside Timeout: a call that timed out is settled for the tracker too (else it leaks and
+			// a graceful stop waits for it in vain).
+			"ContextTracker",
 			"Retry",
 			"Fallback",
 			"ErrorHandler",

@@ -125,7 +125,7 @@ export function loadConfig(env: Env = process.env): Config {
 		databaseUrl: str(env, "DATABASE_URL"),
 		dataDir: path.resolve(str(env, "DATA_DIR") ?? "data"),
 		embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
-		pgPoolMax: int(env, "PG_POOL_MAX", 10, 1, 1000),
+		pgPoolMax: int(env, "PG_POOL_MAX", 20, 1, 1000),
 		migrateOnStart: bool(env, "MIGRATE_ON_START", true),
 		redisUrl: str(env, "REDIS_URL"),
 		natsUrl: str(env, "NATS_URL"),

@@ -47,7 +47,8 @@ const ApiService: WalletService = {
 				authentication: true,
 				authorization: true,
 				bodyParsers: { json: { strict: true, limit: "64kb" }, urlencoded: false },
-				// The budget of a whole request; nested calls get what is left of it.
+				// The budget of a whole request, retries included; each attempt is also bounded by its
+				// action's timeout, and nested calls get what is left (middlewares/deadline.ts).
 				callOptions: { timeout: 8000 },
 				aliases: ROUTES,
 				async onBeforeCall(this: any, _ctx: Context, _route: unknown, req: Req, res: Res) {
@@ -169,9 +170,20 @@ const ApiService: WalletService = {
 						() => "down",
 					)
 				: Promise.resolve("disabled");
+			// transit.connected stays true while NATS reconnects: ask the client for a round trip instead.
 			const transit = this.broker.transit;
-			const transporter = transit ? (transit.connected ? "ok" : "down") : "disabled";
-			return { postgres: await pg, redis: await redis, transporter };
+			const client = transit?.tx?.client;
+			const transporter = !transit
+				? Promise.resolve("disabled")
+				: !transit.connected
+					? Promise.resolve("down")
+					: typeof client?.flush === "function"
+						? withTimeout(client.flush(), 1000).then(
+								() => "ok",
+								() => "down",
+							)
+						: Promise.resolve("ok");
+			return { postgres: await pg, redis: await redis, transporter: await transporter };
 		},
 	},
 	created(this: any) {

@@ -6,12 +6,13 @@ import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import { CacheMixin } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
-import { ACTOR, IDEMPOTENT_WRITE, READ, WRITE } from "../src/lib/fault-tolerance";
+import { ACTOR, IDEMPOTENT_WRITE, INNER_READ, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
 import { checkReplay } from "../src/domain/claim";
 import { conflict, notFound } from "../src/domain/errors";
 import { isAdmin } from "../src/domain/permissions";
 import type { Claim, User } from "../src/domain/types";
+import { AVAILABLE_SHARD } from "../src/lib/available-shard";
 import { Mailbox } from "../src/lib/mailbox";
 import { M, type ClaimOutcome } from "../src/lib/metrics";
 import { paging, status, uuid } from "../src/lib/params";
@@ -98,7 +99,7 @@ const ClaimingService: WalletService = {
 			},
 		},
 		find: {
-			...READ,
+			...INNER_READ,
 			permission: "internal",
 			visibility: "public",
 			params: { id: uuid },
@@ -137,7 +138,7 @@ const ClaimingService: WalletService = {
 			...ACTOR,
 			permission: "internal",
 			visibility: "public",
-			strategy: "Shard",
+			strategy: AVAILABLE_SHARD,
 			strategyOptions: { shardKey: "orderId" },
 			params: {
 				op: { type: "enum", values: ["claim", "release", "complete", "cancel"] },

@@ -5,7 +5,7 @@ import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import { CacheMixin } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
-import { FORWARD, READ, WRITE } from "../src/lib/fault-tolerance";
+import { FORWARD, INNER_READ, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound, unprocessable } from "../src/domain/errors";
@@ -98,7 +98,7 @@ const OrderService: WalletService = {
 			},
 		},
 		find: {
-			...READ,
+			...INNER_READ,
 			permission: "internal",
 			visibility: "public",
 			params: { id: uuid },

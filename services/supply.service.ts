@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import { appConfig } from "../mixins/config";
-import { READ, WRITE } from "../src/lib/fault-tolerance";
+import { INNER_READ, READ, WRITE } from "../src/lib/fault-tolerance";
 import { CacheMixin } from "../mixins/cache.mixin";
 import { DbMixin } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
@@ -71,7 +71,7 @@ const SupplyService: WalletService = {
 			},
 		},
 		find: {
-			...READ,
+			...INNER_READ,
 			permission: "internal",
 			visibility: "public",
 			params: { id: uuid },

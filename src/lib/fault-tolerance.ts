@@ -4,11 +4,18 @@
 
 /** Reads: retried (they change nothing), short timeout, generous bulkhead. */
 export const READ = {
-	timeout: 2000,
+	timeout: 2500,
 	retryPolicy: { enabled: true, retries: 2, delay: 50, maxDelay: 400, factor: 2 },
 	bulkhead: { enabled: true, concurrency: 32, maxQueueSize: 256 },
 	circuitBreaker: { threshold: 0.5 },
 };
+
+/**
+ * The internal `*.find` behind every `get`: its attempts are shorter than the caller's, so a node that
+ * hangs is left for another one while the caller's attempt is still running (else both time out at
+ * once and the healthy node in between gets the blame).
+ */
+export const INNER_READ = { ...READ, timeout: 1000 };
 
 /** Writes that are not idempotent: never retried (a retry could apply them twice). */
 export const WRITE = {
