@@ -25,6 +25,7 @@ const lockers: pg.Client[] = [];
 /** A transaction holding ACCESS EXCLUSIVE on supplies: every read and write of the table waits. */
 async function stallSupplies(): Promise<pg.Client> {
 	const c = new pg.Client({ connectionString: region.db.url });
+	c.on("error", () => undefined); // the database is dropped with FORCE at the end
 	lockers.push(c);
 	await c.connect();
 	await c.query("BEGIN");

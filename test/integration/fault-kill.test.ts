@@ -83,6 +83,7 @@ describe("a supply node killed with requests in flight", () => {
 		};
 
 		locker = new pg.Client({ connectionString: db.url });
+		locker.on("error", () => undefined); // the database is dropped with FORCE at the end
 		await locker.connect();
 		await locker.query("BEGIN");
 		await locker.query("LOCK TABLE supplies IN ACCESS EXCLUSIVE MODE");

@@ -66,6 +66,7 @@ describe("a supply node stopped with requests in flight", () => {
 		ranOn.length = 0;
 
 		locker = new pg.Client({ connectionString: db.url });
+		locker.on("error", () => undefined); // the database is dropped with FORCE at the end
 		await locker.connect();
 		await locker.query("BEGIN");
 		await locker.query("LOCK TABLE supplies IN ACCESS EXCLUSIVE MODE");
