@@ -6,6 +6,8 @@ export interface Reply<T = any> {
 	status: number;
 	body: T;
 	headers: Headers;
+	/** How long the call took, in ms. */
+	ms: number;
 }
 
 const jwt = loadConfig({ NODE_ENV: "test" }).jwt;
@@ -16,6 +18,8 @@ export class Client {
 	constructor(
 		private base: string,
 		private token?: string,
+		/** The client's own deadline: long enough that a slow server answer is measured, not cut off. */
+		private deadlineMs = 15_000,
 	) {}
 
 	static async as(base: string, userId: string, scopes?: string[]) {
@@ -23,6 +27,7 @@ export class Client {
 	}
 
 	async request<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply<T>> {
+		const started = performance.now();
 		const res = await fetch(this.base + path, {
 			method,
 			headers: {
@@ -31,7 +36,7 @@ export class Client {
 				...headers,
 			},
 			body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-			signal: AbortSignal.timeout(15000),
+			signal: AbortSignal.timeout(this.deadlineMs),
 		});
 		const text = await res.text();
 		let parsed: any = text;
@@ -40,7 +45,7 @@ export class Client {
 		} catch {
 			/* not JSON: keep the text */
 		}
-		return { status: res.status, body: parsed, headers: res.headers };
+		return { status: res.status, body: parsed, headers: res.headers, ms: performance.now() - started };
 	}
 
 	get = <T = any>(path: string, headers?: Record<string, string>) => this.request<T>("GET", path, undefined, headers);

@@ -1,6 +1,7 @@
 // A private nats-server for tests that kill it (the machine's shared NATS is never touched), on a
 // port of its own; restartable on the same port so clients reconnect to "the same" server.
 import { spawn, type ChildProcess } from "node:child_process";
+import { killProcess } from "./process";
 
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
 
@@ -49,12 +50,7 @@ export class NatsServer {
 	}
 
 	/** SIGKILL: what a crash or a lost NATS host looks like to its clients. */
-	async kill(): Promise<void> {
-		const p = this.proc;
-		if (!p || p.exitCode !== null || p.signalCode !== null) return;
-		await new Promise(resolve => {
-			p.once("exit", resolve);
-			p.kill("SIGKILL");
-		});
+	kill(): Promise<void> {
+		return killProcess(this.proc);
 	}
 }

@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import type { ServiceBroker } from "moleculer";
 import { seesService } from "./nodes";
+import { killProcess } from "./process";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
@@ -89,12 +90,7 @@ export class NodeProcess {
 	}
 
 	/** SIGKILL: no graceful stop, no DISCONNECT packet; peers find out from missing heartbeats. */
-	async kill(): Promise<void> {
-		const p = this.proc;
-		if (!p || p.exitCode !== null || p.signalCode !== null) return;
-		await new Promise(resolve => {
-			p.once("exit", resolve);
-			p.kill("SIGKILL");
-		});
+	kill(): Promise<void> {
+		return killProcess(this.proc);
 	}
 }

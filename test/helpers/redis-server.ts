@@ -1,6 +1,7 @@
 // A private redis-server for tests that kill it: the machine's shared Redis is never touched.
 import { spawn, type ChildProcess } from "node:child_process";
 import net from "node:net";
+import { killProcess } from "./process";
 
 export async function freePort(): Promise<number> {
 	return new Promise((resolve, reject) => {
@@ -34,12 +35,7 @@ export class RedisServer {
 	}
 
 	/** SIGKILL: the outage a crash or a network cut looks like. */
-	async kill(): Promise<void> {
-		const p = this.proc;
-		if (!p || p.exitCode !== null) return;
-		await new Promise(resolve => {
-			p.once("exit", resolve);
-			p.kill("SIGKILL");
-		});
+	kill(): Promise<void> {
+		return killProcess(this.proc);
 	}
 }
