@@ -1,6 +1,7 @@
 // Cache invalidation on every write. With Redis all nodes share one store, so one clean is enough;
 // with per-node memory caches the clean is broadcast so every node drops its copies.
 import type { Context, ServiceSchema } from "moleculer";
+import { SafeRedisCacher } from "../src/lib/safe-redis-cacher";
 import { appConfig } from "./config";
 
 export type Entity = "supply" | "order" | "claiming";
@@ -53,7 +54,7 @@ export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: Se
 			if (!cacher) return;
 			const patterns = patternsFor(changes);
 			await cacher.clean(patterns);
-			if (cacher.constructor.name !== "SafeRedisCacher") await this.broker.broadcast("cache.clean", { patterns });
+			if (!(cacher instanceof SafeRedisCacher)) await this.broker.broadcast("cache.clean", { patterns });
 		},
 	},
 };

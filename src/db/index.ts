@@ -32,7 +32,11 @@ async function open(url: string, cfg: Config, log: (m: string) => void): Promise
 	});
 	// Idle clients get 57P01 when the server shuts down; without a listener that kills the process.
 	pool.on("error", err => log(`postgres pool error: ${err.message}`));
-	if (cfg.migrateOnStart) await migrate(pool);
+	if (cfg.migrateOnStart)
+		await migrate(pool).catch(async err => {
+			await pool.end().catch(() => undefined);
+			throw err;
+		});
 	opened.add(pool);
 	return { pool: instrumentPool(pool), url, refs: 0 };
 }
