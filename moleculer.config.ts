@@ -4,7 +4,6 @@ import { Errors, type BrokerOptions } from "moleculer";
 import { config, type Config } from "./config";
 import { DeadlineMiddleware } from "./middlewares/deadline";
 import { PermissionsMiddleware } from "./middlewares/permissions";
-import { databaseUnavailable, isDatabaseUnavailable } from "./src/lib/db-errors";
 import { createVerifier } from "./src/lib/jwt";
 import { HEALTHY_ROUND_ROBIN, OutlierMiddleware } from "./src/lib/outliers";
 import { DomainMetricsMiddleware, SafePrometheusReporter } from "./src/lib/metrics";
@@ -132,7 +131,6 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 		},
 		validator: true,
 		errorHandler(err, info) {
-			if (isDatabaseUnavailable(err)) throw databaseUnavailable(err);
 			// Expected refusals (4xx, 503s) travel as they are; a plain Error is a bug: log it where it happened.
 			// Logged once, by the innermost action it passes through.
 			if (!(err instanceof Errors.MoleculerError) && !(err as any).$logged) {

@@ -1,6 +1,9 @@
 // Cache invalidation on every write. With Redis all nodes share one store, so one clean is enough;
 // with per-node memory caches the clean is broadcast so every node drops its copies.
 import type { Context, ServiceSchema } from "moleculer";
+import type { Pool } from "pg";
+import { INNER_READ } from "../src/lib/fault-tolerance";
+import { uuid } from "../src/lib/params";
 import { SafeRedisCacher } from "../src/lib/safe-redis-cacher";
 import { appConfig } from "./config";
 
@@ -14,6 +17,24 @@ export function patternsFor(changes: Partial<Record<Entity, string | undefined>>
 		patterns.push(`${svc}.find:**${id}**`, `${svc}.list:**`);
 	}
 	return patterns;
+}
+
+/**
+ * The internal `<service>.find` action every `get` reads through: cached by id, and remembered as a
+ * stale copy that answers (via `staleFind`) while the database is away.
+ */
+export function findAction<T>(read: (pool: Pool, id: string) => Promise<T | null>) {
+	return {
+		...INNER_READ,
+		permission: "internal",
+		visibility: "public" as const,
+		params: { id: uuid },
+		cache: { keys: ["id"], kind: "entity" as const },
+		fallback: "staleFind",
+		handler(this: any, ctx: Context<{ id: string }>) {
+			return this.withStale(ctx.params.id, () => read(this.pool, ctx.params.id));
+		},
+	};
 }
 
 export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: ServiceSchema): void } = {

@@ -22,8 +22,13 @@ type Res = ServerResponse & { $ctx?: Context };
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
 
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-	return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error("timeout")), ms).unref())]);
+/** "ok" if the dependency answers within a second, else "down". */
+function probe(p: Promise<unknown>): Promise<string> {
+	const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 1000).unref());
+	return Promise.race([p, timeout]).then(
+		() => "ok",
+		() => "down",
+	);
 }
 
 const ApiService: WalletService = {
@@ -159,32 +164,18 @@ const ApiService: WalletService = {
 			}
 		},
 		async checks(this: any): Promise<Record<string, string>> {
-			const pg = withTimeout(this.pool.query("SELECT 1"), 1000).then(
-				() => "ok",
-				() => "down",
-			);
 			const cacher = this.broker.cacher;
-			const redis = cacher?.client?.ping
-				? withTimeout(cacher.client.ping(), 1000).then(
-						() => "ok",
-						() => "down",
-					)
-				: Promise.resolve("disabled");
 			// transit.connected stays true while NATS reconnects: ask the client for a round trip instead.
 			const transit = this.broker.transit;
 			const client = transit?.tx?.client;
-			const transporter = !transit
-				? Promise.resolve("disabled")
-				: !transit.connected
-					? Promise.resolve("down")
-					: typeof client?.flush === "function"
-						? withTimeout(client.flush(), 1000).then(
-								() => "ok",
-								() => "down",
-							)
-						: Promise.resolve("ok");
-			return { postgres: await pg, redis: await redis, transporter: await transporter };
+			const [postgres, redis, transporter] = await Promise.all([
+				probe(this.pool.query("SELECT 1")),
+				cacher?.client?.ping ? probe(cacher.client.ping()) : "disabled",
+				!transit ? "disabled" : !transit.connected ? "down" : typeof client?.flush === "function" ? probe(client.flush()) : "ok",
+			]);
+			return { postgres, redis, transporter };
 		},
+
 	},
 	created(this: any) {
 		const cfg = appConfig(this.broker);

@@ -4,9 +4,9 @@
 // unique indexes stay the final guard when the node set changes under the shard ring.
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { CacheMixin } from "../mixins/cache.mixin";
+import { CacheMixin, findAction } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
-import { ACTOR, IDEMPOTENT_WRITE, INNER_READ, READ, WRITE } from "../src/lib/fault-tolerance";
+import { ACTOR, IDEMPOTENT_WRITE, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
 import { checkReplay } from "../src/domain/claim";
 import { conflict, notFound } from "../src/domain/errors";
@@ -76,9 +76,9 @@ const ClaimingService: WalletService = {
 				const started = performance.now();
 				let outcome: ClaimOutcome = "error";
 				try {
-					const claim: Claim = await this.claim(ctx);
-					outcome = ctx.meta.$responseHeaders?.["Idempotent-Replayed"] ? "replayed" : "won";
-					return claim;
+					const result: { claim: Claim; replayed: boolean } = await this.claim(ctx);
+					outcome = result.replayed ? "replayed" : "won";
+					return result.replayed ? replayed(ctx, result.claim) : created(ctx, result.claim);
 				} catch (err: any) {
 					outcome = claimOutcome(err);
 					throw err;
@@ -98,17 +98,7 @@ const ClaimingService: WalletService = {
 				return claim;
 			},
 		},
-		find: {
-			...INNER_READ,
-			permission: "internal",
-			visibility: "public",
-			params: { id: uuid },
-			cache: { keys: ["id"], kind: "entity" },
-			fallback: "staleFind",
-			handler(this: any, ctx: Ctx<{ id: string }>) {
-				return this.withStale(ctx.params.id, () => getClaim(this.pool, ctx.params.id));
-			},
-		},
+		find: findAction(getClaim),
 		list: {
 			...READ,
 			permission: "claim:read",
@@ -160,7 +150,7 @@ const ClaimingService: WalletService = {
 			const existing = await findClaimByKey(this.pool, ctx.meta.user.id, idempotencyKey);
 			if (existing) {
 				checkReplay(existing, orderId, supplyId);
-				return replayed(ctx, existing);
+				return { claim: existing, replayed: true };
 			}
 			const result = await ctx.call<{ claim: Claim; replayed: boolean }, CommandParams>("claiming.command", {
 				op: "claim",
@@ -168,7 +158,7 @@ const ClaimingService: WalletService = {
 				supplyId,
 				idempotencyKey,
 			});
-			return result.replayed ? replayed(ctx, result.claim) : created(ctx, result.claim);
+			return { claim: result.claim, replayed: result.replayed };
 		},
 		commandContext(this: any): CommandContext {
 			return { region: appConfig(this.broker).region, epoch: 0, now: new Date() };

@@ -3,9 +3,9 @@
 import { randomUUID } from "node:crypto";
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { CacheMixin } from "../mixins/cache.mixin";
+import { CacheMixin, findAction } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
-import { FORWARD, INNER_READ, READ, WRITE } from "../src/lib/fault-tolerance";
+import { FORWARD, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound, unprocessable } from "../src/domain/errors";
@@ -97,17 +97,7 @@ const OrderService: WalletService = {
 				return orderView(order, ctx.meta.user);
 			},
 		},
-		find: {
-			...INNER_READ,
-			permission: "internal",
-			visibility: "public",
-			params: { id: uuid },
-			cache: { keys: ["id"], kind: "entity" },
-			fallback: "staleFind",
-			handler(this: any, ctx: Ctx<{ id: string }>) {
-				return this.withStale(ctx.params.id, () => getOrder(this.pool, ctx.params.id));
-			},
-		},
+		find: findAction(getOrder),
 		list: {
 			...READ,
 			permission: "order:read",

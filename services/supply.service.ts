@@ -4,8 +4,8 @@ import { randomUUID } from "node:crypto";
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import { appConfig } from "../mixins/config";
-import { INNER_READ, READ, WRITE } from "../src/lib/fault-tolerance";
-import { CacheMixin } from "../mixins/cache.mixin";
+import { READ, WRITE } from "../src/lib/fault-tolerance";
+import { CacheMixin, findAction } from "../mixins/cache.mixin";
 import { DbMixin } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound } from "../src/domain/errors";
@@ -70,17 +70,7 @@ const SupplyService: WalletService = {
 				return s;
 			},
 		},
-		find: {
-			...INNER_READ,
-			permission: "internal",
-			visibility: "public",
-			params: { id: uuid },
-			cache: { keys: ["id"], kind: "entity" },
-			fallback: "staleFind",
-			handler(this: any, ctx: Ctx<{ id: string }>) {
-				return this.withStale(ctx.params.id, () => getSupply(this.pool, ctx.params.id));
-			},
-		},
+		find: findAction(getSupply),
 		list: {
 			...READ,
 			permission: "supply:read",
