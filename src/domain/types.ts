@@ -56,6 +56,7 @@ export interface Claim {
 	idempotencyKey: string;
 	region: string;
 	epoch: number;
+	version: number;
 	expiresAt: string;
 	createdAt: string;
 	settledAt: string | null;

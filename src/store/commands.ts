@@ -88,7 +88,7 @@ export async function claimOrder(
 	);
 	const updated = toOrder(orderRow.rows[0]);
 	await appendEvents(c, [
-		event(cc.region, "claim", { id: claim.id }, "ClaimCreated", claim),
+		event(cc.region, "claim", claim, "ClaimCreated", claim),
 		event(cc.region, "order", updated, "OrderClaimed", updated),
 		event(cc.region, "supply", supply, "SupplyReserved", supply),
 	]);
@@ -112,7 +112,7 @@ export async function releaseClaim(
 	decideRelease(claim0, args.claimerId);
 	await lockSupply(c, claim0.supplyId);
 	const claimRow = await c.query(
-		`UPDATE claims SET status = 'released', released_at = now() WHERE id = $1 RETURNING *`,
+		`UPDATE claims SET status = 'released', released_at = now(), version = version + 1 WHERE id = $1 RETURNING *`,
 		[claim0.id],
 	);
 	const claim = toClaim(claimRow.rows[0]);
@@ -124,7 +124,7 @@ export async function releaseClaim(
 	);
 	const updated = orderRow.rows[0] ? toOrder(orderRow.rows[0]) : order;
 	await appendEvents(c, [
-		event(cc.region, "claim", { id: claim.id, version: 2 }, "ClaimReleased", { ...claim, reason: args.claimerId ? "claimer" : "expired" }),
+		event(cc.region, "claim", claim, "ClaimReleased", { ...claim, reason: args.claimerId ? "claimer" : "expired" }),
 		event(cc.region, "order", updated, "OrderReopened", updated),
 		event(cc.region, "supply", supply, "SupplyReleased", supply),
 	]);
@@ -138,7 +138,7 @@ export async function completeOrder(c: PoolClient, cc: CommandContext, args: { o
 	const claim0 = await lockClaim(c, order0.claimId!);
 	await lockSupply(c, claim0!.supplyId);
 	const claimRow = await c.query(
-		`UPDATE claims SET status = 'settled', settled_at = now() WHERE id = $1 AND status = 'active' RETURNING *`,
+		`UPDATE claims SET status = 'settled', settled_at = now(), version = version + 1 WHERE id = $1 AND status = 'active' RETURNING *`,
 		[claim0!.id],
 	);
 	const claim = toClaim(claimRow.rows[0]);
@@ -149,7 +149,7 @@ export async function completeOrder(c: PoolClient, cc: CommandContext, args: { o
 	);
 	const order = toOrder(orderRow.rows[0]);
 	await appendEvents(c, [
-		event(cc.region, "claim", { id: claim.id, version: 2 }, "ClaimSettled", claim),
+		event(cc.region, "claim", claim, "ClaimSettled", claim),
 		event(cc.region, "order", order, "OrderCompleted", order),
 		event(cc.region, "supply", supply, "SupplySpent", supply),
 	]);

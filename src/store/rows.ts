@@ -52,6 +52,7 @@ export function toClaim(r: Row): Claim {
 		idempotencyKey: r.idempotency_key,
 		region: r.region,
 		epoch: Number(r.epoch),
+		version: r.version,
 		expiresAt: iso(r.expires_at)!,
 		createdAt: iso(r.created_at)!,
 		settledAt: iso(r.settled_at),

@@ -29,8 +29,10 @@ afterAll(async () => {
 describe("npm run migrate", () => {
 	it("applies, rolls back and re-applies the schema", async () => {
 		expect(migrateCmd()).toMatch(/up: .*initial-schema/);
-		expect(await tables()).toEqual(["claims", "orders", "outbox", "pgmigrations", "supplies"]);
+		expect(await tables()).toEqual(["claims", "entity_counts", "orders", "outbox", "ownership", "pgmigrations", "supplies"]);
 		expect(migrateCmd()).toMatch(/nothing to migrate/);
+		expect(migrateCmd("down")).toMatch(/down: .*events-ownership-counts/);
+		expect(await tables()).toEqual(["claims", "orders", "outbox", "pgmigrations", "supplies"]);
 		expect(migrateCmd("down")).toMatch(/down: .*initial-schema/);
 		expect(await tables()).toEqual(["pgmigrations"]);
 		migrateCmd("up");
@@ -46,7 +48,7 @@ describe("nodes starting together", () => {
 		for (const p of pools) p.on("error", () => undefined);
 		try {
 			const runs = await Promise.all(pools.map(p => migrate(p)));
-			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 1]);
+			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 2]);
 		} finally {
 			await Promise.all(pools.map(p => p.end()));
 			await fresh.drop();

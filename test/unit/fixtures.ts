@@ -57,6 +57,7 @@ export function makeClaim(overrides: Partial<Claim> = {}): Claim {
 		idempotencyKey: "key-1",
 		region: "us-central1",
 		epoch: 1,
+		version: 1,
 		expiresAt: LATER,
 		createdAt: EARLIER,
 		settledAt: null,
