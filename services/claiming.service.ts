@@ -70,6 +70,8 @@ function created(ctx: Ctx, claim: Claim) {
 	return claim;
 }
 
+const DONE = { claim: "claimed", release: "released", complete: "completed", cancel: "cancelled" } as const;
+
 const expired = () => new Errors.RequestSkippedError({ action: "claiming.command", nodeID: "" } as any);
 
 /** The command the SQL runs, from the actor's params and the acting user. */
@@ -189,7 +191,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			const outcome = await this.batcher.submit(toCommand(p, ctx.meta.user), deadline);
 			if (!outcome.ok) throw outcome.error;
 			const r = outcome.value;
-			if (!r.replayed) this.logger.info(`Order ${p.orderId}: ${p.op}`, { claimId: r.claim?.id, status: r.order.status });
+			if (!r.replayed) this.logger.info(`Order ${p.orderId} ${DONE[p.op]}`, { claimId: r.claim?.id, status: r.order.status });
 			return r;
 		},
 		/** Releases expired holds and expires old orders, a batch at a time until none is due. Safe on any number of nodes. */
