@@ -4,7 +4,7 @@
 // together); this module only builds the call and turns each outcome into a result or an AppError.
 import type { Pool, PoolClient } from "pg";
 import type { Claim, Order, Supply } from "../domain/types";
-import { refusal } from "./refusals";
+import { busy, refusal } from "./refusals";
 
 export interface CommandContext {
 	region: string;
@@ -32,9 +32,11 @@ export type Outcome = { ok: true; value: CommandResult } | { ok: false; error: E
 type Row = { ok?: true; error?: string; details?: Record<string, unknown> } & Partial<CommandResult>;
 
 export async function runCommands(db: Pool | PoolClient, cc: CommandContext, cmds: OrderCommand[]): Promise<Outcome[]> {
-	const r = await db.query<{ out: Row[] }>(`SELECT order_commands($1::jsonb) AS out`, [
-		JSON.stringify({ region: cc.region, epochs: cc.epochs, holdSec: cc.holdSec, cmds }),
-	]);
+	const r = await db
+		.query<{ out: Row[] }>(`SELECT order_commands($1::jsonb) AS out`, [
+			JSON.stringify({ region: cc.region, epochs: cc.epochs, holdSec: cc.holdSec, cmds }),
+		])
+		.catch(busy);
 	return r.rows[0].out.map(toOutcome);
 }
 

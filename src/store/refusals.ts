@@ -37,11 +37,20 @@ const REFUSALS: Record<string, (d: Details) => Error> = {
 // A lock or statement timeout, a deadlock or a serialization failure: the database is busy, not broken.
 const BUSY = /^(55P03|57014|40P01|40001)$/;
 
+const busyError = (sqlstate: string) =>
+	new Errors.MoleculerRetryableError("The database is busy; retry", 503, "DATABASE_BUSY", { sqlstate });
+
+/** A whole statement that timed out on a lock or ran too long: retryable, as the outcome is "nothing written". */
+export function busy(err: unknown): never {
+	const code = (err as { code?: unknown })?.code;
+	throw typeof code === "string" && BUSY.test(code) ? busyError(code) : err;
+}
+
 export function refusal(code: string, details: Details): Error {
 	const make = REFUSALS[code];
 	if (make) return make(details);
 	if (code === "COMMAND_FAILED" && typeof details.sqlstate === "string" && BUSY.test(details.sqlstate))
-		return new Errors.MoleculerRetryableError("The database is busy; retry", 503, "DATABASE_BUSY", { sqlstate: details.sqlstate });
+		return busyError(details.sqlstate);
 	// Anything else is a bug: logged where it surfaces, answered as a 500 without internals.
 	return Object.assign(new Error(`Order command failed: ${code} ${details.sqlstate ?? ""} ${details.message ?? ""}`.trim()), { details });
 }
