@@ -89,7 +89,12 @@ function operation(method: Method, op: Operation) {
 		security: [{ bearerAuth: [] }],
 		"x-required-scopes": op.scope ? [op.scope] : [],
 		parameters: [...(op.parameters ?? []), paramRef("RequestId")],
-		...(op.body ? { requestBody: { required: true, content: json(op.body) } } : {}),
+		...(op.body
+			? { requestBody: { required: true, content: json(op.body) } }
+			: method === "get"
+				? {}
+				: // Some clients always send a body with a POST: an empty JSON object is accepted (and ignored).
+					{ requestBody: { required: false, description: "Nothing is read from the body: send none, or {}", content: json({ type: "object", maxProperties: 0 }) } }),
 		responses: {
 			[String(status)]: {
 				description: status === 201 ? "Created; Location is its URL" : "OK",
