@@ -30,7 +30,10 @@ const ERROR_RESPONSES: Record<number, [name: string, description: string, schema
 	403: ["Forbidden", "The token lacks the operation's scope (code MISSING_SCOPE, details.scope names it), or this user may not do this to this entity."],
 	404: ["NotFound", "Not found, or not visible to this user (code NOT_FOUND); the answer is the same in both cases, so it reveals nothing."],
 	409: ["Conflict", "Not allowed in the entity's current state (e.g. ORDER_NOT_OPEN); details hold the current state."],
-	415: ["UnsupportedMediaType", "The request has a body whose Content-Type is not application/json (code UNSUPPORTED_MEDIA_TYPE)."],
+	415: [
+		"UnsupportedMediaType",
+		"A JSON body in a Content-Encoding (other than gzip, deflate and identity) or a charset (other than UTF-8/16/32) the server does not read (code UNSUPPORTED_MEDIA_TYPE). A body is read on every route, GETs included, so any operation may answer it.",
+	],
 	422: ["Unprocessable", "Validation failed: a field, a decimal amount, an unknown asset or a malformed id (code VALIDATION_ERROR or a more specific one); details.fields says which field failed and why."],
 	429: [
 		"TooManyRequests",
@@ -63,7 +66,7 @@ interface Operation {
 	/** The scope the token must hold (or `admin`); null for operations any valid token may call. */
 	scope: Scope | null;
 	ok: [status: number, schema: object, extraHeaders?: string[]];
-	/** Error statuses besides 400, 401, 403 (scoped), 415 (writes), 429, 500 and 503. */
+	/** Error statuses besides 400, 401, 403 (scoped), 415, 429, 500 and 503. */
 	errors: number[];
 	parameters?: object[];
 	body?: object;
@@ -73,14 +76,13 @@ interface Operation {
 
 function operation(method: Method, op: Operation) {
 	const [status, schema, extraHeaders = []] = op.ok;
-	const statuses = [401, ...(op.scope ? [403] : []), ...op.errors, ...(method === "get" ? [] : [415]), 429, 500, 503];
+	const statuses = [401, ...(op.scope ? [403] : []), ...op.errors, 415, 429, 500, 503];
 	const scopeText = op.scope
 		? `Requires the \`${op.scope}\` scope (or \`admin\`): a token without it gets 403 MISSING_SCOPE.`
 		: "Any valid token may call it.";
-	const bodyText =
-		method === "get"
-			? "a GET request with a body"
-			: "a body that is not valid JSON or too large (code INVALID_BODY)";
+	// GETs read no body, but one that is sent is parsed all the same, and so can be malformed.
+	const bodyText = `${method === "get" ? "a body (none is read) that" : "a body that"} is not valid JSON, is too large, has a __proto__ key, or is not valid data for its Content-Encoding (code INVALID_BODY)`;
+	const queryText = method === "get" ? "" : " A query string on a write, which takes its parameters from the body only (code QUERY_NOT_ALLOWED).";
 	return {
 		operationId: op.action.replace(/\.(\w)/g, (_, c: string) => c.toUpperCase()),
 		tags: [op.tag],
@@ -102,7 +104,7 @@ function operation(method: Method, op: Operation) {
 				content: json(schema),
 			},
 			"400": {
-				description: `Malformed request: ${bodyText}, or a Content-Encoding that is not gzip, deflate or identity or whose body does not decompress.${op.badRequest ? ` ${op.badRequest}` : ""}`,
+				description: `Malformed request: ${bodyText}.${queryText}${op.badRequest ? ` ${op.badRequest}` : ""}`,
 				headers: headers(),
 				content: json(schemaRef("Error")),
 			},
