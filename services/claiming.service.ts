@@ -4,7 +4,7 @@
 // unique indexes stay the final guard when the node set changes under the shard ring.
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { CacheMixin, findAction } from "../mixins/cache.mixin";
+import { CacheMixin, findAction, ownLists } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
 import { ACTOR, IDEMPOTENT_WRITE, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
@@ -103,7 +103,7 @@ const ClaimingService: WalletService = {
 			...READ,
 			permission: "claim:read",
 			params: { status: status(["active", "settled", "released"]), ...paging },
-			cache: { keys: ["#user.id", "status", "page", "pageSize"], kind: "list" },
+			cache: { keys: ["#user.id", "status", "page", "pageSize"], kind: "list", generations: (ctx: Ctx) => ownLists("claiming", ctx.meta.user?.id) },
 			handler(this: any, ctx: Ctx<{ status?: string; page?: number; pageSize?: number }>) {
 				return listClaims(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
 			},
@@ -138,7 +138,8 @@ const ClaimingService: WalletService = {
 				idempotencyKey: { type: "string", optional: true },
 			},
 			handler(this: any, ctx: Ctx<CommandParams>) {
-				return this.mailbox.run(ctx.params.orderId, () => this.execute(ctx));
+				// Cache invalidation runs after the mailbox task (the next command does not wait on it), before the answer.
+				return this.runThenInvalidate(ctx, () => this.mailbox.run(ctx.params.orderId, () => this.execute(ctx)));
 			},
 		},
 	},
@@ -180,7 +181,7 @@ const ClaimingService: WalletService = {
 					).catch((err: any) => this.onClaimConflict(err, user, p));
 					if (!result.replayed) {
 						this.logger.info(`Order ${p.orderId} claimed`, { claimId: result.claim.id, amount: result.claim.amount });
-						await this.invalidate({ order: p.orderId, supply: result.claim.supplyId, claiming: result.claim.id });
+						await this.invalidate({ order: result.order, supply: result.supply, claiming: result.claim }, ctx);
 					}
 					return result;
 				}
@@ -188,19 +189,19 @@ const ClaimingService: WalletService = {
 					const claimerId = isAdmin(user) ? null : user.id;
 					const result = await this.tx((c: any) => releaseClaim(c, cc, { orderId: p.orderId, claimId: p.claimId!, claimerId }));
 					this.logger.info(`Claim ${p.claimId} released`, { orderId: p.orderId });
-					await this.invalidate({ order: p.orderId, supply: result.claim.supplyId, claiming: result.claim.id });
+					await this.invalidate({ order: result.order, supply: result.supply, claiming: result.claim }, ctx);
 					return result;
 				}
 				case "complete": {
 					const result = await this.tx((c: any) => completeOrder(c, cc, { orderId: p.orderId, buyerId: user.id }));
 					this.logger.info(`Order ${p.orderId} completed`, { claimId: result.claim.id });
-					await this.invalidate({ order: p.orderId, supply: result.supply.id, claiming: result.claim.id });
+					await this.invalidate({ order: result.order, supply: result.supply, claiming: result.claim }, ctx);
 					return result;
 				}
 				case "cancel": {
 					const result = await this.tx((c: any) => cancelOrder(c, cc, { orderId: p.orderId, buyerId: user.id }));
 					this.logger.info(`Order ${p.orderId} cancelled`);
-					await this.invalidate({ order: p.orderId });
+					await this.invalidate({ order: result.order }, ctx);
 					return result;
 				}
 			}
@@ -222,7 +223,7 @@ const ClaimingService: WalletService = {
 			const cc = this.commandContext();
 			const expired = await this.tx((c: any) => expireOrders(c, cc, SWEEP_BATCH));
 			if (expired.length) this.broker.metrics.increment(M.SWEEPER_RELEASES, { kind: "order" }, expired.length);
-			for (const o of expired) await this.invalidate({ order: o.id });
+			if (expired.length) await this.invalidate(expired.map((order: any) => ({ order })));
 			for (const due of await expiredClaims(this.pool, SWEEP_BATCH)) {
 				const r = await this.tx((c: any) =>
 					releaseClaim(c, cc, { orderId: due.orderId, claimId: due.id, claimerId: null, skipLocked: true }),
@@ -230,7 +231,7 @@ const ClaimingService: WalletService = {
 				if (r) {
 					this.broker.metrics.increment(M.SWEEPER_RELEASES, { kind: "claim" });
 					this.logger.info(`Released claim ${due.id}: its hold expired`);
-					await this.invalidate({ order: due.orderId, supply: r.claim.supplyId, claiming: due.id });
+					await this.invalidate({ order: r.order, supply: r.supply, claiming: r.claim });
 				}
 			}
 			return { expiredOrders: expired.length };
