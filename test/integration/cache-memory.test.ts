@@ -80,9 +80,13 @@ describe("list invalidation", () => {
 		expect((await b1.get("/api/v1/orders?mine=true")).body.rows[0].amount).toBe("1");
 		const open = (await b1.get("/api/v1/orders?status=open&pageSize=100")).body.rows.map((r: any) => r.id);
 		expect(open).toContain(o2.id);
+		// mine=false is the public listing too (a converted parameter, not the string "false").
+		expect((await b1.get("/api/v1/orders?status=open&mine=false&pageSize=100")).body.rows.map((r: any) => r.id)).toContain(o2.id);
+		const o3 = (await b2.post("/api/v1/orders", { asset: "ETH", items: [item("3")] })).body;
+		expect((await b1.get("/api/v1/orders?status=open&mine=false&pageSize=100")).body.rows.map((r: any) => r.id)).toContain(o3.id);
 		expect((await b2.post(`/api/v1/orders/${o2.id}/cancel`)).status).toBe(200);
 		expect((await b1.get("/api/v1/orders?status=open&pageSize=100")).body.rows.map((r: any) => r.id)).not.toContain(o2.id);
-		expect((await b2.get("/api/v1/orders?mine=true")).body.rows[0].status).toBe("cancelled");
+		expect((await b2.get("/api/v1/orders?mine=true")).body.rows.find((r: any) => r.id === o2.id).status).toBe("cancelled");
 	});
 });
 

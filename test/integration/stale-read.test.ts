@@ -25,7 +25,7 @@ const cutDatabase = async (name: string) => {
 };
 
 beforeAll(async () => {
-	region = await startTestRegion({ nodes: [["api", "supply", "order", "claiming"]], env: { CACHE_TTL_SEC: "1", SWEEP_INTERVAL_MS: "60000" } });
+	region = await startTestRegion({ nodes: [["api", "supply", "order", "claiming"]], env: { CACHE_TTL_SEC: "1", SWEEP_INTERVAL_MS: "60000", BREAKER_HALF_OPEN_MS: "1000" } });
 });
 
 afterAll(async () => {
