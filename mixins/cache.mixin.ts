@@ -130,7 +130,8 @@ export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: Se
 			if (!cacher) return;
 			if (!isGenerational(cacher)) return cacher.clean();
 			await cacher.applyWrite(plan);
-			if (!cacher.shared) await this.broker.broadcast("cache.invalidate", plan);
+			// Other nodes' memory caches hear of it (one node alone has none to tell).
+			if (!cacher.shared && this.broker.transit) await this.broker.broadcast("cache.invalidate", plan);
 		},
 	},
 };
