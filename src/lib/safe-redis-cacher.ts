@@ -122,10 +122,10 @@ export class SafeRedisCacher extends Cachers.Redis implements GenerationalCacher
 
 	async staleToken(key: string) {
 		try {
-			const raw: Buffer | null = await this.redis.getBuffer((this as any).prefix + key);
-			if (!raw) return "";
-			const bar = raw.indexOf(BAR);
-			return bar < 0 ? "" : raw.subarray(0, bar).toString();
+			// The token only (a UUID), not the whole copy.
+			const head: string = await this.redis.getrange((this as any).prefix + key, 0, 63);
+			const bar = head.indexOf("|");
+			return bar < 0 ? "" : head.slice(0, bar);
 		} catch (err) {
 			this.degrade("stale token", err);
 			return undefined;

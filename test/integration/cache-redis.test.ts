@@ -152,6 +152,20 @@ describe("list invalidation", () => {
 	});
 });
 
+describe("stale copies in Redis", () => {
+	it("a claim tombstones the order's stale copy; the next read stores the claimed state", async () => {
+		const cacher = broker.cacher as unknown as SafeRedisCacher;
+		const s = await as("stale-shopper", "supply.create", { asset: "ETH", amount: "5" });
+		const o = await as("stale-buyer", "order.create", { asset: "ETH", items: [item("1")] });
+		expect((await as("stale-buyer", "order.get", { id: o.id })).status).toBe("open");
+		expect(await cacher.readStale(`order.stale:${o.id}`)).toMatchObject({ status: "open" });
+		await as("stale-shopper", "claiming.claim", { orderId: o.id, supplyId: s.id, idempotencyKey: "stale-r" });
+		expect(await cacher.readStale(`order.stale:${o.id}`)).toBeUndefined();
+		expect((await as("stale-buyer", "order.get", { id: o.id })).status).toBe("claimed");
+		expect(await cacher.readStale(`order.stale:${o.id}`)).toMatchObject({ status: "claimed" });
+	});
+});
+
 describe("a read that raced a write", () => {
 	it("stores neither the entity nor its stale copy", async () => {
 		const cacher = broker.cacher as unknown as SafeRedisCacher;
