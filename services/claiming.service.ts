@@ -103,7 +103,11 @@ const ClaimingService: WalletService = {
 			...READ,
 			permission: "claim:read",
 			params: { status: status(["active", "settled", "released"]), ...paging },
-			cache: { keys: ["#user.id", "status", "page", "pageSize"], kind: "list", generations: (ctx: Ctx) => ownLists("claiming", ctx.meta.user?.id) },
+			cache: {
+				keys: ["#user.id", "status", "page", "pageSize"],
+				kind: "list",
+				generations: (ctx: Ctx) => ownLists("claiming", ctx.meta.user?.id),
+			},
 			handler(this: any, ctx: Ctx<{ status?: string; page?: number; pageSize?: number }>) {
 				return listClaims(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
 			},

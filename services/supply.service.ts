@@ -75,7 +75,11 @@ const SupplyService: WalletService = {
 			...READ,
 			permission: "supply:read",
 			params: { asset: { ...asset, optional: true }, status: status(["active", "paused", "closed"]), ...paging },
-			cache: { keys: ["#user.id", "asset", "status", "page", "pageSize"], kind: "list", generations: (ctx: Ctx) => ownLists("supply", ctx.meta.user?.id) },
+			cache: {
+				keys: ["#user.id", "asset", "status", "page", "pageSize"],
+				kind: "list",
+				generations: (ctx: Ctx) => ownLists("supply", ctx.meta.user?.id),
+			},
 			handler(this: any, ctx: Ctx<{ asset?: string; status?: string; page?: number; pageSize?: number }>) {
 				return listSupplies(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
 			},
