@@ -166,6 +166,27 @@ describe("stale copies in Redis", () => {
 	});
 });
 
+describe("a failed invalidation", () => {
+	it("is sent again with the next write", async () => {
+		const cacher = broker.cacher as unknown as SafeRedisCacher;
+		const redisClient = (cacher as any).client;
+		const multi = redisClient.multi;
+		redisClient.multi = function (this: unknown, ...args: unknown[]) {
+			redisClient.multi = multi;
+			const m = multi.apply(this, args);
+			m.exec = () => Promise.reject(new Error("Command timed out"));
+			return m;
+		};
+		const [a0, b0] = (await cacher.readGenerations(["supply:own:fail-a", "supply:own:fail-b"]))!;
+		await cacher.applyWrite(writePlan({ supply: { id: "sa", userId: "fail-a" } }));
+		expect((await cacher.readGenerations(["supply:own:fail-a"]))![0]).toBe(a0);
+		await cacher.applyWrite(writePlan({ supply: { id: "sb", userId: "fail-b" } }));
+		const [a1, b1] = (await cacher.readGenerations(["supply:own:fail-a", "supply:own:fail-b"]))!;
+		expect(a1).not.toBe(a0);
+		expect(b1).not.toBe(b0);
+	});
+});
+
 describe("a read that raced a write", () => {
 	it("stores neither the entity nor its stale copy", async () => {
 		const cacher = broker.cacher as unknown as SafeRedisCacher;
