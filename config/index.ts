@@ -133,7 +133,8 @@ export function loadConfig(env: Env = process.env): Config {
 		dataDir: path.resolve(str(env, "DATA_DIR") ?? "data"),
 		embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
 		pgPoolMax: int(env, "PG_POOL_MAX", 20, 1, 1000),
-		migrateOnStart: bool(env, "MIGRATE_ON_START", true),
+		// Production migrates as a step of its own (a Job before the roll-out); nodes only check the schema.
+		migrateOnStart: bool(env, "MIGRATE_ON_START", nodeEnv !== "production"),
 		redisUrl: str(env, "REDIS_URL"),
 		natsUrl: str(env, "NATS_URL"),
 		logLevel: str(env, "LOG_LEVEL") ?? (nodeEnv === "test" ? "warn" : "info"),

@@ -122,6 +122,10 @@ const listOf = (name: string) => ({
 		page: { type: "integer" },
 		pageSize: { type: "integer", maximum: 100 },
 		totalPages: { type: "integer" },
+		totalCapped: {
+			type: "boolean",
+			description: "Present (true) when the list holds more than 10,000 rows: `total` then says 10,000, and pages past it are refused (422 PAGE_TOO_DEEP)",
+		},
 	},
 });
 

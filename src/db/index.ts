@@ -4,7 +4,14 @@ import pg from "pg";
 import type { Config } from "../../config";
 import { startEmbeddedPostgres, type EmbeddedHandle } from "./embedded";
 import { instrumentClient, instrumentPool, translate } from "./instrument";
-import { migrate } from "./migrate";
+import { migrate, pendingMigrations } from "./migrate";
+
+/** A node that does not migrate refuses to run on a schema older than its code. */
+async function checkSchema(pool: pg.Pool): Promise<void> {
+	const pending = await pendingMigrations(pool);
+	if (pending.length)
+		throw new Error(`The database schema is behind this code: run \`npm run migrate\` first (pending: ${pending.join(", ")})`);
+}
 
 export interface Database {
 	pool: pg.Pool;
@@ -36,11 +43,11 @@ async function open(url: string, cfg: Config, log: (m: string) => void): Promise
 	});
 	// Idle clients get 57P01 when the server shuts down; without a listener that kills the process.
 	pool.on("error", err => log(`postgres pool error: ${err.message}`));
-	if (cfg.migrateOnStart)
-		await migrate(pool).catch(async err => {
-			await pool.end().catch(() => undefined);
-			throw err;
-		});
+	const ready = cfg.migrateOnStart ? migrate(pool) : checkSchema(pool);
+	await ready.catch(async err => {
+		await pool.end().catch(() => undefined);
+		throw err;
+	});
 	opened.add(pool);
 	return { pool: instrumentPool(pool), url, refs: 0 };
 }

@@ -27,3 +27,17 @@ export async function migrate(pool: Pool, direction: "up" | "down" = "up", log: 
 		client.release();
 	}
 }
+
+/** The migration files not yet applied to this database (none when the schema is current). */
+export async function pendingMigrations(pool: Pool): Promise<string[]> {
+	const { readdir } = await import("node:fs/promises");
+	const files = (await readdir(MIGRATIONS_DIR)).filter(f => f.endsWith(".sql")).map(f => f.replace(/\.sql$/, ""));
+	const applied = await pool
+		.query<{ name: string }>("SELECT name FROM pgmigrations")
+		.then(r => new Set(r.rows.map(x => x.name)))
+		.catch(err => {
+			if ((err as { code?: string }).code === "42P01") return new Set<string>(); // no migrations table yet
+			throw err;
+		});
+	return files.filter(f => !applied.has(f)).sort();
+}

@@ -69,4 +69,6 @@ export interface Page<T> {
 	page: number;
 	pageSize: number;
 	totalPages: number;
+	/** Present when the list holds more rows than are counted (src/store/paging.ts MAX_ROWS): total is a floor. */
+	totalCapped?: boolean;
 }

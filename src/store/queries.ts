@@ -1,7 +1,7 @@
 // Read queries for the get and list actions.
 import type { Pool } from "pg";
 import type { Claim, Order, Page, Supply } from "../domain/types";
-import { pageArgs, toPage, where } from "./paging";
+import { checkDepth, MAX_ROWS, pageArgs, toPage, where } from "./paging";
 import { SUPPLY_COLS, toClaim, toOrder, toSupply } from "./rows";
 
 export interface ListArgs {
@@ -18,6 +18,7 @@ async function paged<T>(
 	map: (r: any) => T,
 ): Promise<Page<T>> {
 	const { page, pageSize, offset } = pageArgs(args.page, args.pageSize);
+	checkDepth(page, pageSize);
 	const n = w.values.length;
 	const [rows, count] = await Promise.all([
 		pool.query(`SELECT ${cols} FROM ${table} ${w.sql} ORDER BY created_at DESC, id LIMIT $${n + 1} OFFSET $${n + 2}`, [
@@ -25,7 +26,8 @@ async function paged<T>(
 			pageSize,
 			offset,
 		]),
-		pool.query(`SELECT count(*)::int AS n FROM ${table} ${w.sql}`, w.values),
+		// Counting stops after MAX_ROWS + 1 rows: the cost of a list does not grow with the table.
+		pool.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${table} ${w.sql} LIMIT ${MAX_ROWS + 1}) AS capped`, w.values),
 	]);
 	return toPage(rows.rows.map(map), count.rows[0].n, page, pageSize);
 }

@@ -188,6 +188,24 @@ describe("visibility", () => {
 		await lister.post("/api/v1/supplies", { asset: "USDC", amount: "9" });
 		expect((await lister.get("/api/v1/supplies?asset=USDC&pageSize=2&page=1")).body.total).toBe(6);
 	});
+
+	it("lists are bounded: a page past 10,000 rows is refused, and the count stops there", async () => {
+		const deep = await shopper.get("/api/v1/supplies?page=1000000&pageSize=100");
+		expectError(deep, 422, "PAGE_TOO_DEEP");
+		expect(deep.body.error.details).toEqual({ maxPage: 100 });
+		expectError(await shopper.get("/api/v1/orders?page=101&pageSize=100"), 422, "PAGE_TOO_DEEP");
+		expect((await shopper.get("/api/v1/supplies?page=100&pageSize=100")).status).toBe(200);
+		// A user with more rows than are counted: total says 10,000 and the list says it is capped.
+		await region.db.pool.query(
+			`INSERT INTO supplies (id, user_id, asset, amount, home_region)
+			 SELECT gen_random_uuid(), 'hoarder', 'DAI', 1, 'us-central1' FROM generate_series(1, 10005)`,
+		);
+		const hoarder = await Client.as(region.apiUrl, "hoarder");
+		const many = await hoarder.get("/api/v1/supplies?pageSize=100");
+		expect(many.body).toMatchObject({ total: 10_000, totalPages: 100, totalCapped: true });
+		const few = await shopper.get("/api/v1/supplies");
+		expect(few.body.totalCapped).toBeUndefined();
+	});
 });
 
 describe("expiry", () => {

@@ -3,6 +3,8 @@ import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
+import { loadConfig } from "../../config";
+import { acquireDatabase, releaseDatabase } from "../../src/db";
 import { migrate } from "../../src/db/migrate";
 import { createTestDatabase, type TestDatabase } from "../helpers/db";
 
@@ -52,6 +54,22 @@ describe("nodes starting together", () => {
 			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 3]);
 		} finally {
 			await Promise.all(pools.map(p => p.end()));
+			await fresh.drop();
+		}
+	});
+});
+
+describe("a node that does not migrate (production: migrations are a step of their own)", () => {
+	it("refuses a schema older than its code, naming the pending migrations, and starts once it is current", async () => {
+		const fresh = await createTestDatabase();
+		const cfg = loadConfig({ NODE_ENV: "production", DATABASE_URL: fresh.url, JWT_SECRET: "x".repeat(40), INTERNAL_SECRET: "y".repeat(40) });
+		expect(cfg.migrateOnStart).toBe(false);
+		try {
+			await expect(acquireDatabase(cfg, () => undefined)).rejects.toThrow(/schema is behind.*npm run migrate.*1764000000000_initial-schema/);
+			await migrate(fresh.pool);
+			const database = await acquireDatabase(cfg, () => undefined);
+			await releaseDatabase(database);
+		} finally {
 			await fresh.drop();
 		}
 	});
