@@ -5,8 +5,8 @@
 -- * claims have a version of their own (events of one aggregate are numbered 1, 2, 3 without gaps);
 -- * ownership: which region writes each home region's entities, under which epoch (a fencing token). With one
 --   region it is fixed (every home region owned by itself at epoch 1); failover will move it.
--- * entity_counts: O(1) gauges. Counts by status kept by triggers in rows per backend, so concurrent transactions
---   never queue on a counter row; a gauge sums at most (statuses x live connections) rows.
+-- * entity_counts: O(1) gauges. Triggers append deltas; the sampler folds them into the totals it reads, so no
+--   counter row is ever a point where concurrent transactions queue.
 
 ALTER TABLE outbox
   ADD COLUMN home_region text,
@@ -31,46 +31,43 @@ CREATE TABLE ownership (
 CREATE TABLE entity_counts (
   kind    text NOT NULL,
   status  text NOT NULL,
-  -- the backend (pg_backend_pid) whose transactions wrote these deltas; 0 holds the folded total
-  shard   integer NOT NULL,
   n       bigint NOT NULL DEFAULT 0,
-  PRIMARY KEY (kind, status, shard)
+  PRIMARY KEY (kind, status)
 );
-INSERT INTO entity_counts (kind, status, shard)
-  SELECT k.kind, k.status, 0 FROM (VALUES
+INSERT INTO entity_counts (kind, status)
+  SELECT k.kind, k.status FROM (VALUES
     ('order','open'),('order','claimed'),('order','completed'),('order','cancelled'),('order','expired'),
     ('supply','active'),('supply','paused'),('supply','closed'),
     ('claim','active'),('claim','settled'),('claim','released')) AS k(kind, status);
 UPDATE entity_counts e SET n = x.n FROM (SELECT 'order' AS kind, status, count(*) AS n FROM orders GROUP BY status
   UNION ALL SELECT 'supply', status, count(*) FROM supplies GROUP BY status
   UNION ALL SELECT 'claim', status, count(*) FROM claims GROUP BY status) x
- WHERE e.kind = x.kind AND e.status = x.status AND e.shard = 0;
+ WHERE e.kind = x.kind AND e.status = x.status;
 
--- Each backend counts in rows of its own: no two transactions running at once ever update the same row,
--- so counting adds no lock waits (one shared row per status would serialize every claim).
+-- Writers only append deltas (no index, no update): counting never makes a transaction wait for another, and
+-- a transaction that changes many rows does not rewrite one counter row over and over.
+CREATE TABLE entity_count_deltas (
+  kind    text NOT NULL,
+  status  text NOT NULL,
+  d       integer NOT NULL
+);
+
 CREATE FUNCTION count_status() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  k text := TG_ARGV[0];
-  me integer := pg_backend_pid();
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    INSERT INTO entity_counts AS e (kind, status, shard, n) VALUES (k, NEW.status, me, 1)
-      ON CONFLICT (kind, status, shard) DO UPDATE SET n = e.n + 1;
+    INSERT INTO entity_count_deltas VALUES (TG_ARGV[0], NEW.status, 1);
   ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
-    INSERT INTO entity_counts AS e (kind, status, shard, n) VALUES (k, NEW.status, me, 1), (k, OLD.status, me, -1)
-      ON CONFLICT (kind, status, shard) DO UPDATE SET n = e.n + excluded.n;
+    INSERT INTO entity_count_deltas VALUES (TG_ARGV[0], NEW.status, 1), (TG_ARGV[0], OLD.status, -1);
   END IF;
   RETURN NULL;
 END $$;
 
--- Folds the rows of backends that are gone into the total, so the table stays as small as the set of live
--- connections. Run now and then by the gauge sampler.
+-- Folds the deltas into the totals (the gauge sampler runs it before each read, so a read sums a handful of rows).
 CREATE FUNCTION fold_entity_counts() RETURNS void LANGUAGE sql AS $$
-  WITH gone AS (
-    DELETE FROM entity_counts WHERE shard <> 0 AND shard NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
-    RETURNING kind, status, n)
-  INSERT INTO entity_counts AS e (kind, status, shard, n) SELECT kind, status, 0, sum(n) FROM gone GROUP BY kind, status
-  ON CONFLICT (kind, status, shard) DO UPDATE SET n = e.n + excluded.n
+  WITH gone AS (DELETE FROM entity_count_deltas RETURNING kind, status, d)
+  UPDATE entity_counts e SET n = e.n + x.s
+    FROM (SELECT kind, status, sum(d) AS s FROM gone GROUP BY kind, status) x
+   WHERE e.kind = x.kind AND e.status = x.status
 $$;
 CREATE TRIGGER orders_count AFTER INSERT OR UPDATE OF status ON orders FOR EACH ROW EXECUTE FUNCTION count_status('order');
 CREATE TRIGGER supplies_count AFTER INSERT OR UPDATE OF status ON supplies FOR EACH ROW EXECUTE FUNCTION count_status('supply');
@@ -82,6 +79,7 @@ DROP TRIGGER supplies_count ON supplies;
 DROP TRIGGER orders_count ON orders;
 DROP FUNCTION fold_entity_counts();
 DROP FUNCTION count_status();
+DROP TABLE entity_count_deltas;
 DROP TABLE entity_counts;
 DROP TABLE ownership;
 ALTER TABLE claims DROP COLUMN version;

@@ -31,7 +31,7 @@ afterAll(async () => {
 describe("npm run migrate", () => {
 	it("applies, rolls back and re-applies the schema", async () => {
 		expect(migrateCmd()).toMatch(/up: .*initial-schema/);
-		expect(await tables()).toEqual(["claims", "entity_counts", "orders", "outbox", "ownership", "pgmigrations", "supplies"]);
+		expect(await tables()).toEqual(["claims", "entity_count_deltas", "entity_counts", "orders", "outbox", "ownership", "pgmigrations", "supplies"]);
 		expect(migrateCmd()).toMatch(/nothing to migrate/);
 		expect(migrateCmd("down")).toMatch(/down: .*order-commands/);
 		expect(migrateCmd("down")).toMatch(/down: .*events-ownership-counts/);
