@@ -49,12 +49,20 @@ variable "gateway_neg_name" {
   type        = string
   description = "Name of the standalone NEGs GKE creates for the gateway Service (k8s/base/service.yaml annotation)."
   default     = "wallet-gateway"
+  validation {
+    condition     = can(regex("^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", var.gateway_neg_name))
+    error_message = "gateway_neg_name must be a valid resource name (RFC 1035)."
+  }
 }
 
 variable "node_machine_type" {
   type        = string
   description = "Machine type of the GKE node pool in every region."
   default     = "e2-standard-4"
+  validation {
+    condition     = can(regex("^[a-z0-9]+-[a-z0-9-]+$", var.node_machine_type))
+    error_message = "node_machine_type must be a Compute Engine machine type such as e2-standard-4."
+  }
 }
 
 variable "node_count" {
@@ -74,6 +82,10 @@ variable "database_tier" {
   type        = string
   description = "Cloud SQL machine tier of each region's PostgreSQL."
   default     = "db-custom-4-16384"
+  validation {
+    condition     = can(regex("^db-", var.database_tier))
+    error_message = "database_tier must be a Cloud SQL tier such as db-custom-4-16384."
+  }
 }
 
 variable "redis_memory_gb" {
@@ -106,4 +118,8 @@ variable "drained_regions" {
   type        = list(string)
   description = "Regions drained at the load balancer for maintenance (docs/deploy.md, \"Draining a region\")."
   default     = []
+  validation {
+    condition     = alltrue([for r in var.drained_regions : contains(keys(var.regions), r)]) && length(var.drained_regions) < length(var.regions)
+    error_message = "drained_regions must name regions of var.regions and leave at least one serving."
+  }
 }

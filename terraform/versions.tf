@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.7.0"
+  # 1.9: validations may refer to other variables (drained_regions).
+  required_version = ">= 1.9.0"
   required_providers {
     google = {
       source  = "hashicorp/google"
