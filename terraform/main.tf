@@ -95,8 +95,11 @@ module "mirror" {
   sources         = { for r in keys(var.regions) : r => module.region[r].kafka_bootstrap if r != each.key }
 }
 
+# Off on the first apply: its backends are the NEGs GKE creates once the gateway Service is applied
+# (docs/deploy.md, steps 2 and 8).
 module "global_lb" {
   source = "./modules/global-lb"
+  count  = var.load_balancer_enabled ? 1 : 0
 
   domain       = var.domain
   network_name = google_compute_network.vpc.name

@@ -1,6 +1,6 @@
 output "load_balancer_ip" {
   description = "Global anycast address of the API; point the domain's A record at it."
-  value       = module.global_lb.ip_address
+  value       = one(module.global_lb[*].ip_address)
 }
 
 output "clusters" {
@@ -29,4 +29,9 @@ output "redis_hosts" {
 output "image_repository" {
   description = "Artifact Registry path of the wallet-backend image."
   value       = "europe-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}/wallet-backend"
+}
+
+output "secrets_service_accounts" {
+  description = "Per region, the Google service account to annotate the External Secrets Operator's Kubernetes service account with."
+  value       = { for r, m in module.region : r => m.secrets_service_account }
 }

@@ -123,3 +123,9 @@ variable "drained_regions" {
     error_message = "drained_regions must name regions of var.regions and leave at least one serving."
   }
 }
+
+variable "load_balancer_enabled" {
+  type        = bool
+  description = "Create the global load balancer; true once every region's gateway Service exists (its NEGs are the backends)."
+  default     = false
+}
