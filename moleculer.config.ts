@@ -5,7 +5,9 @@ import { config, type Config } from "./config";
 import { DeadlineMiddleware } from "./middlewares/deadline";
 import { PermissionsMiddleware } from "./middlewares/permissions";
 import { createVerifier } from "./src/lib/jwt";
+import { breakerCounts } from "./src/lib/breaker";
 import { HEALTHY_ROUND_ROBIN, OutlierMiddleware } from "./src/lib/outliers";
+import { registerStrategies } from "./src/lib/strategies";
 import { DomainMetricsMiddleware, SafePrometheusReporter } from "./src/lib/metrics";
 import { logBindings, RequestContextMiddleware } from "./src/lib/request-context";
 import { HashingZipkinExporter } from "./src/lib/zipkin";
@@ -68,6 +70,7 @@ export function loggerOptions(cfg: Config, destination?: { write(line: string): 
 }
 
 export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {}): WalletBrokerOptions {
+	registerStrategies();
 	return {
 		namespace: cfg.namespace,
 		nodeID: cfg.nodeID,
@@ -88,15 +91,15 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			stopDelay: 200,
 		},
 		// Enabled at broker level: Moleculer 0.15 gives per-action-only breakers no reset timer and no
-		// metrics. Actions tune their threshold (src/lib/fault-tolerance.ts). Only server-side failures
-		// count; a 4xx is the caller's problem, not the node's.
+		// metrics. Actions tune their threshold (src/lib/fault-tolerance.ts). Only an unhealthy node or
+		// dependency counts (src/lib/breaker.ts), never one caller's input.
 		circuitBreaker: {
 			enabled: true,
 			threshold: cfg.breaker.threshold,
 			minRequestCount: cfg.breaker.minRequestCount,
 			windowTime: cfg.breaker.windowSec,
 			halfOpenTime: cfg.breaker.halfOpenMs,
-			check: (err: any) => err && (typeof err.code !== "number" || err.code >= 500),
+			check: breakerCounts,
 		},
 		// Retries and bulkheads are per action (src/lib/fault-tolerance.ts): only idempotent actions retry.
 		retryPolicy: { enabled: false, retries: 2, delay: 50, maxDelay: 500, factor: 2 },

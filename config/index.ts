@@ -41,6 +41,12 @@ export interface Config {
 	tracing: { exporter: "none" | "console" | "zipkin"; endpoint?: string; sampleRate: number };
 	breaker: { threshold: number; minRequestCount: number; windowSec: number; halfOpenMs: number };
 	staleTtlSec: number;
+	/** Group commit of the order actor's commands (src/lib/batcher.ts). */
+	claimBatch: { concurrency: number; maxItems: number; windowMs: number };
+	sweepBatch: number;
+	outboxRetentionSec: number;
+	/** Server-side limits of every pooled connection, so a stalled lock cannot hold connections without bound. */
+	pgTimeouts: { statementMs: number; lockMs: number; idleInTxMs: number };
 }
 
 export class ConfigError extends Error {}
@@ -159,6 +165,18 @@ export function loadConfig(env: Env = process.env): Config {
 			halfOpenMs: int(env, "BREAKER_HALF_OPEN_MS", 10000, 10),
 		},
 		staleTtlSec: int(env, "STALE_CACHE_TTL_SEC", 3600, 1),
+		claimBatch: {
+			concurrency: int(env, "CLAIM_BATCH_CONCURRENCY", 4, 1, 64),
+			maxItems: int(env, "CLAIM_BATCH_MAX", 64, 1, 1000),
+			windowMs: int(env, "CLAIM_BATCH_WINDOW_MS", 0, 0, 1000),
+		},
+		sweepBatch: int(env, "SWEEP_BATCH", 1000, 1, 100_000),
+		outboxRetentionSec: int(env, "OUTBOX_RETENTION_SEC", 7 * 86400, 60),
+		pgTimeouts: {
+			statementMs: int(env, "PG_STATEMENT_TIMEOUT_MS", 5000, 0),
+			lockMs: int(env, "PG_LOCK_TIMEOUT_MS", 2000, 0),
+			idleInTxMs: int(env, "PG_IDLE_TX_TIMEOUT_MS", 10000, 0),
+		},
 	};
 }
 

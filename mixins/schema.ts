@@ -2,7 +2,8 @@
 // action keys this project adds are typed here.
 import type { ActionSchema, ServiceSchema } from "moleculer";
 
-export type WalletAction = Omit<ActionSchema, "cache"> & {
+export type WalletAction<This = any> = Omit<ActionSchema, "cache" | "handler"> & {
+	handler?: (this: This, ctx: any) => unknown;
 	/** `kind` picks the TTL from the configuration (see CacheMixin). */
 	cache?: boolean | (Exclude<ActionSchema["cache"], boolean | undefined> & { kind?: "entity" | "list" });
 	/** Scope the acting user needs, or "internal" for service-to-service actions. */
@@ -12,8 +13,13 @@ export type WalletAction = Omit<ActionSchema, "cache"> & {
 	strategyOptions?: Record<string, unknown>;
 };
 
-export type WalletService = Omit<ServiceSchema, "actions" | "settings"> & {
+/** A service schema whose handlers, methods and lifecycle handlers see `this` as `This`. */
+export type WalletService<This = any> = Omit<ServiceSchema, "actions" | "settings" | "methods" | "created" | "started" | "stopped"> & {
 	merged?: (this: any, schema: any) => void;
-	actions?: Record<string, WalletAction>;
+	actions?: Record<string, WalletAction<This>>;
+	methods?: Record<string, (this: This, ...args: any[]) => any>;
 	settings?: Record<string, any>;
+	created?: (this: This) => void;
+	started?: (this: This) => void | Promise<void>;
+	stopped?: (this: This) => void | Promise<void>;
 };

@@ -1,37 +1,38 @@
 // Claiming: a shopper claims an open order with one of their supplies. This service also hosts the
 // order actor: `claiming.command` is routed by order id (Shard strategy) so all commands for one
-// order reach one node, where a per-order mailbox runs them one at a time. PostgreSQL row locks and
-// unique indexes stay the final guard when the node set changes under the shard ring.
-import type { Context } from "moleculer";
+// order reach one node, where a per-order mailbox runs them one at a time. Commands of different
+// orders that meet on a node are committed together (group commit, src/lib/batcher.ts) by one
+// server-side function; PostgreSQL row locks and unique indexes stay the final guard when the node set
+// changes under the shard ring.
+import { Errors, type Context, type Service } from "moleculer";
+import type { Pool } from "pg";
 import type { WalletService } from "../mixins/schema";
-import { CacheMixin, findAction } from "../mixins/cache.mixin";
+import { CacheMixin, findAction, type Entity } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
 import { ACTOR, IDEMPOTENT_WRITE, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
-import { checkReplay } from "../src/domain/claim";
-import { conflict, notFound } from "../src/domain/errors";
+import { notFound } from "../src/domain/errors";
 import { isAdmin } from "../src/domain/permissions";
-import type { Claim, User } from "../src/domain/types";
+import type { Claim, Order, User } from "../src/domain/types";
 import { AVAILABLE_SHARD } from "../src/lib/available-shard";
+import { Batcher } from "../src/lib/batcher";
 import { Mailbox } from "../src/lib/mailbox";
 import { M, type ClaimOutcome } from "../src/lib/metrics";
 import { paging, status, uuid } from "../src/lib/params";
 import {
-	cancelOrder,
-	claimOrder,
-	completeOrder,
-	expiredClaims,
-	expireOrders,
-	findClaimByKey,
-	releaseClaim,
-	type CommandContext,
+	ensureOwnership,
+	runCommands,
+	sweep,
+	type CommandResult,
+	type OrderCommand,
+	type Outcome,
 } from "../src/store/commands";
 import { getClaim, listClaims } from "../src/store/queries";
 
 type Meta = { user: User; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string> };
 type Ctx<P = Record<string, any>> = Context<P, Meta>;
 
-interface CommandParams {
+export interface CommandParams {
 	op: "claim" | "release" | "complete" | "cancel";
 	orderId: string;
 	supplyId?: string;
@@ -39,7 +40,22 @@ interface CommandParams {
 	idempotencyKey?: string;
 }
 
-const SWEEP_BATCH = 100;
+interface ClaimingThis extends Service {
+	pool: Pool;
+	mailbox: Mailbox;
+	batcher: Batcher<OrderCommand, Outcome>;
+	epochs: Record<string, number>;
+	stopping?: boolean;
+	sweeping?: Promise<unknown>;
+	sweepTimer?: NodeJS.Timeout;
+	gaugeTimer?: NodeJS.Timeout;
+	lastPrune: number;
+	invalidate(changes: Partial<Record<Entity, string | undefined>>): Promise<void>;
+	command(ctx: Ctx<CommandParams>): Promise<CommandResult>;
+	sweep(): Promise<{ released: number; expired: number; failed: number }>;
+	sampleGauges(): Promise<void>;
+	pruneOutbox(): Promise<number>;
+}
 
 function claimOutcome(err: { code?: number; type?: string }): ClaimOutcome {
 	if (err.type === "INSUFFICIENT_SUPPLY") return "insufficient";
@@ -54,13 +70,24 @@ function created(ctx: Ctx, claim: Claim) {
 	return claim;
 }
 
-function replayed(ctx: Ctx, claim: Claim) {
-	created(ctx, claim);
-	ctx.meta.$responseHeaders = { "Idempotent-Replayed": "true" };
-	return claim;
+const DONE = { claim: "claimed", release: "released", complete: "completed", cancel: "cancelled" } as const;
+
+const expired = () => new Errors.RequestSkippedError({ action: "claiming.command", nodeID: "" } as any);
+
+/** The command the SQL runs, from the actor's params and the acting user. */
+function toCommand(p: CommandParams, user: User): OrderCommand {
+	const admin = isAdmin(user);
+	switch (p.op) {
+		case "claim":
+			return { op: "claim", orderId: p.orderId, supplyId: p.supplyId!, userId: user.id, key: p.idempotencyKey! };
+		case "release":
+			return { op: "release", orderId: p.orderId, claimId: p.claimId!, userId: user.id, admin };
+		default:
+			return { op: p.op, orderId: p.orderId, userId: user.id, admin };
+	}
 }
 
-const ClaimingService: WalletService = {
+const ClaimingService: WalletService<ClaimingThis> = {
 	name: "claiming",
 	mixins: [DbMixin, CacheMixin],
 	actions: {
@@ -72,13 +99,20 @@ const ClaimingService: WalletService = {
 				supplyId: uuid,
 				idempotencyKey: { type: "string", min: 1, max: 128, pattern: /^[\x21-\x7e]+$/ },
 			},
-			async handler(this: any, ctx: Ctx<{ orderId: string; supplyId: string; idempotencyKey: string }>) {
+			async handler(this: ClaimingThis, ctx: Ctx<{ orderId: string; supplyId: string; idempotencyKey: string }>) {
 				const started = performance.now();
 				let outcome: ClaimOutcome = "error";
 				try {
-					const result: { claim: Claim; replayed: boolean } = await this.claim(ctx);
+					const { orderId, supplyId, idempotencyKey } = ctx.params;
+					const result = await ctx.call<CommandResult, CommandParams>("claiming.command", {
+						op: "claim",
+						orderId,
+						supplyId,
+						idempotencyKey,
+					});
 					outcome = result.replayed ? "replayed" : "won";
-					return result.replayed ? replayed(ctx, result.claim) : created(ctx, result.claim);
+					if (result.replayed) ctx.meta.$responseHeaders = { "Idempotent-Replayed": "true" };
+					return created(ctx, result.claim!);
 				} catch (err: any) {
 					outcome = claimOutcome(err);
 					throw err;
@@ -92,7 +126,7 @@ const ClaimingService: WalletService = {
 			...READ,
 			permission: "claim:read",
 			params: { id: uuid },
-			async handler(this: any, ctx: Ctx<{ id: string }>) {
+			async handler(this: ClaimingThis, ctx: Ctx<{ id: string }>) {
 				const claim: Claim | null = await ctx.call("claiming.find", { id: ctx.params.id });
 				if (!claim || (claim.claimerId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("claim");
 				return claim;
@@ -104,7 +138,7 @@ const ClaimingService: WalletService = {
 			permission: "claim:read",
 			params: { status: status(["active", "settled", "released"]), ...paging },
 			cache: { keys: ["#user.id", "status", "page", "pageSize"], kind: "list" },
-			handler(this: any, ctx: Ctx<{ status?: string; page?: number; pageSize?: number }>) {
+			handler(this: ClaimingThis, ctx: Ctx<{ status?: string; page?: number; pageSize?: number }>) {
 				return listClaims(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
 			},
 		},
@@ -112,10 +146,10 @@ const ClaimingService: WalletService = {
 			...WRITE,
 			permission: "claim:write",
 			params: { id: uuid },
-			async handler(this: any, ctx: Ctx<{ id: string }>) {
+			async handler(this: ClaimingThis, ctx: Ctx<{ id: string }>) {
 				const claim = await getClaim(this.pool, ctx.params.id);
 				if (!claim || (claim.claimerId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("claim");
-				const result = await ctx.call<{ claim: Claim }, CommandParams>("claiming.command", {
+				const result = await ctx.call<CommandResult, CommandParams>("claiming.command", {
 					op: "release",
 					orderId: claim.orderId,
 					claimId: claim.id,
@@ -137,127 +171,100 @@ const ClaimingService: WalletService = {
 				claimId: { ...uuid, optional: true },
 				idempotencyKey: { type: "string", optional: true },
 			},
-			handler(this: any, ctx: Ctx<CommandParams>) {
-				return this.mailbox.run(ctx.params.orderId, () => this.execute(ctx));
+			async handler(this: ClaimingThis, ctx: Ctx<CommandParams>) {
+				const deadline = (ctx.options as { deadline?: number }).deadline;
+				const result = await this.mailbox.run(ctx.params.orderId, () => this.command(ctx), deadline);
+				// Outside the mailbox: the order's next command does not wait on the cache, but the caller
+				// still gets its answer only after the cache forgot the old state (read-your-writes).
+				if (!result.replayed)
+					await this.invalidate({ order: result.order.id, supply: result.supply?.id, claiming: result.claim?.id });
+				return result;
 			},
 		},
 	},
 	methods: {
-		/** Replays a known Idempotency-Key at once; sends anything new to the order actor. */
-		async claim(this: any, ctx: Ctx<{ orderId: string; supplyId: string; idempotencyKey: string }>) {
-			const { orderId, supplyId, idempotencyKey } = ctx.params;
-			// Fast path for retries: no need to queue behind the order's other commands.
-			const existing = await findClaimByKey(this.pool, ctx.meta.user.id, idempotencyKey);
-			if (existing) {
-				checkReplay(existing, orderId, supplyId);
-				return { claim: existing, replayed: true };
-			}
-			const result = await ctx.call<{ claim: Claim; replayed: boolean }, CommandParams>("claiming.command", {
-				op: "claim",
-				orderId,
-				supplyId,
-				idempotencyKey,
-			});
-			return { claim: result.claim, replayed: result.replayed };
-		},
-		commandContext(this: any): CommandContext {
-			return { region: appConfig(this.broker).region, epoch: 0, now: new Date() };
-		},
-		async execute(this: any, ctx: Ctx<CommandParams>) {
+		async command(this: ClaimingThis, ctx: Ctx<CommandParams>): Promise<CommandResult> {
 			const p = ctx.params;
-			const user = ctx.meta.user;
-			const cc = this.commandContext();
-			switch (p.op) {
-				case "claim": {
-					const result = await this.tx((c: any) =>
-						claimOrder(c, cc, {
-							orderId: p.orderId,
-							supplyId: p.supplyId!,
-							claimerId: user.id,
-							idempotencyKey: p.idempotencyKey!,
-							holdSec: appConfig(this.broker).claimHoldSec,
-						}),
-					).catch((err: any) => this.onClaimConflict(err, user, p));
-					if (!result.replayed) {
-						this.logger.info(`Order ${p.orderId} claimed`, { claimId: result.claim.id, amount: result.claim.amount });
-						await this.invalidate({ order: p.orderId, supply: result.claim.supplyId, claiming: result.claim.id });
-					}
-					return result;
-				}
-				case "release": {
-					const claimerId = isAdmin(user) ? null : user.id;
-					const result = await this.tx((c: any) => releaseClaim(c, cc, { orderId: p.orderId, claimId: p.claimId!, claimerId }));
-					this.logger.info(`Claim ${p.claimId} released`, { orderId: p.orderId });
-					await this.invalidate({ order: p.orderId, supply: result.claim.supplyId, claiming: result.claim.id });
-					return result;
-				}
-				case "complete": {
-					const result = await this.tx((c: any) => completeOrder(c, cc, { orderId: p.orderId, buyerId: user.id }));
-					this.logger.info(`Order ${p.orderId} completed`, { claimId: result.claim.id });
-					await this.invalidate({ order: p.orderId, supply: result.supply.id, claiming: result.claim.id });
-					return result;
-				}
-				case "cancel": {
-					const result = await this.tx((c: any) => cancelOrder(c, cc, { orderId: p.orderId, buyerId: user.id }));
-					this.logger.info(`Order ${p.orderId} cancelled`);
-					await this.invalidate({ order: p.orderId });
-					return result;
-				}
-			}
+			if (p.op === "claim" && (!p.supplyId || !p.idempotencyKey)) throw new Errors.ValidationError("claim needs supplyId and idempotencyKey");
+			if (p.op === "release" && !p.claimId) throw new Errors.ValidationError("release needs claimId");
+			const deadline = (ctx.options as { deadline?: number }).deadline;
+			const outcome = await this.batcher.submit(toCommand(p, ctx.meta.user), deadline);
+			if (!outcome.ok) throw outcome.error;
+			const r = outcome.value;
+			if (!r.replayed) this.logger.info(`Order ${p.orderId} ${DONE[p.op]}`, { claimId: r.claim?.id, status: r.order.status });
+			return r;
 		},
-		/** Unique-index races: the same key used concurrently for another order, or a second live claim. */
-		async onClaimConflict(this: any, err: any, user: User, p: CommandParams) {
-			if (err?.code !== "23505") throw err;
-			if (err.constraint === "claims_idempotency") {
-				const existing = await findClaimByKey(this.pool, user.id, p.idempotencyKey!);
-				if (existing) {
-					checkReplay(existing, p.orderId, p.supplyId!);
-					return { claim: existing, replayed: true };
+		/** Releases expired holds and expires old orders, a batch at a time until none is due. Safe on any number of nodes. */
+		async sweep(this: ClaimingThis) {
+			const cfg = appConfig(this.broker);
+			const totals = { released: 0, expired: 0, failed: 0 };
+			// Bounded, so one tick cannot run for ever while claims keep expiring.
+			for (let round = 0; round < 20 && !this.stopping; round++) {
+				const r = await sweep(this.pool, cfg.region, cfg.sweepBatch);
+				totals.released += r.released.length;
+				totals.expired += r.expired.length;
+				totals.failed += r.failed.length;
+				const m = this.broker.metrics;
+				if (r.released.length) m.increment(M.SWEEPER_RELEASES, { kind: "claim" }, r.released.length);
+				if (r.expired.length) m.increment(M.SWEEPER_RELEASES, { kind: "order" }, r.expired.length);
+				for (const f of r.failed) {
+					m.increment(M.SWEEPER_FAILURES, { kind: f.kind });
+					this.logger.error(`Sweeper skipped ${f.kind} ${f.id}: ${f.sqlstate} ${f.message}`);
 				}
+				await Promise.all([
+					...r.released.map(x => this.invalidate({ order: x.orderId, supply: x.supplyId, claiming: x.claimId })),
+					...r.expired.map(id => this.invalidate({ order: id })),
+				]);
+				if (r.released.length) this.logger.info(`Released ${r.released.length} claims whose hold expired`);
+				if (r.released.length < cfg.sweepBatch && r.expired.length < cfg.sweepBatch) break;
 			}
-			throw conflict("ORDER_NOT_OPEN", "The order was claimed by someone else", { id: p.orderId, status: "claimed" });
-		},
-		/** Expires open orders and releases claims whose hold ran out. Safe on any number of nodes. */
-		async sweep(this: any) {
-			const cc = this.commandContext();
-			const expired = await this.tx((c: any) => expireOrders(c, cc, SWEEP_BATCH));
-			if (expired.length) this.broker.metrics.increment(M.SWEEPER_RELEASES, { kind: "order" }, expired.length);
-			for (const o of expired) await this.invalidate({ order: o.id });
-			for (const due of await expiredClaims(this.pool, SWEEP_BATCH)) {
-				const r = await this.tx((c: any) =>
-					releaseClaim(c, cc, { orderId: due.orderId, claimId: due.id, claimerId: null, skipLocked: true }),
-				);
-				if (r) {
-					this.broker.metrics.increment(M.SWEEPER_RELEASES, { kind: "claim" });
-					this.logger.info(`Released claim ${due.id}: its hold expired`);
-					await this.invalidate({ order: due.orderId, supply: r.claim.supplyId, claiming: due.id });
-				}
+			if (Date.now() - this.lastPrune > 60_000) {
+				this.lastPrune = Date.now();
+				await this.pruneOutbox();
 			}
-			return { expiredOrders: expired.length };
+			return totals;
 		},
-		/** Entity counts by status and the outbox backlog, for the gauges. */
-		async sampleGauges(this: any) {
+		/** Deletes outbox rows published longer ago than the retention; a bounded batch per call. */
+		async pruneOutbox(this: ClaimingThis) {
+			const r = await this.pool.query(
+				`DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => $1) LIMIT 10000)`,
+				[appConfig(this.broker).outboxRetentionSec],
+			);
+			return r.rowCount ?? 0;
+		},
+		/** Entity counts by status and the outbox backlog, for the gauges: each read costs O(1) (entity_counts). */
+		async sampleGauges(this: ClaimingThis) {
 			const { rows } = await this.pool.query(
-				`SELECT 'order' AS kind, status, count(*)::int AS n FROM orders GROUP BY status
-				 UNION ALL SELECT 'supply', status, count(*)::int FROM supplies GROUP BY status
-				 UNION ALL SELECT 'outbox', 'pending', count(*)::int FROM outbox WHERE published_at IS NULL`,
+				`SELECT kind, status, sum(n)::bigint AS n FROM entity_counts WHERE kind IN ('order','supply') GROUP BY kind, status
+				 UNION ALL
+				 SELECT 'outbox', 'pending', coalesce(max(id) - min(id) + 1, 0) FROM outbox WHERE published_at IS NULL`,
 			);
 			const m = this.broker.metrics;
-			for (const status of ["open", "claimed", "completed", "cancelled", "expired"]) m.set(M.ORDERS, 0, { status });
-			for (const status of ["active", "paused", "closed"]) m.set(M.SUPPLIES, 0, { status });
-			m.set(M.OUTBOX_BACKLOG, 0);
 			for (const r of rows) {
-				if (r.kind === "order") m.set(M.ORDERS, r.n, { status: r.status });
-				else if (r.kind === "supply") m.set(M.SUPPLIES, r.n, { status: r.status });
-				else m.set(M.OUTBOX_BACKLOG, r.n);
+				if (r.kind === "order") m.set(M.ORDERS, Number(r.n), { status: r.status });
+				else if (r.kind === "supply") m.set(M.SUPPLIES, Number(r.n), { status: r.status });
+				else m.set(M.OUTBOX_BACKLOG, Number(r.n));
 			}
 		},
 	},
-	created(this: any) {
-		this.mailbox = new Mailbox();
+	created(this: ClaimingThis) {
+		const cfg = appConfig(this.broker);
+		this.mailbox = new Mailbox(expired);
+		this.lastPrune = 0;
+		this.epochs = {};
+		this.batcher = new Batcher<OrderCommand, Outcome>(
+			cmds => runCommands(this.pool, { region: cfg.region, epochs: this.epochs, holdSec: cfg.claimHoldSec }, cmds),
+			cfg.claimBatch,
+			expired,
+			size => this.broker.metrics.observe(M.COMMAND_BATCH, size),
+		);
 	},
-	started(this: any) {
-		const interval = appConfig(this.broker).sweepIntervalMs;
+	async started(this: ClaimingThis) {
+		const cfg = appConfig(this.broker);
+		const owners = await ensureOwnership(this.pool, cfg.regions);
+		// Until failover lands, a region writes the home regions it owns under the epochs it read at start.
+		for (const [home, o] of owners) if (o.owner === cfg.region) this.epochs[home] = o.epoch;
+		const interval = cfg.sweepIntervalMs;
 		const tick = async () => {
 			try {
 				this.sweeping = this.sweep();
@@ -276,7 +283,7 @@ const ClaimingService: WalletService = {
 			this.gaugeTimer = setInterval(sample, 5000);
 		}
 	},
-	async stopped(this: any) {
+	async stopped(this: ClaimingThis) {
 		this.stopping = true;
 		clearTimeout(this.sweepTimer);
 		clearInterval(this.gaugeTimer);

@@ -29,6 +29,10 @@ async function open(url: string, cfg: Config, log: (m: string) => void): Promise
 		connectionTimeoutMillis: 5000,
 		idleTimeoutMillis: 30000,
 		application_name: `wallet-${cfg.region}`,
+		// 0 turns a limit off (PostgreSQL's own meaning).
+		statement_timeout: cfg.pgTimeouts.statementMs,
+		lock_timeout: cfg.pgTimeouts.lockMs,
+		idle_in_transaction_session_timeout: cfg.pgTimeouts.idleInTxMs,
 	});
 	// Idle clients get 57P01 when the server shuts down; without a listener that kills the process.
 	pool.on("error", err => log(`postgres pool error: ${err.message}`));

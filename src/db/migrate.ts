@@ -8,6 +8,9 @@ export async function migrate(pool: Pool, direction: "up" | "down" = "up", log: 
 	const { runner } = await import("node-pg-migrate");
 	const client = await pool.connect();
 	try {
+		// The pool's statement and lock limits are for requests; a migration may build an index for minutes,
+		// and waits for another node's migration lock as long as that takes.
+		await client.query("SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0");
 		return await runner({
 			dbClient: client,
 			dir: MIGRATIONS_DIR,

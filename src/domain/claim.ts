@@ -10,6 +10,9 @@ export function decideClaim(order: Order | undefined, supply: Supply | undefined
 	if (order.userId === claimerId) throw forbidden("OWN_ORDER", "You cannot claim your own order");
 	if (order.status === "open" && isExpired(order, now))
 		throw conflict("ORDER_EXPIRED", "The order has expired", { id: order.id, status: "expired" });
+	// A claimed, completed or expired order is visible only to its buyer and claimer: to anyone else it
+	// does not exist (its status would tell a stranger who won it, and when).
+	if (order.status !== "open" && order.claimerId !== claimerId) throw notFound("order");
 	if (order.status !== "open") throw notInState(order, "claim", "open");
 	// Someone else's supply looks the same as a missing one: never reveal other users' rows.
 	if (!supply || supply.userId !== claimerId) throw notFound("supply");

@@ -1,5 +1,5 @@
 // Pure decisions about an order: its amount, its expiry and its state machine.
-import { conflict, forbidden } from "./errors";
+import { conflict, forbidden, notFound } from "./errors";
 import { assertInRange, positiveAmount, type Units } from "./money";
 import type { Order, OrderItem, OrderStatus } from "./types";
 
@@ -25,14 +25,24 @@ function notInState(order: Pick<Order, "id" | "status">, action: string, expecte
 	);
 }
 
-export function decideCancel(order: Pick<Order, "id" | "status" | "userId">, userId: string): OrderStatus {
-	if (order.userId !== userId) throw forbidden("NOT_BUYER", "Only the buyer can cancel this order");
+type Commanded = Pick<Order, "id" | "status" | "userId" | "claimerId">;
+
+/** Only the buyer commands an order; whoever may not even see it is told it does not exist. */
+function checkBuyer(order: Commanded, userId: string, admin: boolean, action: string) {
+	if (order.userId === userId) return;
+	const visible = order.status === "open" || order.claimerId === userId || admin;
+	if (!visible) throw notFound("order");
+	throw forbidden("NOT_BUYER", `Only the buyer can ${action} this order`);
+}
+
+export function decideCancel(order: Commanded, userId: string, admin = false): OrderStatus {
+	checkBuyer(order, userId, admin, "cancel");
 	if (order.status !== "open") throw notInState(order, "cancel", "open");
 	return "cancelled";
 }
 
-export function decideComplete(order: Pick<Order, "id" | "status" | "userId">, userId: string): OrderStatus {
-	if (order.userId !== userId) throw forbidden("NOT_BUYER", "Only the buyer can complete this order");
+export function decideComplete(order: Commanded, userId: string, admin = false): OrderStatus {
+	checkBuyer(order, userId, admin, "complete");
 	if (order.status !== "claimed") throw notInState(order, "complete", "claimed");
 	return "completed";
 }

@@ -26,4 +26,3 @@ export class AvailableShardStrategy extends Shard {
 }
 
 export const AVAILABLE_SHARD = "AvailableShard";
-(Strategies as any).register(AVAILABLE_SHARD, AvailableShardStrategy);

@@ -1,11 +1,16 @@
 // A per-key mailbox: tasks for one key run one at a time, in arrival order; different keys run in
 // parallel. This is the in-node half of the order actor (the Shard strategy is the cluster half).
+// A task whose caller's deadline passed while it waited is dropped, not run: its caller has already
+// been told the outcome is unknown, and running it late would only hold locks for nobody.
 export class Mailbox {
 	private tails = new Map<string, Promise<unknown>>();
 
-	run<T>(key: string, task: () => Promise<T>): Promise<T> {
+	constructor(private expired: () => Error = () => new Error("The task's deadline passed while it waited")) {}
+
+	run<T>(key: string, task: () => Promise<T>, deadline?: number): Promise<T> {
 		const prev = this.tails.get(key) ?? Promise.resolve();
-		const result = prev.then(task, task);
+		const start = () => (deadline !== undefined && Date.now() >= deadline ? Promise.reject(this.expired()) : task());
+		const result = prev.then(start, start);
 		const tail = result.then(
 			() => undefined,
 			() => undefined,

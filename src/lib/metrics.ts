@@ -12,6 +12,8 @@ export const M = {
 	ORDERS: "wallet.orders",
 	SUPPLIES: "wallet.supplies",
 	SWEEPER_RELEASES: "wallet.sweeper.releases.total",
+	SWEEPER_FAILURES: "wallet.sweeper.failures.total",
+	COMMAND_BATCH: "wallet.order.command.batch.size",
 	RATE_LIMITED: "wallet.ratelimit.rejections.total",
 	OUTBOX_BACKLOG: "wallet.outbox.backlog",
 	DB_POOL: "wallet.db.pool.connections",
@@ -35,12 +37,22 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 	m.register({ name: M.ORDERS, type: "gauge", labelNames: ["status"], description: "Orders by status (this region's database)" });
 	m.register({ name: M.SUPPLIES, type: "gauge", labelNames: ["status"], description: "Supplies by status" });
 	m.register({ name: M.SWEEPER_RELEASES, type: "counter", labelNames: ["kind"], description: "Claims released and orders expired by the sweeper" });
+	m.register({ name: M.SWEEPER_FAILURES, type: "counter", labelNames: ["kind"], description: "Expired claims and orders the sweeper could not process (logged and skipped)" });
+	m.register({
+		name: M.COMMAND_BATCH,
+		type: "histogram",
+		description: "Order commands committed together in one transaction (group commit)",
+		buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+	});
 	m.register({ name: M.RATE_LIMITED, type: "counter", labelNames: ["by"], description: "Requests refused by the rate limiter" });
 	m.register({ name: M.OUTBOX_BACKLOG, type: "gauge", description: "Outbox events not yet published" });
 	m.register({ name: M.DB_POOL, type: "gauge", labelNames: ["state"], description: "pg pool connections: total, idle, waiting, max" });
 	// Known label values start at 0, so dashboards show 0 rather than "no data" before the first event.
 	for (const outcome of ["won", "conflict", "insufficient", "replayed", "rejected", "error"]) m.increment(M.CLAIMS, { outcome }, 0);
-	for (const kind of ["claim", "order"]) m.increment(M.SWEEPER_RELEASES, { kind }, 0);
+	for (const kind of ["claim", "order"]) {
+		m.increment(M.SWEEPER_RELEASES, { kind }, 0);
+		m.increment(M.SWEEPER_FAILURES, { kind }, 0);
+	}
 	for (const by of ["user", "ip"]) m.increment(M.RATE_LIMITED, { by }, 0);
 }
 

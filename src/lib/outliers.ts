@@ -53,4 +53,3 @@ export class HealthyRoundRobinStrategy extends RoundRobin {
 }
 
 export const HEALTHY_ROUND_ROBIN = "HealthyRoundRobin";
-(Strategies as any).register(HEALTHY_ROUND_ROBIN, HealthyRoundRobinStrategy);

@@ -204,7 +204,9 @@ describe("expiry", () => {
 		const o = await order(buyer, [item("0.1")], "ETH", { expiresInSec: 1 });
 		await expect.poll(async () => (await buyer.get(`/api/v1/orders/${o.id}`)).body.status, { timeout: 10_000, interval: 200 }).toBe("expired");
 		const s = await supply();
-		expectError(await claim(shopper, o.id, s.id, "expired-1"), 409, "ORDER_EXPIRED");
+		// An expired order is no longer public: a stranger learns nothing about it.
+		expectError(await claim(shopper, o.id, s.id, "expired-1"), 404, "ORDER_NOT_FOUND");
+		expectError(await buyer.post(`/api/v1/orders/${o.id}/cancel`), 409, "ORDER_EXPIRED");
 	});
 });
 
@@ -256,10 +258,12 @@ describe("errors", () => {
 		const o = await order();
 		await claim(shopper, o.id, s.id, "conflict-1");
 		const s2 = await supply(other);
-		const r = await claim(other, o.id, s2.id, "conflict-2");
+		// A stranger is told nothing about an order that is no longer open; its claimer gets the state.
+		expectError(await claim(other, o.id, s2.id, "conflict-2"), 404, "ORDER_NOT_FOUND");
+		const r = await claim(shopper, o.id, s.id, "conflict-3");
 		expectError(r, 409, "ORDER_NOT_OPEN");
 		expect(r.body.error.details).toEqual({ id: o.id, status: "claimed" });
-		expect(JSON.stringify(r.body)).not.toContain("shopper-1");
+		expect(JSON.stringify(r.body)).not.toContain("buyer-1");
 		expectError(await buyer.post(`/api/v1/orders/${o.id}/cancel`), 409, "ORDER_NOT_OPEN");
 		const small = await supply(other, "0.1");
 		const o2 = await order();

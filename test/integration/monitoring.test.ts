@@ -333,7 +333,8 @@ const probeFaults = once(async () => {
 			fail: {
 				retryPolicy: { enabled: true, retries: 1, delay: 5, maxDelay: 5, factor: 1 },
 				handler() {
-					throw new Errors.MoleculerRetryableError("probe failure", 500, "PROBE_FAILURE");
+					// What a breaker counts: a dependency that is away (src/lib/breaker.ts), not a caller's bad input.
+					throw new Errors.MoleculerRetryableError("probe: its database is away", 503, "DATABASE_UNAVAILABLE");
 				},
 			},
 			slow: {
@@ -428,7 +429,7 @@ describe("domain series move when the domain acts", () => {
 		expect(value(s, "moleculer_request_retry_attempts_total", { action: "monprobe.fail" })).toBeGreaterThanOrEqual(1);
 		expect(value(s, "moleculer_request_timeout_total", { action: "monprobe.slow" })).toBe(1);
 		const errors = s.samples.filter(x => x.name === "moleculer_request_error_total" && x.labels.action === "monprobe.fail");
-		expect(errors.map(x => x.labels.errorCode)).toContain("500");
+		expect(errors.map(x => x.labels.errorCode)).toContain("503");
 		// calls refused by the open breaker carry 404 SERVICE_NOT_AVAILABLE (the gateway answers 503):
 		// the server-error ratio counts that errorType although its code is 4xx
 		expect(errors.map(x => `${x.labels.errorCode} ${x.labels.errorType}`)).toContain("404 SERVICE_NOT_AVAILABLE");

@@ -90,7 +90,8 @@ describe("following a request", () => {
 
 		const traceOf = (id: string) => spans.filter(sp => sp.tags?.requestId === id);
 		await expect.poll(() => traceOf("trace-claim-1").map(sp => sp.name), { timeout: 10_000, interval: 250 }).toEqual(
-			expect.arrayContaining(["POST /api/v1/claims", "action 'claiming.claim'", "action 'claiming.command'", "sql INSERT", "sql UPDATE"]),
+			// The whole claim is one statement: SELECT order_commands(...).
+			expect.arrayContaining(["POST /api/v1/claims", "action 'claiming.claim'", "action 'claiming.command'", "sql SELECT"]),
 		);
 		const claimTrace = traceOf("trace-claim-1");
 		// One trace, spanning the gateway node and the claiming node.

@@ -35,8 +35,14 @@ describe("decideClaim", () => {
 		["completed", "ORDER_NOT_OPEN"],
 		["cancelled", "ORDER_NOT_OPEN"],
 		["expired", "ORDER_EXPIRED"],
-	])("409 %s… for a %s order", (status, code) => {
-		expect(thrown(() => decideClaim(makeOrder({ status }), makeSupply(), CLAIMER, NOW))).toMatchObject({ code: 409, type: code });
+	])("409 for its own claimer when the order is %s (%s)", (status, code) => {
+		const order = makeOrder({ status, claimerId: CLAIMER });
+		expect(thrown(() => decideClaim(order, makeSupply(), CLAIMER, NOW))).toMatchObject({ code: 409, type: code });
+	});
+
+	it.each<OrderStatus>(["claimed", "completed", "cancelled", "expired"])("404 for a stranger when the order is %s", status => {
+		const order = makeOrder({ status, claimerId: status === "claimed" || status === "completed" ? "someone-else" : null });
+		expect(thrown(() => decideClaim(order, makeSupply(), CLAIMER, NOW))).toMatchObject({ code: 404, type: "ORDER_NOT_FOUND" });
 	});
 
 	it("404 SUPPLY_NOT_FOUND for a missing supply or another user's supply, indistinguishably", () => {

@@ -66,6 +66,21 @@ describe("decideCancel", () => {
 	});
 });
 
+describe("who may command an order", () => {
+	it("404, not 403, for a stranger who cannot see the order", () => {
+		const claimed = makeOrder({ status: "claimed", claimerId: "claimer-1" });
+		expect(thrown(() => decideComplete(claimed, "stranger"))).toMatchObject({ code: 404, type: "ORDER_NOT_FOUND" });
+		expect(thrown(() => decideCancel(claimed, "stranger"))).toMatchObject({ code: 404, type: "ORDER_NOT_FOUND" });
+	});
+
+	it("403 NOT_BUYER for those who can see it: anyone while open, the claimer, an admin", () => {
+		expect(thrown(() => decideCancel(makeOrder(), "stranger"))).toMatchObject({ code: 403, type: "NOT_BUYER" });
+		const claimed = makeOrder({ status: "claimed", claimerId: "claimer-1" });
+		expect(thrown(() => decideComplete(claimed, "claimer-1"))).toMatchObject({ code: 403, type: "NOT_BUYER" });
+		expect(thrown(() => decideComplete(claimed, "admin-1", true))).toMatchObject({ code: 403, type: "NOT_BUYER" });
+	});
+});
+
 describe("decideComplete", () => {
 	it("lets the buyer complete a claimed order", () => {
 		expect(decideComplete(makeOrder({ status: "claimed", claimerId: "claimer-1" }), "buyer-1")).toBe("completed");

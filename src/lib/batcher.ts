@@ -1,0 +1,80 @@
+// Group commit: items submitted while earlier batches are in flight are carried out together, in one call
+// (one transaction), with one outcome per item. At low load an item goes out alone at once (no added
+// latency unless windowMs > 0); under load, items queue while `concurrency` batches run and leave in
+// batches of up to `maxItems`. An item whose caller's deadline has passed while it queued is dropped.
+export interface BatcherOptions {
+	/** Batches in flight at once (each holds one database connection). */
+	concurrency: number;
+	maxItems: number;
+	/** How long the first item of a batch waits for company; 0 sends it at once. */
+	windowMs: number;
+}
+
+interface Pending<I, O> {
+	item: I;
+	deadline?: number;
+	resolve(o: O): void;
+	reject(e: unknown): void;
+}
+
+export class Batcher<I, O> {
+	private queue: Pending<I, O>[] = [];
+	private inFlight = 0;
+	private timer?: NodeJS.Timeout;
+
+	constructor(
+		private run: (items: I[]) => Promise<O[]>,
+		private opts: BatcherOptions,
+		private expired: () => Error,
+		private onBatch?: (size: number) => void,
+	) {}
+
+	submit(item: I, deadline?: number): Promise<O> {
+		return new Promise<O>((resolve, reject) => {
+			this.queue.push({ item, deadline, resolve, reject });
+			this.schedule();
+		});
+	}
+
+	get queued(): number {
+		return this.queue.length;
+	}
+
+	private schedule() {
+		if (this.inFlight >= this.opts.concurrency || this.queue.length === 0) return;
+		if (this.opts.windowMs > 0 && this.queue.length < this.opts.maxItems) {
+			this.timer ??= setTimeout(() => {
+				this.timer = undefined;
+				this.flush();
+			}, this.opts.windowMs);
+			return;
+		}
+		this.flush();
+	}
+
+	private flush() {
+		clearTimeout(this.timer);
+		this.timer = undefined;
+		while (this.inFlight < this.opts.concurrency && this.queue.length > 0) {
+			const now = Date.now();
+			const batch: Pending<I, O>[] = [];
+			while (batch.length < this.opts.maxItems && this.queue.length > 0) {
+				const p = this.queue.shift()!;
+				if (p.deadline !== undefined && p.deadline <= now) p.reject(this.expired());
+				else batch.push(p);
+			}
+			if (batch.length === 0) continue;
+			this.inFlight++;
+			this.onBatch?.(batch.length);
+			this.run(batch.map(p => p.item))
+				.then(
+					outs => batch.forEach((p, i) => p.resolve(outs[i])),
+					err => batch.forEach(p => p.reject(err)),
+				)
+				.finally(() => {
+					this.inFlight--;
+					this.schedule();
+				});
+		}
+	}
+}

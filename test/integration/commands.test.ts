@@ -1,0 +1,225 @@
+// The order actor's SQL commands against a real PostgreSQL, with the interleavings a cluster produces:
+// two nodes (two connections) running commands for one order at once, a first attempt held up by a lock
+// while its retry arrives elsewhere, a failing row inside a batch, states the API never produces.
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { migrate } from "../../src/db/migrate";
+import { ensureOwnership, runCommands, type CommandContext, type OrderCommand, type Outcome } from "../../src/store/commands";
+import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { lockWaits, seedOrder, seedSupply, waitForLockWaits } from "../helpers/seed";
+
+let db: TestDatabase;
+let nodeA: pg.Pool;
+let nodeB: pg.Pool;
+const cc: CommandContext = { region: "us-central1", epochs: {}, holdSec: 300 };
+
+beforeAll(async () => {
+	db = await createTestDatabase();
+	await migrate(db.pool);
+	const owners = await ensureOwnership(db.pool, ["us-central1", "europe-west1"]);
+	cc.epochs["us-central1"] = owners.get("us-central1")!.epoch;
+	// Two claiming nodes: each has its own connections.
+	nodeA = new pg.Pool({ connectionString: db.url, max: 4, application_name: "node-a" });
+	nodeB = new pg.Pool({ connectionString: db.url, max: 4, application_name: "node-b" });
+});
+
+afterAll(async () => {
+	await nodeA?.end();
+	await nodeB?.end();
+	await db?.drop();
+});
+
+const one = async (pool: pg.Pool, cmd: OrderCommand, ctx = cc): Promise<Outcome> => (await runCommands(pool, ctx, [cmd]))[0];
+const claimCmd = (orderId: string, supplyId: string, userId: string, key: string): OrderCommand => ({ op: "claim", orderId, supplyId, userId, key });
+const errorOf = (o: Outcome) => (o.ok ? undefined : (o.error as any));
+
+describe("a retry of a claim whose first attempt is still running", () => {
+	it("waits for it and gets its result, on another node, never a 409", async () => {
+		const supply = await seedSupply(db.pool, "alice");
+		const order = await seedOrder(db.pool, "bob", "0.5");
+		// The first attempt is slow: it holds the order's lock and waits on the supply, which the test holds.
+		const holder = await db.pool.connect();
+		await holder.query("BEGIN");
+		await holder.query("SELECT 1 FROM supplies WHERE id = $1 FOR UPDATE", [supply]);
+		const first = one(nodeA, claimCmd(order, supply, "alice", "key-1"));
+		await waitForLockWaits(db.pool, 1);
+		// Its client timed out and retried; the retry runs on the other node, before the first commits.
+		const retry = one(nodeB, claimCmd(order, supply, "alice", "key-1"));
+		await waitForLockWaits(db.pool, 2);
+		await holder.query("COMMIT");
+		holder.release();
+		const [a, b] = await Promise.all([first, retry]);
+		expect(a.ok && !a.value.replayed).toBe(true);
+		expect(b.ok, JSON.stringify(errorOf(b))).toBe(true);
+		if (!a.ok || !b.ok) return;
+		expect(b.value.replayed).toBe(true);
+		expect(b.value.claim!.id).toBe(a.value.claim!.id);
+		const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM claims WHERE order_id = $1", [order]);
+		expect(rows[0].n).toBe(1);
+	});
+
+	it("many concurrent replays of one key on two nodes all name the one claim", async () => {
+		const supply = await seedSupply(db.pool, "carol");
+		const order = await seedOrder(db.pool, "bob", "0.25");
+		const outcomes = await Promise.all(
+			Array.from({ length: 12 }, (_, i) => one(i % 2 ? nodeA : nodeB, claimCmd(order, supply, "carol", "same-key"))),
+		);
+		expect(outcomes.map(o => (o.ok ? "ok" : errorOf(o).type))).toEqual(Array(12).fill("ok"));
+		const ids = new Set(outcomes.map(o => (o.ok ? o.value.claim!.id : "")));
+		expect(ids.size).toBe(1);
+		expect(outcomes.filter(o => o.ok && !o.value.replayed)).toHaveLength(1);
+	});
+
+	it("the same key for another order is refused, even when both run at once", async () => {
+		const supply = await seedSupply(db.pool, "dave");
+		const [o1, o2] = [await seedOrder(db.pool, "bob", "0.1"), await seedOrder(db.pool, "bob", "0.1")];
+		const [x, y] = await Promise.all([one(nodeA, claimCmd(o1, supply, "dave", "k")), one(nodeB, claimCmd(o2, supply, "dave", "k"))]);
+		const results = [x, y].map(o => (o.ok ? "ok" : errorOf(o).type)).sort();
+		expect(results).toEqual(["IDEMPOTENCY_KEY_REUSED", "ok"]);
+		const { rows } = await db.pool.query("SELECT reserved::text FROM supplies WHERE id = $1", [supply]);
+		expect(rows[0].reserved).toBe("0.100000000000000000");
+	});
+});
+
+describe("a batch of commands (group commit)", () => {
+	it("gives each command its own outcome; one failing row never fails the others", async () => {
+		const supply = await seedSupply(db.pool, "erin", "5");
+		const orders = await Promise.all([1, 2, 3].map(() => seedOrder(db.pool, "bob", "1")));
+		// Sabotage: a trigger makes any change of the second order fail (a bug, a corrupt row).
+		await db.pool.query(`CREATE FUNCTION fail_order() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN RAISE EXCEPTION 'sabotaged row'; END $$`);
+		await db.pool.query(`CREATE TRIGGER sabotage BEFORE UPDATE ON orders FOR EACH ROW WHEN (OLD.id = '${orders[1]}') EXECUTE FUNCTION fail_order()`);
+		try {
+			const outs = await runCommands(nodeA, cc, orders.map((o, i) => claimCmd(o, supply, "erin", `batch-${i}`)));
+			expect(outs.map(o => o.ok)).toEqual([true, false, true]);
+			expect(String(errorOf(outs[1]).message)).toMatch(/sabotaged row/);
+		} finally {
+			await db.pool.query("DROP TRIGGER sabotage ON orders; DROP FUNCTION fail_order()");
+		}
+		// The failed command left nothing behind: no claim, no reservation, no event.
+		const { rows } = await db.pool.query(
+			`SELECT (SELECT count(*)::int FROM claims WHERE order_id = $1) AS claims,
+			        (SELECT count(*)::int FROM outbox WHERE aggregate_id = $1) AS events,
+			        (SELECT reserved::text FROM supplies WHERE id = $2) AS reserved`,
+			[orders[1], supply],
+		);
+		expect(rows[0]).toEqual({ claims: 0, events: 0, reserved: "2.000000000000000000" });
+	});
+
+	it("writes the change and its events in one transaction, events numbered per aggregate", async () => {
+		const supply = await seedSupply(db.pool, "frank", "5");
+		const order = await seedOrder(db.pool, "bob", "1.5");
+		const claimed = await one(nodeA, claimCmd(order, supply, "frank", "ev-1"));
+		expect(claimed.ok).toBe(true);
+		const done = await one(nodeA, { op: "complete", orderId: order, userId: "bob" });
+		expect(done.ok).toBe(true);
+		const { rows } = await db.pool.query(
+			`SELECT aggregate_type, aggregate_version, event_type, epoch, home_region, count(*) OVER (PARTITION BY tx_id)::int AS in_tx,
+			        payload->>'reserved' AS reserved, payload->>'spent' AS spent, payload->>'status' AS status
+			   FROM outbox WHERE aggregate_id IN ($1, $2, $3) ORDER BY id`,
+			[order, supply, claimed.ok ? claimed.value.claim!.id : null],
+		);
+		expect(rows.map(r => `${r.aggregate_type}@${r.aggregate_version} ${r.event_type}`)).toEqual([
+			"claim@1 ClaimCreated",
+			"order@2 OrderClaimed",
+			"supply@2 SupplyReserved",
+			"claim@2 ClaimSettled",
+			"order@3 OrderCompleted",
+			"supply@3 SupplySpent",
+		]);
+		expect(rows.every(r => r.in_tx === 3 && Number(r.epoch) === 1 && r.home_region === "us-central1")).toBe(true);
+		expect(rows[2]).toMatchObject({ reserved: "1.5", spent: "0" });
+		expect(rows[5]).toMatchObject({ reserved: "0", spent: "1.5" });
+	});
+});
+
+describe("refusals and states the API never produces", () => {
+	it("a claim naming another user's supply neither waits on nor locks that row", async () => {
+		const theirs = await seedSupply(db.pool, "owner");
+		const order = await seedOrder(db.pool, "bob", "0.1");
+		const holder = await db.pool.connect();
+		await holder.query("BEGIN");
+		await holder.query("SELECT 1 FROM supplies WHERE id = $1 FOR UPDATE", [theirs]);
+		try {
+			// With the row held elsewhere, a claim that locked it first would wait here (statement timeout 3 s).
+			const short = new pg.Pool({ connectionString: db.url, max: 1, statement_timeout: 3000 });
+			const out = await one(short, claimCmd(order, theirs, "mallory", "steal-1")).finally(() => short.end());
+			expect(errorOf(out)).toMatchObject({ code: 404, type: "SUPPLY_NOT_FOUND" });
+		} finally {
+			await holder.query("ROLLBACK");
+			holder.release();
+		}
+	});
+
+	it("complete with a claim that is not active is a 409, not a crash", async () => {
+		const supply = await seedSupply(db.pool, "gina");
+		const order = await seedOrder(db.pool, "bob", "0.1");
+		const c = await one(nodeA, claimCmd(order, supply, "gina", "broken-1"));
+		expect(c.ok).toBe(true);
+		// A corrupt state: the order points at a claim that is no longer active.
+		await db.pool.query(`ALTER TABLE claims DISABLE TRIGGER claims_count`);
+		await db.pool.query(`UPDATE claims SET status = 'released', released_at = now() WHERE order_id = $1`, [order]);
+		await db.pool.query(`ALTER TABLE claims ENABLE TRIGGER claims_count`);
+		const out = await one(nodeA, { op: "complete", orderId: order, userId: "bob" });
+		expect(errorOf(out)).toMatchObject({ code: 409, type: "CLAIM_NOT_ACTIVE", data: { status: "released" } });
+	});
+
+	it("releasing a claim its order no longer points at does not reopen the order or repeat its version", async () => {
+		const supply = await seedSupply(db.pool, "hank");
+		const order = await seedOrder(db.pool, "bob", "0.1");
+		const c = await one(nodeA, claimCmd(order, supply, "hank", "stale-1"));
+		expect(c.ok).toBe(true);
+		const claimId = c.ok ? c.value.claim!.id : "";
+		await db.pool.query(`UPDATE orders SET claim_id = NULL, claimer_id = NULL, status = 'open' WHERE id = $1`, [order]);
+		const out = await one(nodeA, { op: "release", orderId: order, claimId, userId: "hank" });
+		expect(out.ok).toBe(true);
+		const { rows } = await db.pool.query(`SELECT event_type FROM outbox WHERE aggregate_id = $1 ORDER BY id`, [order]);
+		expect(rows.map(r => r.event_type)).toEqual(["OrderClaimed"]);
+	});
+
+	it("an admin releasing a claim that is not active gets 409 with its state", async () => {
+		const supply = await seedSupply(db.pool, "ivy");
+		const order = await seedOrder(db.pool, "bob", "0.1");
+		const c = await one(nodeA, claimCmd(order, supply, "ivy", "adm-1"));
+		const claimId = c.ok ? c.value.claim!.id : "";
+		expect((await one(nodeA, { op: "release", orderId: order, claimId, userId: "ivy" })).ok).toBe(true);
+		const again = await one(nodeA, { op: "release", orderId: order, claimId, userId: "root", admin: true });
+		expect(errorOf(again)).toMatchObject({ code: 409, type: "CLAIM_NOT_ACTIVE", data: { id: claimId, status: "released" } });
+	});
+
+	it("a region that does not own the entity's home region, or holds an old epoch, does not write", async () => {
+		const supply = await seedSupply(db.pool, "jack");
+		const order = await seedOrder(db.pool, "bob", "0.1");
+		const stale = await one(nodeA, claimCmd(order, supply, "jack", "fence-1"), { ...cc, epochs: { "us-central1": 0 } });
+		expect(errorOf(stale)).toMatchObject({ code: 503, type: "NOT_OWNER", retryable: true });
+		const elsewhere = await one(nodeA, claimCmd(order, supply, "jack", "fence-2"), { ...cc, region: "europe-west1" });
+		expect(errorOf(elsewhere)).toMatchObject({ code: 503, type: "NOT_OWNER" });
+		expect((await db.pool.query("SELECT count(*)::int AS n FROM claims WHERE order_id = $1", [order])).rows[0].n).toBe(0);
+	});
+});
+
+describe("database-side limits", () => {
+	it("a command stuck behind a held lock gives up after lock_timeout with a retryable 503", async () => {
+		const supply = await seedSupply(db.pool, "kim");
+		const order = await seedOrder(db.pool, "bob", "0.1");
+		const holder = await db.pool.connect();
+		await holder.query("BEGIN");
+		await holder.query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", [order]);
+		const limited = new pg.Pool({ connectionString: db.url, max: 1, lock_timeout: 300 });
+		try {
+			const started = Date.now();
+			const err = await runCommands(limited, cc, [claimCmd(order, supply, "kim", "lt-1")]).then(
+				() => undefined,
+				e => e,
+			);
+			// The batch's own lock statement timed out: the whole call fails, nothing is written.
+			expect(err).toMatchObject({ code: 503, type: "DATABASE_BUSY", retryable: true, data: { sqlstate: "55P03" } });
+			expect(Date.now() - started).toBeLessThan(3000);
+			expect(await lockWaits(db.pool)).toBe(0);
+		} finally {
+			await limited.end();
+			await holder.query("ROLLBACK");
+			holder.release();
+		}
+	});
+});
