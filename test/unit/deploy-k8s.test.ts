@@ -3,7 +3,9 @@
 // unknown fields, which the schemas allow), and the invariants that keep a deployment working hold. Ports,
 // paths, variables and stop timings come from the code (config/index.ts, moleculer.config.ts,
 // services/api.service.ts), never from copies in this file.
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -25,6 +27,9 @@ const STATELESS_SERVICES = ["services/api.service.ts", "services/supply.service.
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> };
 type Container = { name: string; image: string; env?: any[]; envFrom?: any[]; ports?: { name?: string; containerPort: number }[]; [k: string]: any };
+
+// The workers' readiness command (the same in every worker role: the probe test checks each against it).
+let READY_SCRIPT = "";
 
 const hasKubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
 if (!hasKubectl) console.warn("deploy-k8s: kubectl is not installed; skipping the checks that need `kubectl kustomize`");
@@ -188,6 +193,8 @@ describe("k8s manifests", () => {
 		if (!hasKubectl) return;
 		for (const o of OVERLAYS) built[o] = kustomize(path.join(K8S, "overlays", o));
 		allRoles = buildWithMultiRegion(OVERLAYS[0]);
+		const core = deployments(built[OVERLAYS[0]]).find(d => !servicesOf(d).includes("services/api.service.ts"))!;
+		READY_SCRIPT = walletContainer(core).readinessProbe.exec.command[2];
 	});
 
 	const each = (fn: (name: string, objs: Obj[]) => void) => () => {
@@ -221,13 +228,13 @@ describe("k8s manifests", () => {
 			expect(resolvePort(c, "metrics"), where).toBe(metrics.port);
 			expect(d.spec.template.metadata.annotations["prometheus.io/port"], where).toBe(String(metrics.port));
 			expect(d.spec.template.metadata.annotations["prometheus.io/path"], where).toBe(metrics.path);
-			const probes = ["startupProbe", "livenessProbe", "readinessProbe"].map(p => [p, c[p]?.httpGet] as const);
-			for (const [p, get] of probes) expect(get, `${where} ${p}`).toBeTruthy();
 			const at = (p: string) => {
 				const get = c[p].httpGet;
 				return `${get.path}@${resolvePort(c, get.port)}`;
 			};
+			for (const p of ["startupProbe", "livenessProbe"]) expect(c[p]?.httpGet, `${where} ${p}`).toBeTruthy();
 			if (servicesOf(d).includes("services/api.service.ts")) {
+				expect(c.readinessProbe?.httpGet, where).toBeTruthy();
 				expect(resolvePort(c, "http"), where).toBe(cfg.port);
 				expect(at("livenessProbe"), where).toBe(`${health.live}@${cfg.port}`);
 				expect(at("startupProbe"), where).toBe(`${health.live}@${cfg.port}`);
@@ -235,7 +242,13 @@ describe("k8s manifests", () => {
 			} else {
 				// Only the gateway serves HTTP; the other roles answer on the metrics endpoint.
 				expect(c.ports?.map(p => p.name), where).toEqual(["metrics"]);
-				for (const [p] of probes) expect(at(p), `${where} ${p}`).toBe(`${metrics.path}@${metrics.port}`);
+				for (const p of ["startupProbe", "livenessProbe"]) expect(at(p), `${where} ${p}`).toBe(`${metrics.path}@${metrics.port}`);
+				// Readiness asks the same endpoint from inside the container, on the port its own environment sets.
+				const [node, flag, script] = c.readinessProbe?.exec?.command ?? [];
+				expect([node, flag], where).toEqual(["node", "-e"]);
+				expect(script, where).toContain("process.env.METRICS_PORT");
+				expect(script, where).toContain(`'${metrics.path}'`);
+				expect(script, where).toBe(READY_SCRIPT);
 			}
 		}
 		const svc = objs.find(o => o.kind === "Service" && o.metadata.name === "wallet-gateway")!;
@@ -429,6 +442,25 @@ describe("k8s manifests", () => {
 			expect(env.REGION, `${o}/region.env`).toBe(o);
 			expect(normal(o), `${o} differs from ${OVERLAYS[0]} beyond its region`).toEqual(normal(OVERLAYS[0]));
 		}
+	});
+
+	it.skipIf(!hasKubectl)("the workers' readiness command passes only once the broker has started its services", async () => {
+		expect(READY_SCRIPT).toBeTruthy();
+		const metricsLine = async (value: number | null) => {
+			const srv = http.createServer((_req, res) => {
+				res.end(value === null ? "" : `# HELP moleculer_broker_started Broker started\nmoleculer_broker_started{namespace="wallet",nodeID="n1",region="us-central1"} ${value}\n`);
+			});
+			await new Promise<void>(r => srv.listen(0, "127.0.0.1", r));
+			const port = (srv.address() as AddressInfo).port;
+			const code = await new Promise<number | null>(resolve =>
+				execFile(process.execPath, ["-e", READY_SCRIPT], { env: { METRICS_PORT: String(port) } }, err => resolve(err ? ((err as any).code ?? -1) : 0)),
+			);
+			await new Promise(r => srv.close(r));
+			return code;
+		};
+		expect(await metricsLine(1)).toBe(0);
+		expect(await metricsLine(0)).toBe(1);
+		expect(await metricsLine(null)).toBe(1);
 	});
 
 	it("ships the dashboard and alert rules of monitoring/ unchanged", () => {
