@@ -5,8 +5,8 @@
 -- * claims have a version of their own (events of one aggregate are numbered 1, 2, 3 without gaps);
 -- * ownership: which region writes each home region's entities, under which epoch (a fencing token). With one
 --   region it is fixed (every home region owned by itself at epoch 1); failover will move it.
--- * entity_counts: O(1) gauges. Counts by status kept by triggers in sharded rows, so concurrent transactions do
---   not queue on one counter row; a gauge sums at most (statuses x shards) rows.
+-- * entity_counts: O(1) gauges. Counts by status kept by triggers in rows per backend, so concurrent transactions
+--   never queue on a counter row; a gauge sums at most (statuses x live connections) rows.
 
 ALTER TABLE outbox
   ADD COLUMN home_region text,
@@ -31,34 +31,47 @@ CREATE TABLE ownership (
 CREATE TABLE entity_counts (
   kind    text NOT NULL,
   status  text NOT NULL,
-  shard   smallint NOT NULL,
+  -- the backend (pg_backend_pid) whose transactions wrote these deltas; 0 holds the folded total
+  shard   integer NOT NULL,
   n       bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (kind, status, shard)
 );
 INSERT INTO entity_counts (kind, status, shard)
-  SELECT k.kind, k.status, s FROM (VALUES
+  SELECT k.kind, k.status, 0 FROM (VALUES
     ('order','open'),('order','claimed'),('order','completed'),('order','cancelled'),('order','expired'),
     ('supply','active'),('supply','paused'),('supply','closed'),
-    ('claim','active'),('claim','settled'),('claim','released')) AS k(kind, status), generate_series(0, 15) AS s;
+    ('claim','active'),('claim','settled'),('claim','released')) AS k(kind, status);
 UPDATE entity_counts e SET n = x.n FROM (SELECT 'order' AS kind, status, count(*) AS n FROM orders GROUP BY status
   UNION ALL SELECT 'supply', status, count(*) FROM supplies GROUP BY status
   UNION ALL SELECT 'claim', status, count(*) FROM claims GROUP BY status) x
  WHERE e.kind = x.kind AND e.status = x.status AND e.shard = 0;
 
+-- Each backend counts in rows of its own: no two transactions running at once ever update the same row,
+-- so counting adds no lock waits (one shared row per status would serialize every claim).
 CREATE FUNCTION count_status() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   k text := TG_ARGV[0];
-  -- one shard per backend: concurrent transactions spread over 16 rows instead of queueing on one
-  sh smallint := pg_backend_pid() % 16;
+  me integer := pg_backend_pid();
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    UPDATE entity_counts SET n = n + 1 WHERE kind = k AND status = NEW.status AND shard = sh;
+    INSERT INTO entity_counts AS e (kind, status, shard, n) VALUES (k, NEW.status, me, 1)
+      ON CONFLICT (kind, status, shard) DO UPDATE SET n = e.n + 1;
   ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
-    UPDATE entity_counts SET n = n + (CASE WHEN status = NEW.status THEN 1 ELSE -1 END)
-     WHERE kind = k AND status IN (OLD.status, NEW.status) AND shard = sh;
+    INSERT INTO entity_counts AS e (kind, status, shard, n) VALUES (k, NEW.status, me, 1), (k, OLD.status, me, -1)
+      ON CONFLICT (kind, status, shard) DO UPDATE SET n = e.n + excluded.n;
   END IF;
   RETURN NULL;
 END $$;
+
+-- Folds the rows of backends that are gone into the total, so the table stays as small as the set of live
+-- connections. Run now and then by the gauge sampler.
+CREATE FUNCTION fold_entity_counts() RETURNS void LANGUAGE sql AS $$
+  WITH gone AS (
+    DELETE FROM entity_counts WHERE shard <> 0 AND shard NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+    RETURNING kind, status, n)
+  INSERT INTO entity_counts AS e (kind, status, shard, n) SELECT kind, status, 0, sum(n) FROM gone GROUP BY kind, status
+  ON CONFLICT (kind, status, shard) DO UPDATE SET n = e.n + excluded.n
+$$;
 CREATE TRIGGER orders_count AFTER INSERT OR UPDATE OF status ON orders FOR EACH ROW EXECUTE FUNCTION count_status('order');
 CREATE TRIGGER supplies_count AFTER INSERT OR UPDATE OF status ON supplies FOR EACH ROW EXECUTE FUNCTION count_status('supply');
 CREATE TRIGGER claims_count AFTER INSERT OR UPDATE OF status ON claims FOR EACH ROW EXECUTE FUNCTION count_status('claim');
@@ -67,6 +80,7 @@ CREATE TRIGGER claims_count AFTER INSERT OR UPDATE OF status ON claims FOR EACH 
 DROP TRIGGER claims_count ON claims;
 DROP TRIGGER supplies_count ON supplies;
 DROP TRIGGER orders_count ON orders;
+DROP FUNCTION fold_entity_counts();
 DROP FUNCTION count_status();
 DROP TABLE entity_counts;
 DROP TABLE ownership;

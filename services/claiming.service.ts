@@ -50,6 +50,7 @@ interface ClaimingThis extends Service {
 	sweepTimer?: NodeJS.Timeout;
 	gaugeTimer?: NodeJS.Timeout;
 	lastPrune: number;
+	samples: number;
 	invalidate(changes: Partial<Record<Entity, string | undefined>>): Promise<void>;
 	command(ctx: Ctx<CommandParams>): Promise<CommandResult>;
 	sweep(): Promise<{ released: number; expired: number; failed: number }>;
@@ -216,7 +217,8 @@ const ClaimingService: WalletService<ClaimingThis> = {
 					...r.expired.map(id => this.invalidate({ order: id })),
 				]);
 				if (r.released.length) this.logger.info(`Released ${r.released.length} claims whose hold expired`);
-				if (r.released.length < cfg.sweepBatch && r.expired.length < cfg.sweepBatch) break;
+				// A short batch may only mean another node holds the rest (SKIP LOCKED): stop when nothing moved.
+				if (r.released.length === 0 && r.expired.length === 0) break;
 			}
 			if (Date.now() - this.lastPrune > 60_000) {
 				this.lastPrune = Date.now();
@@ -234,6 +236,8 @@ const ClaimingService: WalletService<ClaimingThis> = {
 		},
 		/** Entity counts by status and the outbox backlog, for the gauges: each read costs O(1) (entity_counts). */
 		async sampleGauges(this: ClaimingThis) {
+			// Now and then, fold the counts of connections that are gone into the total (keeps the read O(1)).
+			if (++this.samples % 12 === 1) await this.pool.query("SELECT fold_entity_counts()");
 			const { rows } = await this.pool.query(
 				`SELECT kind, status, sum(n)::bigint AS n FROM entity_counts WHERE kind IN ('order','supply') GROUP BY kind, status
 				 UNION ALL
@@ -251,6 +255,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 		const cfg = appConfig(this.broker);
 		this.mailbox = new Mailbox(expired);
 		this.lastPrune = 0;
+		this.samples = 0;
 		this.epochs = {};
 		this.batcher = new Batcher<OrderCommand, Outcome>(
 			cmds => runCommands(this.pool, { region: cfg.region, epochs: this.epochs, holdSec: cfg.claimHoldSec }, cmds),
