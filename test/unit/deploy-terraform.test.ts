@@ -4,11 +4,16 @@
 // database and Kafka, and the load balancer health-checks the gateway where the code serves readiness.
 import fs from "node:fs";
 import path from "node:path";
-import { parse as parseHcl } from "@cdktf/hcl2json";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { loadConfig } from "../../config";
 import ApiService from "../../services/api.service";
+
+// Loaded by a specifier in a variable so TypeScript does not read its declarations: they reference the DOM
+// library, whose Headers (without keys()) would then clash with Node's in every other file of the project.
+const HCL2JSON = "@cdktf/hcl2json";
+type ParseHcl = (file: string, content: string) => Promise<Record<string, any>>;
+const parseHcl: ParseHcl = async (file, content) => ((await import(HCL2JSON)) as { parse: ParseHcl }).parse(file, content);
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const TF = path.join(ROOT, "terraform");
