@@ -13,6 +13,8 @@ import { logBindings, RequestContextMiddleware } from "./src/lib/request-context
 import { HashingZipkinExporter } from "./src/lib/zipkin";
 import { redisOptions } from "./src/lib/redis";
 import { SafeRedisCacher } from "./src/lib/safe-redis-cacher";
+import { LocalCacher } from "./src/lib/cache-local";
+import { CacheGenerationsMiddleware } from "./src/lib/cache-generations";
 
 /** Broker options carry the app configuration so services of one process can differ (tests run many brokers). */
 export interface WalletBrokerOptions extends BrokerOptions {
@@ -80,7 +82,7 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 		serializer: "JSON",
 		cacher: cfg.redisUrl
 			? new SafeRedisCacher({ redis: redisOptions(cfg.redisUrl), prefix: `${cfg.namespace}-${cfg.region}:` })
-			: { type: "Memory", options: { clone: true } },
+			: new LocalCacher({ max: cfg.cacheMaxEntries, clone: true }),
 		requestTimeout: cfg.requestTimeoutMs,
 		heartbeatInterval: 2,
 		heartbeatTimeout: 6,
@@ -142,14 +144,17 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			}
 			throw err;
 		},
-		// Permissions sit outside the cacher so a cached answer is never served before the check.
+		// Permissions sit outside the cacher so a cached answer is never served before the check. The
+		// Validator sits between them: cache keys are built from converted parameters, and the list
+		// generations are read (CacheGenerations) just before the Cacher builds a list's key.
 		internalMiddlewares: false,
 		middlewares: [
 			RequestContextMiddleware,
 			"ActionHook",
-			"Validator",
 			"Bulkhead",
 			"Cacher",
+			CacheGenerationsMiddleware,
+			"Validator",
 			PermissionsMiddleware(createVerifier(cfg.jwt), cfg.trustedServices),
 			"CircuitBreaker",
 			"Timeout",

@@ -34,6 +34,7 @@ export interface Config {
 	orderMaxTtlSec: number;
 	sweepIntervalMs: number;
 	cacheTtl: { entity: number; list: number };
+	cacheMaxEntries: number;
 	rateLimit: { points: number; windowSec: number };
 	requestTimeoutMs: number;
 	trustedServices: string[];
@@ -149,6 +150,7 @@ export function loadConfig(env: Env = process.env): Config {
 		orderMaxTtlSec,
 		sweepIntervalMs: int(env, "SWEEP_INTERVAL_MS", 1000, 50),
 		cacheTtl: { entity: int(env, "CACHE_TTL_SEC", 30, 1), list: int(env, "CACHE_LIST_TTL_SEC", 5, 1) },
+		cacheMaxEntries: int(env, "CACHE_MAX_ENTRIES", 10000, 1),
 		rateLimit: { points: int(env, "RATE_LIMIT", 600, 1), windowSec: int(env, "RATE_LIMIT_WINDOW_SEC", 60, 1) },
 		requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 10000, 100),
 		trustedServices: (str(env, "TRUSTED_SERVICES") ?? "api,supply,order,claiming").split(",").map(s => s.trim()),

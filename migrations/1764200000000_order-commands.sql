@@ -250,7 +250,8 @@ END $$;
 -- The sweeper: releases claims whose v_hold ran out and expires open orders past their time, for the home regions
 -- this region owns. Rows another node holds are skipped (SKIP LOCKED), so any number of nodes can sweep; each
 -- item runs in its own subtransaction, so a failing row is reported and skipped, never stops the sweep.
--- p = {region, limit} -> {released: [{claimId, orderId, supplyId}], expired: [orderId], failed: [{id, sqlstate, message}]}
+-- p = {region, limit} -> {released: [{claimId, orderId, supplyId, claimerId, buyerId}], expired: [{id, buyerId}],
+--   failed: [{id, kind, sqlstate, message}]}
 CREATE FUNCTION sweep(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
   p_region text := p->>'region';
@@ -263,7 +264,7 @@ DECLARE
   err_state text;
 BEGIN
   FOR due IN
-    SELECT c.id AS claim_id, o.id AS order_id, c.supply_id, w.home_region, w.epoch
+    SELECT c.id AS claim_id, o.id AS order_id, c.supply_id, c.claimer_id, o.user_id AS buyer_id, w.home_region, w.epoch
       FROM claims c JOIN orders o ON o.id = c.order_id
       JOIN ownership w ON w.home_region = o.home_region AND w.owner = p_region
      WHERE c.status = 'active' AND c.expires_at <= now()
@@ -273,7 +274,8 @@ BEGIN
     BEGIN
       r := cmd_release(jsonb_build_object('orderId', due.order_id, 'claimId', due.claim_id, 'reason', 'expired'), p_region, jsonb_build_object(due.home_region, due.epoch));
       IF r ? 'ok' THEN
-        released := released || jsonb_build_array(jsonb_build_object('claimId', due.claim_id, 'orderId', due.order_id, 'supplyId', due.supply_id));
+        released := released || jsonb_build_array(jsonb_build_object('claimId', due.claim_id, 'orderId', due.order_id,
+          'supplyId', due.supply_id, 'claimerId', due.claimer_id, 'buyerId', due.buyer_id));
       END IF;
     EXCEPTION WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE;
@@ -282,7 +284,7 @@ BEGIN
   END LOOP;
 
   FOR due IN
-    SELECT o.id, w.epoch FROM orders o JOIN ownership w ON w.home_region = o.home_region AND w.owner = p_region
+    SELECT o.id, o.user_id, w.epoch FROM orders o JOIN ownership w ON w.home_region = o.home_region AND w.owner = p_region
      WHERE o.status = 'open' AND o.expires_at <= now()
      ORDER BY o.expires_at LIMIT v_limit
        FOR UPDATE OF o SKIP LOCKED
@@ -291,7 +293,7 @@ BEGIN
     BEGIN
       UPDATE orders SET status = 'expired', version = version + 1, updated_at = now() WHERE id = due.id RETURNING * INTO o;
       PERFORM emit('order', o.id, o.version, 'OrderExpired', p_region, o.home_region, due.epoch, api_order(o));
-      expired := expired || to_jsonb(o.id);
+      expired := expired || jsonb_build_array(jsonb_build_object('id', o.id, 'buyerId', o.user_id));
     EXCEPTION WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE;
       failed := failed || jsonb_build_array(jsonb_build_object('id', due.id, 'kind', 'order', 'sqlstate', err_state, 'message', SQLERRM));

@@ -1,23 +1,24 @@
-// Cache invalidation on every write. With Redis all nodes share one store, so one clean is enough;
-// with per-node memory caches the clean is broadcast so every node drops its copies.
+// Caching for the services. Entities are cached under exact keys (`<service>.find:<id>`); lists under
+// keys that carry the generations they depend on (src/lib/cache-keys.ts). A write deletes the exact
+// keys, tombstones the stale copies and bumps the generations, in one pipeline: its cost does not grow
+// with the number of keys in Redis. With per-node memory caches the plan is also broadcast, so every
+// node applies it to its own cache.
 import type { Context, ServiceSchema } from "moleculer";
 import type { Pool } from "pg";
 import { INNER_READ } from "../src/lib/fault-tolerance";
 import { uuid } from "../src/lib/params";
-import { SafeRedisCacher } from "../src/lib/safe-redis-cacher";
+import { findKey, listKey, mergePlans, staleKey, writePlan, type Changes, type WritePlan } from "../src/lib/cache-keys";
+import { GENERATIONS, type GenerationsOf } from "../src/lib/cache-generations";
+import { isGenerational, storedByRead } from "../src/lib/cache-store";
 import { appConfig } from "./config";
 
-export type Entity = "supply" | "order" | "claiming";
+export type { Entity } from "../src/lib/cache-keys";
+export { ownLists, publicOrders } from "../src/lib/cache-keys";
 
-/** Key patterns for one changed entity: its cached `find` and every list of that kind. */
-export function patternsFor(changes: Partial<Record<Entity, string | undefined>>): string[] {
-	const patterns: string[] = [];
-	for (const [svc, id] of Object.entries(changes)) {
-		if (!id) continue;
-		patterns.push(`${svc}.find:**${id}**`, `${svc}.list:**`);
-	}
-	return patterns;
-}
+/** ctx.locals field where `runThenInvalidate` collects the invalidations of a task. */
+const DEFERRED = "deferredInvalidations";
+
+type CacheDecl = { keys: string[]; kind?: "entity" | "list"; generations?: GenerationsOf };
 
 /**
  * The internal `<service>.find` action every `get` reads through: cached by id, and remembered as a
@@ -37,45 +38,100 @@ export function findAction<T>(read: (pool: Pool, id: string) => Promise<T | null
 	};
 }
 
+function keygenFor(kind: "entity" | "list") {
+	if (kind === "entity") return (action: { name: string }, _opts: CacheDecl, ctx: Context<{ id: string }>) => `${action.name}:${ctx.params.id}`;
+	return function (this: any, action: { name: string }, opts: CacheDecl, ctx: Context<any, any>) {
+		const values = opts.keys.map(k => this._getParamMetaValue(k, ctx.params, ctx.meta, ctx.headers));
+		return listKey(action.name, (ctx.locals as any)[GENERATIONS], opts.keys, values);
+	};
+}
+
 export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: ServiceSchema): void } = {
-	// Cached actions name their kind (`cache: {keys, kind: "entity" | "list"}`); the TTL comes from the
-	// configuration of the broker the service runs in (CACHE_TTL_SEC, CACHE_LIST_TTL_SEC).
+	// Cached actions name their kind (`cache: {keys, kind: "entity" | "list", generations}`); the TTL comes
+	// from the configuration of the broker the service runs in (CACHE_TTL_SEC, CACHE_LIST_TTL_SEC).
 	merged(this: any, schema: ServiceSchema) {
 		const ttl = appConfig(this.broker).cacheTtl;
 		for (const [name, action] of Object.entries(schema.actions ?? {}) as [string, any][]) {
 			const kind: "entity" | "list" | undefined = action?.cache?.kind;
-			if (kind === "entity" || kind === "list") schema.actions![name] = { ...action, cache: { ...action.cache, ttl: ttl[kind] } };
+			if (kind !== "entity" && kind !== "list") continue;
+			const cache = { ...action.cache, ttl: ttl[kind], keygen: keygenFor(kind) };
+			// A list is cached only under known generations (the store answered).
+			if (kind === "list") cache.enabled = (ctx: Context) => Array.isArray((ctx.locals as any)[GENERATIONS]);
+			schema.actions![name] = { ...action, cache };
 		}
 	},
 	events: {
-		"cache.clean": {
-			handler(this: any, ctx: Context<{ patterns: string[] }>) {
-				if (this.broker.cacher && ctx.nodeID !== this.broker.nodeID) return this.broker.cacher.clean(ctx.params.patterns);
+		"cache.invalidate": {
+			handler(this: any, ctx: Context<WritePlan>) {
+				const cacher = this.broker.cacher;
+				if (isGenerational(cacher) && ctx.nodeID !== this.broker.nodeID) return cacher.applyWrite(ctx.params);
 			},
 		},
 	},
 	methods: {
-		/** Reads an entity and keeps a long-lived copy for `staleFind`, the fallback of the find actions. */
-		async withStale(this: any, id: string, read: () => Promise<unknown>) {
+		/**
+		 * Reads an entity for `find`. The cached entry and the stale copy are stored only if no write
+		 * touched the entity while it was read, so neither can hold a state older than the last write.
+		 */
+		async withStale(this: any, id: string, read: () => Promise<object | null>) {
+			const cacher = this.broker.cacher;
+			if (!isGenerational(cacher)) return read();
+			const stale = staleKey(this.name, id);
+			const token = await cacher.staleToken(stale);
 			const value = await read();
-			if (value && this.broker.cacher)
-				await this.broker.cacher.set(`${this.name}.stale:${id}`, value, appConfig(this.broker).staleTtlSec);
+			if (value && token !== undefined) {
+				const cfg = appConfig(this.broker);
+				await cacher.saveFound({ key: findKey(this.name, id), ttl: cfg.cacheTtl.entity }, { key: stale, ttl: cfg.staleTtlSec }, token, value);
+				storedByRead.add(value);
+			}
 			return value;
 		},
-		/** When a read fails (database down, timeout), a stale answer beats an error. */
+		/**
+		 * When a read fails (database down, timeout), a stale answer beats an error. The copy is no older
+		 * than the last write (writes tombstone it), and the caller's `get` checks visibility on it as on
+		 * a fresh one.
+		 */
 		async staleFind(this: any, ctx: Context<{ id: string }, { $responseHeaders?: Record<string, string> }>, err: Error) {
-			const stale = this.broker.cacher ? await this.broker.cacher.get(`${this.name}.stale:${ctx.params.id}`) : undefined;
+			const cacher = this.broker.cacher;
+			const stale = isGenerational(cacher) ? await cacher.readStale(staleKey(this.name, ctx.params.id)) : undefined;
 			if (stale == null) throw err;
 			this.logger.warn(`Serving a stale ${this.name} ${ctx.params.id}: ${err.message}`);
 			ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, Warning: '110 - "Response is Stale"' };
 			return stale;
 		},
-		async invalidate(this: any, changes: Partial<Record<Entity, string | undefined>>) {
+		/**
+		 * Invalidates what a write changed: `{order, supply, claiming}`, each an id or the entity (whose
+		 * owner then scopes the list invalidation to that owner). Given the ctx of a `runThenInvalidate`
+		 * task, it is deferred to the end of the task.
+		 */
+		async invalidate(this: any, changes: Changes | Changes[], ctx?: Context) {
+			const plan = writePlan(changes);
+			const deferred: WritePlan[] | undefined = (ctx?.locals as any)?.[DEFERRED];
+			if (deferred) deferred.push(plan);
+			else await this.applyPlan(plan);
+		},
+		/**
+		 * Runs `task` (e.g. an order's mailbox task), then the invalidations it asked for with its ctx: the
+		 * next command of the order does not wait on the cache, and the answer still follows them
+		 * (read-your-writes).
+		 */
+		async runThenInvalidate<T>(this: any, ctx: Context, task: () => Promise<T>): Promise<T> {
+			const deferred: WritePlan[] = [];
+			(ctx.locals as any)[DEFERRED] = deferred;
+			try {
+				return await task();
+			} finally {
+				delete (ctx.locals as any)[DEFERRED];
+				if (deferred.length) await this.applyPlan(mergePlans(deferred));
+			}
+		},
+		async applyPlan(this: any, plan: WritePlan) {
 			const cacher = this.broker.cacher;
 			if (!cacher) return;
-			const patterns = patternsFor(changes);
-			await cacher.clean(patterns);
-			if (!(cacher instanceof SafeRedisCacher)) await this.broker.broadcast("cache.clean", { patterns });
+			if (!isGenerational(cacher)) return cacher.clean();
+			await cacher.applyWrite(plan);
+			// Other nodes' memory caches hear of it (one node alone has none to tell).
+			if (!cacher.shared && this.broker.transit) await this.broker.broadcast("cache.invalidate", plan);
 		},
 	},
 };

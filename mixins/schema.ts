@@ -4,8 +4,10 @@ import type { ActionSchema, ServiceSchema } from "moleculer";
 
 export type WalletAction<This = any> = Omit<ActionSchema, "cache" | "handler"> & {
 	handler?: (this: This, ctx: any) => unknown;
-	/** `kind` picks the TTL from the configuration (see CacheMixin). */
-	cache?: boolean | (Exclude<ActionSchema["cache"], boolean | undefined> & { kind?: "entity" | "list" });
+	/** `kind` picks the TTL from the configuration; a list names the generations its key carries (see CacheMixin). */
+	cache?:
+		| boolean
+		| (Exclude<ActionSchema["cache"], boolean | undefined> & { kind?: "entity" | "list"; generations?: (ctx: any) => string[] });
 	/** Scope the acting user needs, or "internal" for service-to-service actions. */
 	permission?: string;
 	/** Per-action timeout in ms (read by Moleculer's Timeout middleware). */

@@ -7,7 +7,8 @@
 import { Errors, type Context, type Service } from "moleculer";
 import type { Pool } from "pg";
 import type { WalletService } from "../mixins/schema";
-import { CacheMixin, findAction, type Entity } from "../mixins/cache.mixin";
+import { CacheMixin, findAction } from "../mixins/cache.mixin";
+import type { Changes } from "../src/lib/cache-keys";
 import { appConfig } from "../mixins/config";
 import { ACTOR, IDEMPOTENT_WRITE, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
@@ -51,7 +52,7 @@ interface ClaimingThis extends Service {
 	gaugeTimer?: NodeJS.Timeout;
 	lastPrune: number;
 	samples: number;
-	invalidate(changes: Partial<Record<Entity, string | undefined>>): Promise<void>;
+	invalidate(changes: Changes | Changes[], ctx?: Context): Promise<void>;
 	command(ctx: Ctx<CommandParams>): Promise<CommandResult>;
 	sweep(): Promise<{ released: number; expired: number; failed: number }>;
 	sampleGauges(): Promise<void>;
@@ -177,8 +178,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 				const result = await this.mailbox.run(ctx.params.orderId, () => this.command(ctx), deadline);
 				// Outside the mailbox: the order's next command does not wait on the cache, but the caller
 				// still gets its answer only after the cache forgot the old state (read-your-writes).
-				if (!result.replayed)
-					await this.invalidate({ order: result.order.id, supply: result.supply?.id, claiming: result.claim?.id });
+				if (!result.replayed) await this.invalidate({ order: result.order, supply: result.supply, claiming: result.claim });
 				return result;
 			},
 		},
@@ -212,10 +212,16 @@ const ClaimingService: WalletService<ClaimingThis> = {
 					m.increment(M.SWEEPER_FAILURES, { kind: f.kind });
 					this.logger.error(`Sweeper skipped ${f.kind} ${f.id}: ${f.sqlstate} ${f.message}`);
 				}
-				await Promise.all([
-					...r.released.map(x => this.invalidate({ order: x.orderId, supply: x.supplyId, claiming: x.claimId })),
-					...r.expired.map(id => this.invalidate({ order: id })),
-				]);
+				// One pipeline for the whole batch; the owners scope which lists miss.
+				const changes: Changes[] = [
+					...r.released.map(x => ({
+						order: { id: x.orderId, userId: x.buyerId },
+						supply: { id: x.supplyId, userId: x.claimerId },
+						claiming: { id: x.claimId, claimerId: x.claimerId },
+					})),
+					...r.expired.map(o => ({ order: { id: o.id, userId: o.buyerId } })),
+				];
+				if (changes.length) await this.invalidate(changes);
 				if (r.released.length) this.logger.info(`Released ${r.released.length} claims whose hold expired`);
 				// A short batch may only mean another node holds the rest (SKIP LOCKED): stop when nothing moved.
 				if (r.released.length === 0 && r.expired.length === 0) break;

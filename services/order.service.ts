@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { CacheMixin, findAction } from "../mixins/cache.mixin";
+import { CacheMixin, findAction, ownLists, publicOrders } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
 import { FORWARD, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
@@ -81,7 +81,7 @@ const OrderService: WalletService = {
 					return o;
 				});
 				this.logger.info(`Order ${order.id} created`, { amount: order.amount, asset: order.asset });
-				await this.invalidate({ order: order.id });
+				await this.invalidate({ order });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/v1/orders/${order.id}`;
 				return orderView(order, ctx.meta.user);
@@ -107,7 +107,11 @@ const OrderService: WalletService = {
 				mine: { type: "boolean", convert: true, optional: true },
 				...paging,
 			},
-			cache: { keys: ["#user.id", "#user.scopes", "asset", "status", "mine", "page", "pageSize"], kind: "list" },
+			cache: {
+				keys: ["#user.id", "#user.scopes", "asset", "status", "mine", "page", "pageSize"],
+				kind: "list",
+				generations: (ctx: Ctx<{ mine?: boolean }>) => (ctx.params.mine ? ownLists("order", ctx.meta.user?.id) : publicOrders()),
+			},
 			async handler(this: any, ctx: Ctx<{ asset?: string; status?: string; mine?: boolean; page?: number; pageSize?: number }>) {
 				const user = ctx.meta.user;
 				const page: Page<Order> = await listOrders(this.pool, { ...ctx.params, userId: user.id, admin: isAdmin(user) });

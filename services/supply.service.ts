@@ -5,7 +5,7 @@ import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import { appConfig } from "../mixins/config";
 import { READ, WRITE } from "../src/lib/fault-tolerance";
-import { CacheMixin, findAction } from "../mixins/cache.mixin";
+import { CacheMixin, findAction, ownLists } from "../mixins/cache.mixin";
 import { DbMixin } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound } from "../src/domain/errors";
@@ -54,7 +54,7 @@ const SupplyService: WalletService = {
 					return s;
 				});
 				this.logger.info(`Supply ${supply.id} created`, { amount: supply.amount, asset: supply.asset });
-				await this.invalidate({ supply: supply.id });
+				await this.invalidate({ supply });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/v1/supplies/${supply.id}`;
 				return supply;
@@ -75,7 +75,11 @@ const SupplyService: WalletService = {
 			...READ,
 			permission: "supply:read",
 			params: { asset: { ...asset, optional: true }, status: status(["active", "paused", "closed"]), ...paging },
-			cache: { keys: ["#user.id", "asset", "status", "page", "pageSize"], kind: "list" },
+			cache: {
+				keys: ["#user.id", "asset", "status", "page", "pageSize"],
+				kind: "list",
+				generations: (ctx: Ctx) => ownLists("supply", ctx.meta.user?.id),
+			},
 			handler(this: any, ctx: Ctx<{ asset?: string; status?: string; page?: number; pageSize?: number }>) {
 				return listSupplies(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
 			},
@@ -117,7 +121,7 @@ const SupplyService: WalletService = {
 				return updated;
 			});
 			this.logger.info(`Supply ${id}: ${eventType}`, { version: supply.version });
-			await this.invalidate({ supply: id });
+			await this.invalidate({ supply });
 			return supply;
 		},
 	},

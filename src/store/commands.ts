@@ -46,8 +46,8 @@ export function toOutcome(row: Row): Outcome {
 }
 
 export interface SweepResult {
-	released: { claimId: string; orderId: string; supplyId: string }[];
-	expired: string[];
+	released: { claimId: string; orderId: string; supplyId: string; claimerId: string; buyerId: string }[];
+	expired: { id: string; buyerId: string }[];
 	failed: { id: string; kind: "claim" | "order"; sqlstate: string; message: string }[];
 }
 

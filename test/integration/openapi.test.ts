@@ -381,8 +381,10 @@ describe("real replies match the document", () => {
 		// claimed: visible to buyer and claimer, the claimer without the buyer's id
 		expect((await call(shopper, "GET", `/orders/${o.body.id}`, 200)).body.claimId).toBe(c.body.id);
 
-		// 409 claiming a claimed order
-		const conflict = await call(other, "POST", "/claims", 409, { orderId: o.body.id, supplyId: supply2Id }, { "idempotency-key": "oa-claim-2" });
+		// a claimed order: 404 to a stranger, 409 to its own claimer under another key
+		const hidden = await call(other, "POST", "/claims", 404, { orderId: o.body.id, supplyId: supply2Id }, { "idempotency-key": "oa-claim-2" });
+		expect(hidden.body.error.code).toBe("ORDER_NOT_FOUND");
+		const conflict = await call(shopper, "POST", "/claims", 409, { orderId: o.body.id, supplyId }, { "idempotency-key": "oa-claim-3" });
 		expect(conflict.body.error.code).toBe("ORDER_NOT_OPEN");
 		// 409 cancelling a claimed order
 		await call(buyer, "POST", `/orders/${o.body.id}/cancel`, 409);

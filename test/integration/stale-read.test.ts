@@ -25,7 +25,7 @@ const cutDatabase = async (name: string) => {
 };
 
 beforeAll(async () => {
-	region = await startTestRegion({ nodes: [["api", "supply", "order", "claiming"]], env: { CACHE_TTL_SEC: "1", SWEEP_INTERVAL_MS: "60000" } });
+	region = await startTestRegion({ nodes: [["api", "supply", "order", "claiming"]], env: { CACHE_TTL_SEC: "1", SWEEP_INTERVAL_MS: "60000", BREAKER_HALF_OPEN_MS: "1000" } });
 });
 
 afterAll(async () => {
@@ -58,5 +58,50 @@ describe("reads while PostgreSQL is away", () => {
 		await expect.poll(async () => (await buyer.post("/api/v1/orders", { asset: "ETH", items: [item("1")] })).status, { timeout: 10_000 }).toBe(201);
 		const fresh = await buyer.get(`/api/v1/orders/${o.id}`);
 		expect(fresh.headers.get("warning")).toBeNull();
+	});
+
+	it("never serve a copy older than the last write: a claimed order is not shown as open to strangers", async () => {
+		const buyer = await Client.as(region.apiUrl, "stale-buyer-2");
+		const shopper = await Client.as(region.apiUrl, "stale-shopper-2");
+		const stranger = await Client.as(region.apiUrl, "stale-stranger-2");
+		const s = (await shopper.post("/api/v1/supplies", { asset: "ETH", amount: "5" })).body;
+		const o = (await buyer.post("/api/v1/orders", { asset: "ETH", items: [item("1")] })).body;
+		// Both read it while open: the stale copy says "open".
+		expect((await stranger.get(`/api/v1/orders/${o.id}`)).body.status).toBe("open");
+		expect((await buyer.get(`/api/v1/orders/${o.id}`)).body.status).toBe("open");
+		expect((await shopper.post("/api/v1/claims", { orderId: o.id, supplyId: s.id }, { "idempotency-key": "stale-2" })).status).toBe(201);
+		await new Promise(r => setTimeout(r, 1100)); // the fresh entry expires; nobody read the order since the claim
+
+		await cutDatabase(region.db.name);
+		try {
+			const seen = await stranger.get(`/api/v1/orders/${o.id}`);
+			expect(seen.body?.status).not.toBe("open");
+			expect(seen.status).toBe(503);
+			const own = await buyer.get(`/api/v1/orders/${o.id}`);
+			expect(own.body?.status).not.toBe("open");
+			expect(own.status).toBe(503);
+		} finally {
+			await admin(`ALTER DATABASE ${region.db.name} ALLOW_CONNECTIONS true`);
+		}
+		await expect.poll(async () => (await buyer.get(`/api/v1/orders/${o.id}`)).status, { timeout: 10_000 }).toBe(200);
+		expect((await stranger.get(`/api/v1/orders/${o.id}`)).status).toBe(404);
+		expect((await buyer.get(`/api/v1/orders/${o.id}`)).body.status).toBe("claimed");
+	});
+
+	it("serve the copy a read stored after the last write", async () => {
+		const buyer = await Client.as(region.apiUrl, "stale-buyer-3");
+		const o = (await buyer.post("/api/v1/orders", { asset: "ETH", items: [item("1")] })).body;
+		expect((await buyer.post(`/api/v1/orders/${o.id}/cancel`)).status).toBe(200);
+		expect((await buyer.get(`/api/v1/orders/${o.id}`)).body.status).toBe("cancelled");
+		await new Promise(r => setTimeout(r, 1100));
+		await cutDatabase(region.db.name);
+		try {
+			const stale = await buyer.get(`/api/v1/orders/${o.id}`);
+			expect(stale.status).toBe(200);
+			expect(stale.body).toMatchObject({ id: o.id, status: "cancelled" });
+			expect(stale.headers.get("warning")).toMatch(/110/);
+		} finally {
+			await admin(`ALTER DATABASE ${region.db.name} ALLOW_CONNECTIONS true`);
+		}
 	});
 });

@@ -91,7 +91,7 @@ describe("the sweeper", () => {
 		const late = await seedOrder(db.pool, "buyer", "1", { expiresInSec: -1 });
 		const fresh = await seedOrder(db.pool, "buyer", "1", { expiresInSec: 3600 });
 		const r = await sweep(nodes[0], "us-central1", 100);
-		expect(r.expired).toEqual([late]);
+		expect(r.expired).toEqual([{ id: late, buyerId: "buyer" }]);
 		const { rows } = await db.pool.query(`SELECT id, status, version FROM orders WHERE id IN ($1, $2) ORDER BY status`, [late, fresh]);
 		expect(rows.map(x => [x.id, x.status, x.version])).toEqual([
 			[late, "expired", 2],

@@ -1,0 +1,82 @@
+// Cache key names, and what one write touches. Entities are cached under exact keys; lists carry the
+// generations they depend on in their key, so a write bumps a counter instead of finding the lists.
+import { randomUUID } from "node:crypto";
+import { pageArgs } from "../store/paging";
+
+export type Entity = "supply" | "order" | "claiming";
+
+/** A changed entity: its id, or the entity itself (its owner then scopes the list invalidation). */
+export type Ref = string | { id: string; userId?: string; claimerId?: string | null };
+export type Changes = Partial<Record<Entity, Ref | undefined>>;
+
+/** What one write does to the cache, run as one pipeline (and broadcast to memory caches). */
+export interface WritePlan {
+	/** Unique per write: memory caches apply a broadcast plan once per node. */
+	id: string;
+	/** Exact `find` keys. */
+	del: string[];
+	/** Generation counters to bump. */
+	bump: string[];
+	/** Stale copies to replace by a tombstone, so an older copy is neither served nor stored again. */
+	stale: string[];
+}
+
+export const findKey = (entity: string, id: string) => `${entity}.find:${id}`;
+export const staleKey = (entity: string, id: string) => `${entity}.stale:${id}`;
+
+/** Bumped by every order write: the listing without `mine` shows every open order (and the caller's own). */
+export const PUBLIC_ORDERS = "order:public";
+/** Bumped when a write does not name the owner: every owner's lists of that kind then miss. */
+const anyOwner = (entity: Entity) => `${entity}:own:*`;
+const owner = (entity: Entity, userId: string) => `${entity}:own:${userId}`;
+
+/** Generations of one user's own lists (supplies, claims, orders with mine=true). */
+export const ownLists = (entity: Entity, userId: string) => [anyOwner(entity), owner(entity, userId)];
+export const publicOrders = () => [PUBLIC_ORDERS];
+
+function ownerOf(entity: Entity, ref: Exclude<Ref, string>): string | undefined {
+	return (entity === "claiming" ? ref.claimerId : ref.userId) ?? undefined;
+}
+
+export function writePlan(changes: Changes | Changes[]): WritePlan {
+	const plan: WritePlan = { id: randomUUID(), del: [], bump: [], stale: [] };
+	const add = (list: string[], key: string) => {
+		if (!list.includes(key)) list.push(key);
+	};
+	for (const change of Array.isArray(changes) ? changes : [changes]) {
+		for (const [entity, ref] of Object.entries(change) as [Entity, Ref | undefined][]) {
+			if (!ref) continue;
+			const id = typeof ref === "string" ? ref : ref.id;
+			add(plan.del, findKey(entity, id));
+			add(plan.stale, staleKey(entity, id));
+			const who = typeof ref === "string" ? undefined : ownerOf(entity, ref);
+			add(plan.bump, who ? owner(entity, who) : anyOwner(entity));
+			if (entity === "order") add(plan.bump, PUBLIC_ORDERS);
+		}
+	}
+	return plan;
+}
+
+/** Merges plans (deferred invalidations of one command) into one pipeline. */
+export function mergePlans(plans: WritePlan[]): WritePlan {
+	const merged: WritePlan = { id: randomUUID(), del: [], bump: [], stale: [] };
+	for (const p of plans)
+		for (const field of ["del", "bump", "stale"] as const) for (const k of p[field]) if (!merged[field].includes(k)) merged[field].push(k);
+	return merged;
+}
+
+/**
+ * A list's key: its generations, then its parameters with paging normalised as the query applies it
+ * (page "01" and 1, or pageSize 1000 and 100, are one entry).
+ */
+export function listKey(action: string, generations: string[], keys: string[], values: unknown[]): string {
+	const v = keys.map((k, i) => values[i]);
+	const pi = keys.indexOf("page");
+	const si = keys.indexOf("pageSize");
+	if (pi >= 0 || si >= 0) {
+		const { page, pageSize } = pageArgs(pi >= 0 ? Number(v[pi] ?? 1) : undefined, si >= 0 && v[si] != null ? Number(v[si]) : undefined);
+		if (pi >= 0) v[pi] = page;
+		if (si >= 0) v[si] = pageSize;
+	}
+	return `${action}:${generations.join(".")}:${JSON.stringify(v)}`;
+}
