@@ -471,5 +471,10 @@ describe("k8s manifests", () => {
 			expect(fs.readFileSync(path.join(ROOT, copy), "utf8"), `${copy} differs from ${original}: copy it again`).toBe(fs.readFileSync(path.join(ROOT, original), "utf8"));
 		const k = parseYaml(fs.readFileSync(path.join(K8S, "base", "monitoring", "kustomization.yaml"), "utf8"));
 		expect(k.configMapGenerator.flatMap((g: any) => g.files).sort()).toEqual(["alerts.yml", "region-dashboard.json"]);
+		// The PrometheusRule carries the same groups (regenerate it from alerts.yml when they change).
+		const rule = parseYaml(fs.readFileSync(path.join(K8S, "base", "monitoring", "prometheus-rule.yaml"), "utf8"));
+		const alerts = parseYaml(fs.readFileSync(path.join(ROOT, "monitoring", "prometheus", "alerts.yml"), "utf8"));
+		expect(rule.spec.groups, "prometheus-rule.yaml differs from monitoring/prometheus/alerts.yml").toEqual(alerts.groups);
+		expect(k.resources).toContain("prometheus-rule.yaml");
 	});
 });
