@@ -115,4 +115,22 @@ describe("Mailbox", () => {
 		await settle();
 		expect(mailbox.size).toBe(0);
 	});
+
+	it("drops a queued task whose caller's deadline passed while it waited, and runs the next", async () => {
+		const mailbox = new Mailbox(() => new Error("too late"));
+		const gate = deferred();
+		const ran: string[] = [];
+		const first = mailbox.run("k", async () => {
+			await gate.promise;
+			ran.push("first");
+		});
+		const late = mailbox.run("k", async () => void ran.push("late"), Date.now() + 5);
+		const onTime = mailbox.run("k", async () => void ran.push("on time"), Date.now() + 60_000);
+		await new Promise(r => setTimeout(r, 20));
+		gate.resolve();
+		await first;
+		await expect(late).rejects.toThrow("too late");
+		await onTime;
+		expect(ran).toEqual(["first", "on time"]);
+	});
 });
