@@ -1,0 +1,186 @@
+// The manifests run for real: the migrations Job's command and each role's Deployment, as `kubectl kustomize`
+// builds them (environment from the ConfigMaps, SERVICES, the image's start command), on this machine's
+// PostgreSQL, Redis and NATS. Only what points at Google Cloud is swapped for the local servers, and the ports
+// for free ones. The probes must pass at the manifests' paths, a claim must cross the roles, and SIGTERM must
+// stop every role inside the time the kubelet gives it.
+import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
+import { loadConfig } from "../../config";
+import { signToken } from "../../src/lib/jwt";
+import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { NATS_URL, REDIS_URL } from "../helpers/env";
+import { Client, item } from "../helpers/http";
+import { killProcess } from "../helpers/process";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const OVERLAY = path.join(ROOT, "k8s", "overlays", "us-central1");
+const SECRET = "deploy-test-secret-of-at-least-32-characters";
+const hasKubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
+if (!hasKubectl) console.warn("deploy integration: kubectl is not installed; skipping (the manifests cannot be built)");
+
+type Obj = { kind: string; metadata: { name: string }; spec?: any; data?: Record<string, string> };
+type Role = { name: string; obj: Obj; env: Record<string, string>; ports: Record<string, number>; proc?: ChildProcess; output: string };
+
+const freePort = () =>
+	new Promise<number>((resolve, reject) => {
+		const srv = net.createServer().listen(0, "127.0.0.1", () => {
+			const port = (srv.address() as net.AddressInfo).port;
+			srv.close(() => resolve(port));
+		});
+		srv.on("error", reject);
+	});
+
+function build(): Obj[] {
+	const r = spawnSync("kubectl", ["kustomize", OVERLAY], { encoding: "utf8", maxBuffer: 64 << 20 });
+	if (r.status !== 0) throw new Error(r.stderr);
+	return parseAllDocuments(r.stdout).map(d => d.toJS());
+}
+
+/** The container's environment from the manifests, with the cloud endpoints and secrets replaced by local ones. */
+async function environment(c: any, objs: Obj[], local: Record<string, string>): Promise<Record<string, string>> {
+	const env: Record<string, string> = {};
+	for (const from of c.envFrom ?? []) Object.assign(env, objs.find(o => o.kind === "ConfigMap" && o.metadata.name === from.configMapRef.name)!.data);
+	for (const e of c.env ?? []) {
+		if (e.value !== undefined) env[e.name] = e.value;
+		else if (e.valueFrom?.fieldRef) env[e.name] = `${c.name}-${randomBytes(3).toString("hex")}`;
+		else if (e.valueFrom?.secretKeyRef) env[e.name] = e.name === "JWT_SECRET" ? SECRET : e.name === "REDIS_URL" ? REDIS_URL : "";
+	}
+	return { ...env, ...local, PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp" };
+}
+
+function run(command: string[], env: Record<string, string>): { proc: ChildProcess; output: () => string } {
+	// "node" is the image's node: here, the one running the tests (the project's pinned Node 22).
+	const proc = spawn(process.execPath, command.slice(1), { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+	let out = "";
+	const keep = (d: Buffer) => (out = (out + d.toString()).slice(-20_000));
+	proc.stdout!.on("data", keep);
+	proc.stderr!.on("data", keep);
+	const reap = () => proc.kill("SIGKILL");
+	process.once("exit", reap);
+	proc.once("exit", () => process.removeListener("exit", reap));
+	return { proc, output: () => out };
+}
+
+const exited = (p: ChildProcess, ms: number) =>
+	new Promise<{ code: number | null; signal: string | null } | null>(resolve => {
+		if (p.exitCode !== null || p.signalCode !== null) return resolve({ code: p.exitCode, signal: p.signalCode });
+		const t = setTimeout(() => resolve(null), ms);
+		p.once("exit", (code, signal) => {
+			clearTimeout(t);
+			resolve({ code, signal });
+		});
+	});
+
+/** One probe as the kubelet runs it: an HTTP GET (200 passes) or a command in the container (exit 0 passes). */
+async function probeOnce(role: Role, probe: any): Promise<boolean> {
+	if (probe.httpGet) {
+		const port = role.ports[probe.httpGet.port];
+		return fetch(`http://127.0.0.1:${port}${probe.httpGet.path}`).then(r => r.status === 200, () => false);
+	}
+	const [, ...args] = probe.exec.command;
+	return new Promise(resolve => execFile(process.execPath, args, { env: role.env, timeout: probe.timeoutSeconds * 1000 }, err => resolve(!err)));
+}
+
+/** Probes until one passes, for as long as the budget (the startup probe's periodSeconds × failureThreshold). */
+async function waitProbe(role: Role, probe: any, budgetMs: number): Promise<boolean> {
+	const until = Date.now() + budgetMs;
+	while (Date.now() < until) {
+		if (role.proc!.exitCode !== null) throw new Error(`${role.name} exited:\n${role.output}`);
+		if (await probeOnce(role, probe)) return true;
+		await new Promise(r => setTimeout(r, 200));
+	}
+	return false;
+}
+
+const start = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts.start.match(/'[^']*'|\S+/g).map((w: string) => w.replace(/^'(.*)'$/, "$1"));
+
+describe.skipIf(!hasKubectl)("the k8s manifests, run on this machine", () => {
+	let objs: Obj[];
+	let db: TestDatabase;
+	const roles: Role[] = [];
+	let namespace: string;
+
+	beforeAll(async () => {
+		objs = build();
+		db = await createTestDatabase();
+		namespace = `d${randomBytes(4).toString("hex")}`;
+	});
+
+	afterAll(async () => {
+		await Promise.all(roles.map(r => killProcess(r.proc)));
+		await db?.drop();
+	});
+
+	const local = async (extra: Record<string, string> = {}) => ({ DATABASE_URL: db.url, NATS_URL, NAMESPACE: namespace, ...extra });
+
+	it("the migrations Job's command applies the schema with the Job's environment", async () => {
+		const job = objs.find(o => o.kind === "Job")!;
+		const c = job.spec.template.spec.containers[0];
+		const { proc, output } = run(c.command, await environment(c, objs, await local()));
+		const done = await exited(proc, job.spec.activeDeadlineSeconds * 1000);
+		expect(done, output()).toEqual({ code: 0, signal: null });
+		const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM pgmigrations");
+		expect(rows[0].n).toBeGreaterThan(0);
+	}, 120_000);
+
+	it("starts every role with its Deployment's environment, and each passes its startup, readiness and liveness probes", async () => {
+		for (const d of objs.filter(o => o.kind === "Deployment")) {
+			const c = d.spec.template.spec.containers[0];
+			const ports: Record<string, number> = {};
+			for (const p of c.ports) ports[p.name] = await freePort();
+			const env = await environment(c, objs, await local({ PORT: String(ports.http ?? 0), METRICS_PORT: String(ports.metrics), RATE_LIMIT: "100000" }));
+			// The image's CMD is the start script (test/unit/deploy-docker.test.ts); the Deployments set none.
+			expect(c.command).toBeUndefined();
+			const { proc, output } = run(start, env);
+			const role: Role = { name: d.metadata.name, obj: d, env, ports, proc, output: "" };
+			Object.defineProperty(role, "output", { get: output });
+			roles.push(role);
+		}
+		expect(roles.map(r => r.name).sort()).toEqual(["wallet-claiming", "wallet-core", "wallet-gateway"]);
+		for (const r of roles) {
+			const c = r.obj.spec.template.spec.containers[0];
+			const budget = c.startupProbe.periodSeconds * c.startupProbe.failureThreshold * 1000;
+			expect(await waitProbe(r, c.startupProbe, budget), `${r.name} startup\n${r.output}`).toBe(true);
+			expect(await waitProbe(r, c.readinessProbe, budget), `${r.name} readiness\n${r.output}`).toBe(true);
+			expect(await probeOnce(r, c.livenessProbe), `${r.name} liveness`).toBe(true);
+		}
+	}, 180_000);
+
+	it("serves a claim across the roles, with tokens of the configured issuer and audience", async () => {
+		const gateway = roles.find(r => r.name === "wallet-gateway")!;
+		const jwt = loadConfig(gateway.env).jwt;
+		const scopes = ["supply:read", "supply:write", "order:read", "order:write", "claim:read", "claim:write"];
+		const api = `http://127.0.0.1:${gateway.ports.http}`;
+		const shopper = new Client(api, await signToken(jwt, "alice", scopes));
+		const buyer = new Client(api, await signToken(jwt, "bob", scopes));
+		// Every role is ready; the gateway learns of the others from their announcements over NATS.
+		for (const until = Date.now() + 10_000; Date.now() < until; await new Promise(r => setTimeout(r, 100)))
+			if ((await shopper.get("/api/v1/supplies")).status === 200 && (await shopper.get("/api/v1/claims")).status === 200) break;
+		const s = await shopper.post("/api/v1/supplies", { asset: "ETH", amount: "1" });
+		expect(s.status, JSON.stringify(s.body)).toBe(201);
+		const o = await buyer.post("/api/v1/orders", { asset: "ETH", items: [item("0.25", 2)] });
+		expect(o.status, JSON.stringify(o.body)).toBe(201);
+		const c = await shopper.post("/api/v1/claims", { orderId: o.body.id, supplyId: s.body.id }, { "Idempotency-Key": "deploy-1" });
+		expect(c.status, JSON.stringify(c.body)).toBe(201);
+		expect(c.headers.get("x-region")).toBe(gateway.env.REGION);
+	}, 60_000);
+
+	it("stops every role on SIGTERM, by itself, within the grace period the kubelet allows after preStop", async () => {
+		expect(roles).toHaveLength(3);
+		await Promise.all(
+			roles.map(async r => {
+				const spec = r.obj.spec.template.spec;
+				const allowed = (spec.terminationGracePeriodSeconds - spec.containers[0].lifecycle.preStop.sleep.seconds) * 1000;
+				r.proc!.kill("SIGTERM");
+				const done = await exited(r.proc!, allowed);
+				expect(done, `${r.name} still running ${allowed} ms after SIGTERM: the kubelet would SIGKILL it\n${r.output}`).not.toBeNull();
+				expect(done!.signal, r.name).toBeNull();
+			}),
+		);
+	}, 60_000);
+});
