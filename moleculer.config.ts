@@ -1,10 +1,11 @@
 // The single broker configuration. moleculer-runner loads the default export; tests and scripts build
 // brokers with brokerOptions(cfg) so every node of every test is configured the same way.
 import { Errors, type BrokerOptions } from "moleculer";
+import { nkeyAuthenticator } from "nats";
 import { config, type Config } from "./config";
 import { DeadlineMiddleware } from "./middlewares/deadline";
 import { PermissionsMiddleware } from "./middlewares/permissions";
-import { createVerifier } from "./src/lib/jwt";
+import { identityFor } from "./src/lib/identity";
 import { HEALTHY_ROUND_ROBIN, OutlierMiddleware } from "./src/lib/outliers";
 import { DomainMetricsMiddleware, SafePrometheusReporter } from "./src/lib/metrics";
 import { logBindings, RequestContextMiddleware } from "./src/lib/request-context";
@@ -67,13 +68,29 @@ export function loggerOptions(cfg: Config, destination?: { write(line: string): 
 	} as BrokerOptions["logger"];
 }
 
+/** NATS connection options: credentials and TLS from the configuration (docs/security.md). */
+export function natsTransporter(cfg: Config): BrokerOptions["transporter"] {
+	if (!cfg.natsUrl) return null;
+	const { user, password, token, nkeySeed, tls } = cfg.nats;
+	return {
+		type: "NATS",
+		options: {
+			url: cfg.natsUrl,
+			...(user ? { user, pass: password } : {}),
+			...(token ? { token } : {}),
+			...(nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(nkeySeed)) } : {}),
+			...(tls ? { tls: { caFile: tls.ca, certFile: tls.cert, keyFile: tls.key } } : {}),
+		},
+	} as BrokerOptions["transporter"];
+}
+
 export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {}): WalletBrokerOptions {
 	return {
 		namespace: cfg.namespace,
 		nodeID: cfg.nodeID,
 		metadata: { region: cfg.region },
 		logger: loggerOptions(cfg),
-		transporter: cfg.natsUrl ? { type: "NATS", options: { url: cfg.natsUrl } } : null,
+		transporter: natsTransporter(cfg),
 		serializer: "JSON",
 		cacher: cfg.redisUrl
 			? new SafeRedisCacher({ redis: redisOptions(cfg.redisUrl), prefix: `${cfg.namespace}-${cfg.region}:` })
@@ -147,7 +164,7 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			"Validator",
 			"Bulkhead",
 			"Cacher",
-			PermissionsMiddleware(createVerifier(cfg.jwt), cfg.trustedServices),
+			PermissionsMiddleware(identityFor(cfg)),
 			"CircuitBreaker",
 			"Timeout",
 			DeadlineMiddleware,
