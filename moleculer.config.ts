@@ -156,7 +156,8 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			}
 			throw err;
 		},
-		// Permissions sit outside the cacher so a cached answer is never served before the check.
+		// Permissions sit outside the cacher and the fallback, so neither a cached nor a stale answer is
+		// ever served before the check (a refusal must not trigger the stale fallback).
 		internalMiddlewares: false,
 		middlewares: [
 			RequestContextMiddleware,
@@ -164,7 +165,6 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			"Validator",
 			"Bulkhead",
 			"Cacher",
-			PermissionsMiddleware(identityFor(cfg)),
 			"CircuitBreaker",
 			"Timeout",
 			DeadlineMiddleware,
@@ -174,6 +174,7 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			"ContextTracker",
 			"Retry",
 			"Fallback",
+			PermissionsMiddleware(identityFor(cfg)),
 			"ErrorHandler",
 			"Tracing",
 			"Metrics",
