@@ -28,7 +28,7 @@ beforeAll(async () => {
 	peer = new ServiceBroker({
 		namespace: region.namespace,
 		nodeID: `peer-${randomBytes(3).toString("hex")}`,
-		transporter: NATS_URL,
+		transporter: { type: "NATS", options: { url: NATS_URL } },
 		logger: false,
 		requestTimeout: 5000,
 		// A raw peer: without Moleculer's own Fallback, which would try a remote action's fallback here.
