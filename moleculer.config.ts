@@ -1,7 +1,7 @@
 // The single broker configuration. moleculer-runner loads the default export; tests and scripts build
 // brokers with brokerOptions(cfg) so every node of every test is configured the same way.
 import { Errors, type BrokerOptions } from "moleculer";
-import { nkeyAuthenticator } from "nats";
+import { nkeyAuthenticator, tokenAuthenticator, usernamePasswordAuthenticator } from "nats";
 import { config, type Config } from "./config";
 import { DeadlineMiddleware } from "./middlewares/deadline";
 import { PermissionsMiddleware } from "./middlewares/permissions";
@@ -68,17 +68,26 @@ export function loggerOptions(cfg: Config, destination?: { write(line: string): 
 	} as BrokerOptions["logger"];
 }
 
-/** NATS connection options: credentials and TLS from the configuration (docs/security.md). */
+/**
+ * NATS connection options: credentials and TLS from the configuration (docs/security.md). Credentials
+ * go in as nats.js authenticators: Moleculer's transporter overwrites `user`/`pass` options with the
+ * URL's (empty) user info.
+ */
 export function natsTransporter(cfg: Config): BrokerOptions["transporter"] {
 	if (!cfg.natsUrl) return null;
 	const { user, password, token, nkeySeed, tls } = cfg.nats;
+	const authenticator = user
+		? usernamePasswordAuthenticator(user, password)
+		: token
+			? tokenAuthenticator(token)
+			: nkeySeed
+				? nkeyAuthenticator(new TextEncoder().encode(nkeySeed))
+				: undefined;
 	return {
 		type: "NATS",
 		options: {
 			url: cfg.natsUrl,
-			...(user ? { user, pass: password } : {}),
-			...(token ? { token } : {}),
-			...(nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(nkeySeed)) } : {}),
+			...(authenticator ? { authenticator } : {}),
 			...(tls ? { tls: { caFile: tls.ca, certFile: tls.cert, keyFile: tls.key } } : {}),
 		},
 	} as BrokerOptions["transporter"];
