@@ -30,7 +30,7 @@ export function loggerOptions(cfg: Config, destination?: { write(line: string): 
 					// The request id (and action) of the request a line is logged for, on every node.
 					mixin: logBindings,
 					redact: {
-						paths: ["*.authorization", "*.token", "*.password", "*.secret", "req.headers.authorization", "meta.token"],
+						paths: ["*.authorization", "*.token", "*.assertion", "*.password", "*.secret", "req.headers.authorization", "meta.token", "meta.assertion"],
 						censor: "[redacted]",
 					},
 					hooks: {
