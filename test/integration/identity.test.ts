@@ -9,6 +9,7 @@ import { startTestRegion, type Region } from "../helpers/cluster";
 import type { TestDatabase } from "../helpers/db";
 import { NATS_URL, TEST_INTERNAL_SECRET } from "../helpers/env";
 import { Client, item, tokenFor } from "../helpers/http";
+import { identityFor } from "../../src/lib/identity";
 
 let region: Region & { db: TestDatabase };
 let peer: ServiceBroker;
@@ -170,6 +171,18 @@ describe("what must keep working", () => {
 		expect(list.body.rows.map((r: any) => r.id)).toContain(s.id);
 		const cancelled = await created(await buyer.post("/api/v1/orders", { asset: "ETH", items: [item("1")] }));
 		expect((await buyer.post(`/api/v1/orders/${cancelled.id}/cancel`)).body.status).toBe("cancelled");
+	});
+
+	it("the gateway verifies a bearer token once, then from its cache until the token expires", async () => {
+		// Every broker of this region shares one configuration object, so one identity and one cache.
+		const cache = identityFor(region.cfg).bearer.cache;
+		const reader = await Client.as(region.apiUrl, `cache-reader-${randomBytes(3).toString("hex")}`);
+		const [hits, misses] = [cache.hits, cache.misses];
+		expect((await reader.get("/api/v1/supplies")).status).toBe(200);
+		expect([cache.hits - hits, cache.misses - misses]).toEqual([0, 1]);
+		expect((await reader.get("/api/v1/supplies")).status).toBe(200);
+		expect((await reader.get("/api/v1/orders")).status).toBe(200);
+		expect([cache.hits - hits, cache.misses - misses]).toEqual([2, 1]);
 	});
 
 	it("the sweeper, which acts for no user, still expires orders", async () => {
