@@ -134,8 +134,9 @@ export class InternalAuth {
 	private verifyFresh(assertion: string, now: number): Verified {
 		const parts = assertion.split(".");
 		if (parts.length !== 3) throw invalid("not a JWS");
-		const expected = createHmac("sha256", this.key).update(`${parts[0]}.${parts[1]}`).digest();
-		const given = Buffer.from(parts[2], "base64url");
+		// Compared as text, not decoded: base64url decoding is lenient, and one signature has one spelling.
+		const expected = Buffer.from(createHmac("sha256", this.key).update(`${parts[0]}.${parts[1]}`).digest("base64url"));
+		const given = Buffer.from(parts[2]);
 		if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw invalid("bad signature");
 		let header: Record<string, unknown>, payload: Payload;
 		try {

@@ -69,6 +69,18 @@ describe("user assertions", () => {
 		await expect(auth.verifyUser(bearer, "req-1")).rejects.toMatchObject(invalid);
 	});
 
+	it("have one spelling: a signature altered in any character is refused", async () => {
+		const a = await auth.signUser(alice, "req-1");
+		const [head, body, sig] = a.split(".");
+		// 32 bytes take 43 characters: the last one carries 4 bits, and decoding drops its 2 low bits. Flip one.
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+		const twin = `${head}.${body}.${sig.slice(0, -1)}${alphabet[alphabet.indexOf(sig.at(-1)!) ^ 1]}`;
+		expect(Buffer.from(twin.split(".")[2], "base64url")).toEqual(Buffer.from(sig, "base64url"));
+		await expect(auth.verifyUser(twin, "req-1")).rejects.toMatchObject(invalid);
+		await expect(auth.verifyUser(`${a}=`, "req-1")).rejects.toMatchObject(invalid);
+		await expect(auth.verifyUser(`${head}.${body}.${sig}.`, "req-1")).rejects.toMatchObject(invalid);
+	});
+
 	it("need a list of scopes", async () => {
 		await expect(auth.verifyUser(await forge({ scope: "admin" }), "req-1")).rejects.toMatchObject(invalid);
 	});
