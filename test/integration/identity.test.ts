@@ -85,6 +85,16 @@ describe("a peer on the transporter with a forged meta.user", () => {
 		expect((await buyer.get(`/api/v1/orders/${o.id}`)).body.status).toBe("claimed");
 	});
 
+	it("is ignored in-process too (npm start -- --repl): a top-level call is no service, and meta.user no credential", async () => {
+		const { s, o } = await claimedOrder();
+		const node = region.brokers[1]; // supply + order
+		await expect(node.call("supply.get", { id: s.id }, { meta: { user: { id: "shopper-1", scopes: ["admin"] } } })).rejects.toMatchObject({
+			code: 401,
+		});
+		await expect(node.call("supply.find", { id: s.id }, { caller: "supply" })).rejects.toMatchObject({ code: 403 });
+		await expect(node.call("order.complete", { id: o.id }, forgedUser)).rejects.toMatchObject({ code: 401 });
+	});
+
 	it("cannot pass for a service by naming itself as the caller", async () => {
 		const { s, o } = await claimedOrder();
 		await expect(
