@@ -1,11 +1,12 @@
 // The single broker configuration. moleculer-runner loads the default export; tests and scripts build
 // brokers with brokerOptions(cfg) so every node of every test is configured the same way.
 import { Errors, type BrokerOptions } from "moleculer";
+import { nkeyAuthenticator, tokenAuthenticator, usernamePasswordAuthenticator } from "nats";
 import { config, type Config } from "./config";
 import { DeadlineMiddleware } from "./middlewares/deadline";
 import { PermissionsMiddleware } from "./middlewares/permissions";
-import { createVerifier } from "./src/lib/jwt";
 import { breakerCounts } from "./src/lib/breaker";
+import { identityFor } from "./src/lib/identity";
 import { HEALTHY_ROUND_ROBIN, OutlierMiddleware } from "./src/lib/outliers";
 import { registerStrategies } from "./src/lib/strategies";
 import { DomainMetricsMiddleware, SafePrometheusReporter } from "./src/lib/metrics";
@@ -33,7 +34,7 @@ export function loggerOptions(cfg: Config, destination?: { write(line: string): 
 					// The request id (and action) of the request a line is logged for, on every node.
 					mixin: logBindings,
 					redact: {
-						paths: ["*.authorization", "*.token", "*.password", "*.secret", "req.headers.authorization", "meta.token"],
+						paths: ["*.authorization", "*.token", "*.assertion", "*.password", "*.secret", "req.headers.authorization", "meta.token", "meta.assertion"],
 						censor: "[redacted]",
 					},
 					hooks: {
@@ -71,6 +72,31 @@ export function loggerOptions(cfg: Config, destination?: { write(line: string): 
 	} as BrokerOptions["logger"];
 }
 
+/**
+ * NATS connection options: credentials and TLS from the configuration (docs/security.md). Credentials
+ * go in as nats.js authenticators: Moleculer's transporter overwrites `user`/`pass` options with the
+ * URL's (empty) user info.
+ */
+export function natsTransporter(cfg: Config): BrokerOptions["transporter"] {
+	if (!cfg.natsUrl) return null;
+	const { user, password, token, nkeySeed, tls } = cfg.nats;
+	const authenticator = user
+		? usernamePasswordAuthenticator(user, password)
+		: token
+			? tokenAuthenticator(token)
+			: nkeySeed
+				? nkeyAuthenticator(new TextEncoder().encode(nkeySeed))
+				: undefined;
+	return {
+		type: "NATS",
+		options: {
+			url: cfg.natsUrl,
+			...(authenticator ? { authenticator } : {}),
+			...(tls ? { tls: { caFile: tls.ca, certFile: tls.cert, keyFile: tls.key } } : {}),
+		},
+	} as BrokerOptions["transporter"];
+}
+
 export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {}): WalletBrokerOptions {
 	registerStrategies();
 	return {
@@ -78,7 +104,7 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 		nodeID: cfg.nodeID,
 		metadata: { region: cfg.region },
 		logger: loggerOptions(cfg),
-		transporter: cfg.natsUrl ? { type: "NATS", options: { url: cfg.natsUrl } } : null,
+		transporter: natsTransporter(cfg),
 		serializer: "JSON",
 		cacher: cfg.redisUrl
 			? new SafeRedisCacher({ redis: redisOptions(cfg.redisUrl), prefix: `${cfg.namespace}-${cfg.region}:` })
@@ -144,8 +170,9 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			}
 			throw err;
 		},
-		// Permissions sit outside the cacher so a cached answer is never served before the check. The
-		// Validator sits between them: cache keys are built from converted parameters, and the list
+		// Permissions sit outside the cacher and the fallback, so neither a cached nor a stale answer is
+		// ever served before the check (a refusal must not trigger the stale fallback). The Validator sits
+		// just outside the Cacher: cache keys are built from converted parameters, and the list
 		// generations are read (CacheGenerations) just before the Cacher builds a list's key.
 		internalMiddlewares: false,
 		middlewares: [
@@ -155,7 +182,6 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			"Cacher",
 			CacheGenerationsMiddleware,
 			"Validator",
-			PermissionsMiddleware(createVerifier(cfg.jwt), cfg.trustedServices),
 			"CircuitBreaker",
 			"Timeout",
 			DeadlineMiddleware,
@@ -165,6 +191,7 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 			"ContextTracker",
 			"Retry",
 			"Fallback",
+			PermissionsMiddleware(identityFor(cfg)),
 			"ErrorHandler",
 			"Tracing",
 			"Metrics",

@@ -1,5 +1,6 @@
 // Typed configuration from environment variables. Every variable is listed in the README;
 // a bad value stops the process at start with a message that names it.
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 
 export interface AssetConfig {
@@ -20,6 +21,16 @@ export interface Config {
 	migrateOnStart: boolean;
 	redisUrl?: string;
 	natsUrl?: string;
+	/** Credentials and TLS of the NATS connection (docs/security.md). */
+	nats: {
+		user?: string;
+		password?: string;
+		token?: string;
+		nkeySeed?: string;
+		tls?: { ca?: string; cert?: string; key?: string };
+	};
+	/** No DATABASE_URL, NATS_URL or REDIS_URL: the whole system in one process, with no peers. */
+	embedded: boolean;
 	logLevel: string;
 	logFormat: "json" | "pretty";
 	jwt: {
@@ -27,7 +38,12 @@ export interface Config {
 		jwksUrl?: string;
 		audience: string;
 		issuer: string;
+		clockToleranceSec: number;
 	};
+	/** Signs the identity that travels between services (src/lib/identity.ts). */
+	internal: { secret: string; assertionTtlSec: number };
+	/** Verified bearer tokens and assertions kept per process (bounded LRU). */
+	authCacheSize: number;
 	assets: Record<string, AssetConfig>;
 	claimHoldSec: number;
 	orderTtlSec: number;
@@ -93,7 +109,56 @@ export function parseAssets(raw: string): Record<string, AssetConfig> {
 export const DEFAULT_ASSETS = "ETH:18,USDC:6,USDT:6,BTC:8,SOL:9,DAI:18";
 export const DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef";
 
-export function loadConfig(env: Env = process.env): Config {
+export interface LoadOptions {
+	/** False for tools that neither verify nor sign (migrations): they need no keys. */
+	keys?: boolean;
+}
+
+// Fail closed: a node that can be reached by peers (any real server configured) never falls back to a
+// secret anyone can read in this file.
+function authSecrets(env: Env, nodeEnv: Config["env"], embedded: boolean, keys: boolean) {
+	const jwtSecret = str(env, "JWT_SECRET");
+	const jwksUrl = str(env, "JWT_JWKS_URL");
+	const internal = str(env, "INTERNAL_SECRET");
+	if (jwtSecret && jwtSecret.length < 32) throw new ConfigError("JWT_SECRET must be at least 32 characters");
+	if (internal && internal.length < 32) throw new ConfigError("INTERNAL_SECRET must be at least 32 characters");
+	if (internal && internal === jwtSecret) throw new ConfigError("INTERNAL_SECRET must differ from JWT_SECRET");
+	if (keys && nodeEnv === "production" && !jwtSecret && !jwksUrl)
+		throw new ConfigError("JWT_SECRET or JWT_JWKS_URL must be set in production");
+	if (keys && !embedded && !jwtSecret && !jwksUrl)
+		throw new ConfigError(
+			"JWT_SECRET or JWT_JWKS_URL must be set when DATABASE_URL, NATS_URL or REDIS_URL is: only the embedded default may use the development secret",
+		);
+	if (keys && !embedded && !internal)
+		throw new ConfigError(
+			"INTERNAL_SECRET must be set when DATABASE_URL, NATS_URL or REDIS_URL is: it signs the identity services pass to each other",
+		);
+	return {
+		jwtSecret: jwtSecret ?? (jwksUrl ? undefined : DEV_JWT_SECRET),
+		jwksUrl,
+		// The embedded default has no peers: a secret of its own, never written down, is enough.
+		internalSecret: internal ?? randomBytes(32).toString("base64url"),
+	};
+}
+
+function natsOptions(env: Env): Config["nats"] {
+	const user = str(env, "NATS_USER");
+	const password = str(env, "NATS_PASSWORD");
+	const token = str(env, "NATS_TOKEN");
+	const nkeySeed = str(env, "NATS_NKEY_SEED");
+	if (!!user !== !!password) throw new ConfigError("NATS_USER and NATS_PASSWORD must be set together");
+	if ([user, token, nkeySeed].filter(Boolean).length > 1)
+		throw new ConfigError("Set only one of NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_NKEY_SEED");
+	if (nkeySeed && !/^SU[A-Z2-7]{56}$/.test(nkeySeed))
+		throw new ConfigError("NATS_NKEY_SEED must be a user seed (58 characters starting with SU)");
+	const ca = str(env, "NATS_TLS_CA");
+	const cert = str(env, "NATS_TLS_CERT");
+	const key = str(env, "NATS_TLS_KEY");
+	if (!!cert !== !!key) throw new ConfigError("NATS_TLS_CERT and NATS_TLS_KEY must be set together");
+	return { user, password, token, nkeySeed, tls: ca || cert ? { ca, cert, key } : undefined };
+}
+
+export function loadConfig(env: Env = process.env, options: LoadOptions = {}): Config {
 	const nodeEnv = (str(env, "NODE_ENV") ?? "development") as Config["env"];
 	if (!["development", "production", "test"].includes(nodeEnv))
 		throw new ConfigError(`NODE_ENV must be development, production or test, got "${nodeEnv}"`);
@@ -104,11 +169,8 @@ export function loadConfig(env: Env = process.env): Config {
 	const region = str(env, "REGION") ?? regions[0];
 	if (!regions.includes(region)) throw new ConfigError(`REGION "${region}" is not in REGIONS (${regions.join(",")})`);
 
-	const jwtSecret = str(env, "JWT_SECRET");
-	const jwksUrl = str(env, "JWT_JWKS_URL");
-	if (nodeEnv === "production" && !jwtSecret && !jwksUrl)
-		throw new ConfigError("JWT_SECRET or JWT_JWKS_URL must be set in production");
-	if (jwtSecret && jwtSecret.length < 32) throw new ConfigError("JWT_SECRET must be at least 32 characters");
+	const embedded = !str(env, "DATABASE_URL") && !str(env, "NATS_URL") && !str(env, "REDIS_URL");
+	const secrets = authSecrets(env, nodeEnv, embedded, options.keys ?? true);
 
 	const logFormat = str(env, "LOG_FORMAT") ?? (nodeEnv === "development" ? "pretty" : "json");
 	if (logFormat !== "json" && logFormat !== "pretty")
@@ -137,14 +199,22 @@ export function loadConfig(env: Env = process.env): Config {
 		migrateOnStart: bool(env, "MIGRATE_ON_START", nodeEnv !== "production"),
 		redisUrl: str(env, "REDIS_URL"),
 		natsUrl: str(env, "NATS_URL"),
+		nats: natsOptions(env),
+		embedded,
 		logLevel: str(env, "LOG_LEVEL") ?? (nodeEnv === "test" ? "warn" : "info"),
 		logFormat,
 		jwt: {
-			secret: jwtSecret ?? (jwksUrl ? undefined : DEV_JWT_SECRET),
-			jwksUrl,
+			secret: secrets.jwtSecret,
+			jwksUrl: secrets.jwksUrl,
 			audience: str(env, "JWT_AUDIENCE") ?? "wallet-api",
 			issuer: str(env, "JWT_ISSUER") ?? "wallet-dev",
+			clockToleranceSec: int(env, "JWT_CLOCK_TOLERANCE_SEC", 5, 0, 300),
 		},
+		internal: {
+			secret: secrets.internalSecret,
+			assertionTtlSec: int(env, "INTERNAL_ASSERTION_TTL_SEC", 30, 1, 3600),
+		},
+		authCacheSize: int(env, "AUTH_CACHE_SIZE", 10000, 0, 10_000_000),
 		assets: parseAssets(str(env, "ASSETS") ?? DEFAULT_ASSETS),
 		claimHoldSec: int(env, "CLAIM_HOLD_SEC", 300, 1),
 		orderTtlSec: int(env, "ORDER_TTL_SEC", 86400, 1, orderMaxTtlSec),

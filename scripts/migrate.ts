@@ -8,7 +8,7 @@ import { startEmbeddedPostgres } from "../src/db/embedded";
 async function main() {
 	const direction = (process.argv[2] ?? "up") as "up" | "down";
 	if (direction !== "up" && direction !== "down") throw new Error("usage: npm run migrate -- [up|down]");
-	const cfg = loadConfig();
+	const cfg = loadConfig(process.env, { keys: false });
 	const embedded = cfg.databaseUrl ? undefined : await startEmbeddedPostgres(cfg.dataDir, cfg.embeddedPgPort, console.log);
 	const pool = new pg.Pool({ connectionString: cfg.databaseUrl ?? embedded!.url, max: 1 });
 	try {

@@ -1,6 +1,6 @@
 // Prints a signed HS256 token for local use: npm run token -- <userId> [scopes...]
 // With no scopes the token gets every non-admin scope.
-import { loadConfig } from "../config";
+import { DEV_JWT_SECRET, loadConfig } from "../config";
 import { SCOPES } from "../src/domain/permissions";
 import { signToken } from "../src/lib/jwt";
 
@@ -17,7 +17,10 @@ async function main() {
 	}
 	const granted = scopes.length ? scopes : SCOPES.filter(s => s !== "admin");
 	const ttl = process.env.TOKEN_TTL ?? "12h";
-	process.stdout.write((await signToken(loadConfig().jwt, userId, granted, ttl)) + "\n");
+	const jwt = loadConfig().jwt;
+	if (jwt.secret === DEV_JWT_SECRET)
+		console.error("note: signed with the development secret, which only the embedded default accepts (set JWT_SECRET for a cluster)");
+	process.stdout.write((await signToken(jwt, userId, granted, ttl)) + "\n");
 }
 
 main().catch(err => {

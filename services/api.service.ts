@@ -10,7 +10,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { badRequest, unauthorized } from "../src/domain/errors";
 import type { User } from "../src/domain/types";
 import { errorBody } from "../src/lib/http-errors";
-import { createVerifier, type Verifier } from "../src/lib/jwt";
+import { identityFor, type Identity } from "../src/lib/identity";
 import { M } from "../src/lib/metrics";
 import { RateLimiter } from "../src/lib/rate-limit";
 import { openApiDocument } from "../src/openapi";
@@ -137,12 +137,17 @@ const ApiService: WalletService = {
 		errorHandler(this: any, req: Req, res: Res, err: Error) {
 			this.sendError(req, res, err);
 		},
-		async authenticate(this: any, _ctx: Context, _route: unknown, req: Req): Promise<User> {
+		// The actions never see the bearer token: they get a short-lived assertion of this request's user,
+		// signed with INTERNAL_SECRET, which every service verifies (docs/security.md).
+		async authenticate(this: any, ctx: Context<unknown, { assertion?: string }>, _route: unknown, req: Req): Promise<User> {
 			const header = req.headers.authorization;
 			if (!header) throw unauthorized("Missing Authorization header");
 			const m = /^Bearer\s+(\S+)$/i.exec(header);
 			if (!m) throw unauthorized("The Authorization header must be 'Bearer <token>'", "INVALID_TOKEN");
-			return (this.verify as Verifier)(m[1]);
+			const identity = this.identity as Identity;
+			const { user, exp } = await identity.bearer(m[1]);
+			ctx.meta.assertion = await identity.internal.signUser(user, ctx.requestID!, exp);
+			return user;
 		},
 		// Runs after authentication, so an anonymous request is a 401 before anything else.
 		async authorize(this: any, ctx: Context<unknown, { user?: User }>, _route: unknown, req: Req, res: Res) {
@@ -181,7 +186,7 @@ const ApiService: WalletService = {
 		const cfg = appConfig(this.broker);
 		this.region = cfg.region;
 		this.settings.port = cfg.port;
-		this.verify = createVerifier(cfg.jwt);
+		this.identity = identityFor(cfg);
 		this.rateLimiter = new RateLimiter(
 			cfg.rateLimit.points,
 			cfg.rateLimit.windowSec,

@@ -10,7 +10,7 @@ import ClaimingService from "../../services/claiming.service";
 import OrderService from "../../services/order.service";
 import SupplyService from "../../services/supply.service";
 import { createTestDatabase, type TestDatabase } from "./db";
-import { NATS_URL } from "./env";
+import { NATS_URL, TEST_INTERNAL_SECRET, TEST_JWT_SECRET } from "./env";
 
 export const SERVICES = { api: ApiService, supply: SupplyService, order: OrderService, claiming: ClaimingService };
 export type ServiceName = keyof typeof SERVICES;
@@ -45,6 +45,8 @@ export function testConfig(o: { databaseUrl: string; redisUrl?: string; nats?: b
 		DATABASE_URL: o.databaseUrl,
 		REDIS_URL: o.redisUrl,
 		NATS_URL: o.nats ? NATS_URL : undefined,
+		JWT_SECRET: TEST_JWT_SECRET,
+		INTERNAL_SECRET: TEST_INTERNAL_SECRET,
 		...o.env,
 	});
 }

@@ -1,6 +1,7 @@
 // A tiny REST client for tests: JSON in and out, a bearer token per user.
 import { loadConfig } from "../../config";
 import { signToken } from "../../src/lib/jwt";
+import { TEST_JWT_SECRET } from "./env";
 
 export interface Reply<T = any> {
 	status: number;
@@ -10,7 +11,7 @@ export interface Reply<T = any> {
 	ms: number;
 }
 
-const jwt = loadConfig({ NODE_ENV: "test" }).jwt;
+const jwt = loadConfig({ NODE_ENV: "test", JWT_SECRET: TEST_JWT_SECRET }).jwt;
 export const tokenFor = (userId: string, scopes?: string[], ttl: string | number = "1h") =>
 	signToken(jwt, userId, scopes ?? ["supply:read", "supply:write", "order:read", "order:write", "claim:read", "claim:write"], ttl);
 

@@ -8,7 +8,11 @@ export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-se
 export class NatsServer {
 	private proc?: ChildProcess;
 	private log = "";
-	constructor(readonly port: number) {}
+	/** `args`: more nats-server flags, e.g. `["--user", "u", "--pass", "p"]` for a server that needs credentials. */
+	constructor(
+		readonly port: number,
+		private readonly args: string[] = [],
+	) {}
 
 	get url() {
 		return `nats://127.0.0.1:${this.port}`;
@@ -19,7 +23,7 @@ export class NatsServer {
 	}
 
 	async start(): Promise<void> {
-		const proc = spawn(NATS_SERVER_BIN, ["-a", "127.0.0.1", "-p", String(this.port)], {
+		const proc = spawn(NATS_SERVER_BIN, ["-a", "127.0.0.1", "-p", String(this.port), ...this.args], {
 			stdio: ["ignore", "pipe", "pipe"],
 		});
 		this.proc = proc;

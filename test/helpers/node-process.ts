@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import type { ServiceBroker } from "moleculer";
+import { TEST_INTERNAL_SECRET, TEST_JWT_SECRET } from "./env";
 import { seesService } from "./nodes";
 import { killProcess } from "./process";
 
@@ -64,6 +65,8 @@ export class NodeProcess {
 			DATABASE_URL: o.databaseUrl,
 			PORT: "0",
 			METRICS_PORT: "0",
+			JWT_SECRET: TEST_JWT_SECRET,
+			INTERNAL_SECRET: TEST_INTERNAL_SECRET,
 			...(o.redisUrl ? { REDIS_URL: o.redisUrl } : {}),
 			...o.env,
 		};

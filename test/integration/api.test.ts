@@ -2,7 +2,7 @@
 // balances to the last decimal, visibility, and every error status with its body.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TestDatabase } from "../helpers/db";
-import { REDIS_URL } from "../helpers/env";
+import { REDIS_URL, TEST_JWT_SECRET } from "../helpers/env";
 import { startRegion, startTestRegion, type Region } from "../helpers/cluster";
 import { Client, item, tokenFor } from "../helpers/http";
 import { checkInvariants } from "../../src/checker/invariants";
@@ -237,7 +237,7 @@ describe("errors", () => {
 		expectError(await anon.get("/api/v1/supplies", { authorization: `Bearer ${expired}` }), 401, "TOKEN_EXPIRED");
 		const forged = await signToken(loadConfig({ JWT_SECRET: "x".repeat(40) }).jwt, "u", ["admin"]);
 		expectError(await anon.get("/api/v1/supplies", { authorization: `Bearer ${forged}` }), 401, "INVALID_TOKEN");
-		const wrongAud = await signToken(loadConfig({ JWT_AUDIENCE: "someone-else" }).jwt, "u", ["admin"]);
+		const wrongAud = await signToken(loadConfig({ JWT_SECRET: TEST_JWT_SECRET, JWT_AUDIENCE: "someone-else" }).jwt, "u", ["admin"]);
 		expectError(await anon.get("/api/v1/supplies", { authorization: `Bearer ${wrongAud}` }), 401, "INVALID_TOKEN");
 	});
 

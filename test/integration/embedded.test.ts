@@ -6,6 +6,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../config";
+import { signToken } from "../../src/lib/jwt";
 import { Client } from "../helpers/http";
 import { freePort } from "../helpers/redis-server";
 
@@ -95,7 +97,8 @@ describe("npm start with no configuration", () => {
 		const ready1 = (await (await fetch(`${base}/health/ready`)).json()) as { checks: unknown };
 		expect(ready1.checks).toEqual({ postgres: "ok", redis: "disabled", transporter: "disabled" });
 
-		const shopper = await Client.as(base, "embedded-shopper");
+		// The embedded default (and only it) runs on the development secret.
+		const shopper = new Client(base, await signToken(loadConfig({}).jwt, "embedded-shopper", ["supply:read", "supply:write"]));
 		const created = await shopper.post("/api/v1/supplies", { asset: "ETH", amount: "1.25" });
 		expect(created.status).toBe(201);
 

@@ -30,7 +30,14 @@ describe("loadConfig defaults", () => {
 	});
 
 	it("uses the dev JWT secret and the default audience and issuer", () => {
-		expect(cfg.jwt).toEqual({ secret: DEV_JWT_SECRET, jwksUrl: undefined, audience: "wallet-api", issuer: "wallet-dev" });
+		expect(cfg.jwt).toEqual({
+			secret: DEV_JWT_SECRET,
+			jwksUrl: undefined,
+			audience: "wallet-api",
+			issuer: "wallet-dev",
+			clockToleranceSec: 5,
+		});
+		expect(cfg.embedded).toBe(true);
 	});
 
 	it("knows the default assets and limits", () => {
@@ -98,6 +105,92 @@ describe("loadConfig validation", () => {
 
 	it("rejects a bad ASSETS variable", () => {
 		expect(configError({ ASSETS: "ETH:99" }).message).toContain("ASSETS");
+	});
+});
+
+describe("keys fail closed", () => {
+	const INTERNAL = "an-internal-secret-of-at-least-32-chars!";
+	const servers = {
+		DATABASE_URL: "postgres://db.example/wallet",
+		NATS_URL: "nats://nats.example:4222",
+		REDIS_URL: "redis://redis.example:6379",
+	};
+
+	it.each([
+		["all three servers", servers],
+		["DATABASE_URL", { DATABASE_URL: servers.DATABASE_URL }],
+		["NATS_URL", { NATS_URL: servers.NATS_URL }],
+		["REDIS_URL", { REDIS_URL: servers.REDIS_URL }],
+	])("refuses to start with %s but no JWT_SECRET or JWT_JWKS_URL, whatever NODE_ENV", (_, env) => {
+		for (const NODE_ENV of ["development", "test"]) {
+			const message = configError({ ...env, NODE_ENV, INTERNAL_SECRET: INTERNAL }).message;
+			expect(message).toContain("JWT_SECRET");
+			expect(message).toContain("JWT_JWKS_URL");
+		}
+	});
+
+	it("gives the development secret to the embedded default only", () => {
+		expect(loadConfig({}).jwt.secret).toBe(DEV_JWT_SECRET);
+		expect(loadConfig({ NODE_ENV: "test" }).jwt.secret).toBe(DEV_JWT_SECRET);
+		const real = loadConfig({ ...servers, JWT_SECRET: SECRET, INTERNAL_SECRET: INTERNAL });
+		expect(real.jwt.secret).toBe(SECRET);
+		expect(real.embedded).toBe(false);
+		const jwks = loadConfig({ ...servers, JWT_JWKS_URL: "https://idp.example/jwks.json", INTERNAL_SECRET: INTERNAL });
+		expect(jwks.jwt.secret).toBeUndefined();
+	});
+
+	it("refuses a non-embedded node without INTERNAL_SECRET, and a short or reused one", () => {
+		expect(configError({ ...servers, JWT_SECRET: SECRET }).message).toContain("INTERNAL_SECRET");
+		expect(configError({ NATS_URL: servers.NATS_URL, JWT_SECRET: SECRET }).message).toContain("INTERNAL_SECRET");
+		expect(configError({ ...servers, JWT_SECRET: SECRET, INTERNAL_SECRET: "short" }).message).toContain("INTERNAL_SECRET");
+		expect(configError({ ...servers, JWT_SECRET: SECRET, INTERNAL_SECRET: SECRET }).message).toContain("INTERNAL_SECRET");
+		expect(loadConfig({ ...servers, JWT_SECRET: SECRET, INTERNAL_SECRET: INTERNAL }).internal.secret).toBe(INTERNAL);
+	});
+
+	it("gives the embedded default an internal secret of its own, never a written-down one", () => {
+		const a = loadConfig({}).internal.secret;
+		const b = loadConfig({}).internal.secret;
+		expect(a.length).toBeGreaterThanOrEqual(32);
+		expect(a).not.toBe(b);
+	});
+
+	it("lets tools that hold no keys (migrations) load a real configuration", () => {
+		expect(loadConfig({ DATABASE_URL: servers.DATABASE_URL }, { keys: false }).databaseUrl).toBe(servers.DATABASE_URL);
+	});
+
+	it("reads JWT_CLOCK_TOLERANCE_SEC and INTERNAL_ASSERTION_TTL_SEC within bounds", () => {
+		const cfg = loadConfig({ JWT_CLOCK_TOLERANCE_SEC: "0", INTERNAL_ASSERTION_TTL_SEC: "10" });
+		expect(cfg.jwt.clockToleranceSec).toBe(0);
+		expect(cfg.internal.assertionTtlSec).toBe(10);
+		expect(configError({ JWT_CLOCK_TOLERANCE_SEC: "3600" }).message).toContain("JWT_CLOCK_TOLERANCE_SEC");
+		expect(configError({ INTERNAL_ASSERTION_TTL_SEC: "0" }).message).toContain("INTERNAL_ASSERTION_TTL_SEC");
+	});
+});
+
+describe("NATS credentials", () => {
+	const SEED = "SUAM" + "A".repeat(54);
+
+	it("reads user/password, token, NKey seed and TLS files", () => {
+		expect(loadConfig({ NATS_USER: "wallet", NATS_PASSWORD: "pw" }).nats).toMatchObject({ user: "wallet", password: "pw" });
+		expect(loadConfig({ NATS_TOKEN: "t0ken" }).nats).toMatchObject({ token: "t0ken" });
+		expect(loadConfig({ NATS_NKEY_SEED: SEED }).nats).toMatchObject({ nkeySeed: SEED });
+		expect(loadConfig({ NATS_TLS_CA: "/ca.pem", NATS_TLS_CERT: "/c.pem", NATS_TLS_KEY: "/k.pem" }).nats.tls).toEqual({
+			ca: "/ca.pem",
+			cert: "/c.pem",
+			key: "/k.pem",
+		});
+		expect(loadConfig({}).nats).toEqual({ tls: undefined });
+	});
+
+	it.each([
+		[{ NATS_USER: "wallet" }, "NATS_PASSWORD"],
+		[{ NATS_PASSWORD: "pw" }, "NATS_USER"],
+		[{ NATS_USER: "wallet", NATS_PASSWORD: "pw", NATS_TOKEN: "t" }, "NATS_TOKEN"],
+		[{ NATS_TOKEN: "t", NATS_NKEY_SEED: SEED }, "NATS_NKEY_SEED"],
+		[{ NATS_NKEY_SEED: "not-a-seed" }, "NATS_NKEY_SEED"],
+		[{ NATS_TLS_CERT: "/c.pem" }, "NATS_TLS_KEY"],
+	])("rejects %j naming %s", (env, name) => {
+		expect(configError(env).message).toContain(name);
 	});
 });
 
