@@ -31,6 +31,7 @@ async function withDatabase<T>(fn: (url: string) => Promise<T>): Promise<T> {
 async function run(nodes: number) {
 	return withDatabase(async url => {
 		const pool = new pg.Pool({ connectionString: url, max: nodes + 1 });
+		pool.on("error", err => console.error(`postgres: ${err.message}`));
 		try {
 			await migrate(pool);
 			await ensureOwnership(pool, ["us-central1"]);
