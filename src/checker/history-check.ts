@@ -10,6 +10,7 @@ export type ViolationKind =
 	| "ack-missing" // a 201 claim whose claim is not in the database
 	| "ack-differs" // a 201 claim that differs from the database row
 	| "replay-differs" // two answers for one key that name different claims
+	| "replay-refused" // a 4xx for a key whose claim won, sent while or after the winner was in flight
 	| "key-two-claims" // one (claimer, key) with two claims in the database
 	| "ack-not-applied" // a 200 release/complete/cancel whose effect is not in the database
 	| "overlapping-claims" // two live claims of one order at once, in the event history
@@ -200,6 +201,19 @@ function checkOperations(ops: Operation[], db: Db, add: Add) {
 		const shapes = new Set(answers.map(shape));
 		if (shapes.size > 1)
 			add("replay-differs", k.split("\u0000")[1], `${answers.length} answers for one key name ${shapes.size} different claims: ${[...shapes].join(" / ")}`);
+	}
+	// A retry must get its own claim back (or a retryable 5xx), never a refusal: any 4xx answer for a key
+	// whose claim (same order and supply) is in the database, unless it ended before any attempt that
+	// may have won (a 201, or no answer) began. 422 IDEMPOTENCY_KEY_REUSED is another request, not a retry.
+	const byKeyAll = group(claims.filter(o => o.idempotencyKey !== undefined), o => `${o.userId}\u0000${o.idempotencyKey}`);
+	for (const [k, attempts] of byKeyAll) {
+		const row = db.claimsByKey.get(k)?.[0];
+		if (!row) continue;
+		const mayHaveWon = attempts.filter(o => o.status === 201 || o.status === 0);
+		const from = Math.min(...mayHaveWon.map(o => o.start));
+		for (const o of attempts)
+			if (o.status >= 400 && o.status < 500 && o.orderId === row.order_id && o.supplyId === row.supply_id && (o.end ?? Infinity) > from)
+				add("replay-refused", k.split("\u0000")[1], `claim #${o.index} answered ${o.status} ${(o.body as any)?.error?.code ?? ""} for a key whose claim ${row.id} won`);
 	}
 	for (const [k, rows] of db.claimsByKey)
 		if (rows.length > 1) add("key-two-claims", k.split("\u0000")[1], `${rows.length} claims for one key: ${rows.map(r => r.id).join(", ")}`);

@@ -129,6 +129,21 @@ describe("checkHistory on generated worlds", () => {
 		expect(r.violations.map(v => v.id).sort()).toEqual([uuid(200 + i), `k${i}`].sort());
 	});
 
+	test.prop([worlds, fc.nat(), fc.constantFrom(409, 404, 403)])("a retry refused while or after its key's claim won is reported", async ([prices, answers], which, status) => {
+		const w = buildWorld(prices, answers);
+		const i = which % prices.length;
+		const win = w.ops.find(o => o.idempotencyKey === `k${i}`)!;
+		const retry = (start: number, end: number): Operation => ({ ...win, index: w.ops.length, status, body: { error: { code: "ORDER_NOT_OPEN" } }, start, end });
+		// A refusal that ended before the winning attempt began is an earlier, separate outcome: allowed.
+		w.ops.push(retry(win.start - 20, win.start - 10));
+		expect((await checkHistory(poolOf(w), w.ops)).violations).toEqual([]);
+		// One that overlapped it (the slow first transaction of issue 6 item 1) is not.
+		w.ops.push(retry(win.start - 5, win.start + 5));
+		const r = await checkHistory(poolOf(w), w.ops);
+		expect(kinds(r)).toEqual(["replay-refused"]);
+		expect(r.violations.map(v => v.id)).toEqual([`k${i}`]);
+	});
+
 	test.prop([worlds, fc.nat()])("a claim event explained by no event of its supply is an orphan", async ([prices, answers], which) => {
 		const w = buildWorld(prices, answers);
 		const i = which % prices.length;
