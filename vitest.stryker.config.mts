@@ -8,6 +8,7 @@ export default defineConfig({
 	test: {
 		...base.test,
 		include: ["test/unit/{money,order,claim,supply,permissions,views,http-errors}.test.ts", "test/unit/*.property.test.ts"],
+		setupFiles: ["test/unit/fixed-seed.setup.ts"],
 		reporters: ["default"],
 		outputFile: undefined,
 	},

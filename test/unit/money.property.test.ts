@@ -118,6 +118,8 @@ describe("money limits", () => {
 			message: "unitPrice must be greater than zero",
 			data: { field: "unitPrice" },
 		});
+		// Without a field name the error names the amount.
+		expect(thrown(() => positiveAmount(zero, d))).toMatchObject({ message: "amount must be greater than zero", data: { field: "amount" } });
 	});
 
 	test.prop([fc.constant(SCALE)])("the scale is that of the NUMERIC(38,18) columns", scale => {
