@@ -79,6 +79,11 @@ const show = (u: bigint | undefined) => {
 	return `${u < 0n ? "-" : ""}${abs / ONE}${frac ? `.${frac}` : ""}`;
 };
 
+const exactAmounts = (r: Row) =>
+	Object.fromEntries(
+		(["amount", "reserved", "spent"] as const).filter(k => r[`p_${k}`] !== null && r[`p_${k}`] !== undefined).map(k => [k, r[`p_${k}`]]),
+	);
+
 async function readAll(pools: Pool[]) {
 	const rows = { supplies: new Map<string, Row>(), orders: new Map<string, Row>(), claims: new Map<string, Row>() };
 	const claimsByKey = new Map<string, Row[]>();
@@ -89,8 +94,10 @@ async function readAll(pools: Pool[]) {
 			pool.query(`SELECT id, items, amount::text, status, claim_id, version FROM orders`),
 			pool.query(`SELECT id, order_id, claimer_id, supply_id, amount::text, status, idempotency_key, version FROM claims`),
 			pool.query(
+				// Amounts are read as text from the jsonb: exact whether the writer stored a string or a number.
 				`SELECT id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region, epoch::text,
-				        tx_id::text, payload FROM outbox`,
+				        tx_id::text, payload, payload->>'amount' AS p_amount, payload->>'reserved' AS p_reserved,
+				        payload->>'spent' AS p_spent FROM outbox`,
 			),
 		]);
 		// The same entity replicated to several regions: the copy with the highest version is the newest.
@@ -114,7 +121,7 @@ async function readAll(pools: Pool[]) {
 				epoch: BigInt(r.epoch),
 				// A transaction id is local to the database that wrote it, which the event's region names.
 				tx: `${r.region}/${r.tx_id}`,
-				payload: r.payload,
+				payload: r.payload && typeof r.payload === "object" ? { ...r.payload, ...exactAmounts(r) } : r.payload,
 			});
 		}
 	}

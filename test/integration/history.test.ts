@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkHistory, type HistoryReport } from "../../src/checker/history-check";
 import { History } from "../../src/checker/history";
+import { checkInvariants } from "../../src/checker/invariants";
 import { startTestRegion, type Region } from "../helpers/cluster";
 import type { TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
@@ -142,8 +143,9 @@ afterAll(async () => {
 });
 
 describe("the history checker on a recorded concurrent run", () => {
-	it("finds no violation, after real contention", () => {
+	it("finds no violation, after real contention", async () => {
 		expect(clean.violations).toEqual([]);
+		expect((await checkInvariants([db.pool])).violations).toEqual([]);
 		const c = clean.counts;
 		expect(c.operations).toBe(history.ops.length);
 		expect(history.ops.every(o => o.status !== 0 && o.status < 500)).toBe(true);
@@ -301,12 +303,37 @@ describe("the history checker on a recorded concurrent run", () => {
 	it("reports an order whose amount is not the exact sum of its items", async () => {
 		const { rows } = await db.pool.query(`SELECT id FROM orders WHERE status = 'cancelled' LIMIT 1`);
 		const id = rows[0].id;
+		let invariants: Awaited<ReturnType<typeof checkInvariants>>["violations"] = [];
 		const report = await tampered(async () => {
 			// One unit of 10^-18: a float comparison could not see it.
 			await db.pool.query(`UPDATE orders SET amount = amount + 0.000000000000000001 WHERE id = $1`, [id]);
+			invariants = (await checkInvariants(db.pool)).violations;
 			return async () => void (await db.pool.query(`UPDATE orders SET amount = amount - 0.000000000000000001 WHERE id = $1`, [id]));
 		});
 		expect(kinds(report)).toEqual(["order-amount"]);
+		expect(report.violations.map(v => v.id)).toEqual([id]);
+		expect(invariants.map(v => [v.invariant, v.id])).toEqual([[6, id]]);
+	});
+
+	it("reads amounts stored as JSON numbers exactly, to the last of 18 decimals", async () => {
+		// A writer in SQL (jsonb_build_object) stores numbers, not strings: still exact, still checked.
+		const { rows } = await db.pool.query(`SELECT aggregate_id FROM outbox WHERE event_type = 'SupplyReserved' LIMIT 1`);
+		const id = rows[0].aggregate_id;
+		const asNumbers = (delta: string) =>
+			db.pool.query(
+				`UPDATE outbox SET payload = payload
+				   || jsonb_build_object('amount', (payload->>'amount')::numeric, 'spent', (payload->>'spent')::numeric,
+				                         'reserved', (payload->>'reserved')::numeric + $2::numeric)
+				  WHERE aggregate_id = $1 AND aggregate_version = (SELECT max(aggregate_version) FROM outbox WHERE aggregate_id = $1)`,
+				[id, delta],
+			);
+		const report = await tampered(async () => {
+			await asNumbers("0");
+			expect((await checkHistory([db.pool], history)).violations).toEqual([]);
+			await asNumbers("0.000000000000000001");
+			return async () => void (await asNumbers("-0.000000000000000001"));
+		});
+		expect(kinds(report)).toEqual(["supply-rebuild"]);
 		expect(report.violations.map(v => v.id)).toEqual([id]);
 	});
 
