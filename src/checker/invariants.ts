@@ -14,7 +14,15 @@ export interface CheckReport {
 	violations: Violation[];
 }
 
-export async function checkInvariants(pool: Pool): Promise<CheckReport> {
+/** Checks each region's database (one pool per region) and reports the violations of all of them. */
+export async function checkInvariants(pools: Pool | Pool[]): Promise<CheckReport> {
+	const reports = await Promise.all((Array.isArray(pools) ? pools : [pools]).map(checkOne));
+	const counts = { ...reports[0].counts };
+	for (const r of reports.slice(1)) for (const k of Object.keys(counts) as (keyof typeof counts)[]) counts[k] += r.counts[k];
+	return { counts, violations: reports.flatMap(r => r.violations) };
+}
+
+async function checkOne(pool: Pool): Promise<CheckReport> {
 	const violations: Violation[] = [];
 	const add = (invariant: number, entity: string, id: string, problem: string) =>
 		violations.push({ invariant, entity, id, problem });
@@ -73,6 +81,15 @@ export async function checkInvariants(pool: Pool): Promise<CheckReport> {
 		     OR (status = 'active' AND (settled_at IS NOT NULL OR released_at IS NOT NULL))`,
 	);
 	for (const r of states.rows) add(5, "claim", r.id, `status ${r.status} with inconsistent timestamps`);
+
+	// 6. amount = Σ unitPrice × quantity, in NUMERIC: exact, like the columns.
+	const sums = await pool.query(
+		`SELECT o.id, o.amount::text, s.total::text FROM orders o
+		   LEFT JOIN LATERAL (SELECT sum((i->>'unitPrice')::numeric * (i->>'quantity')::numeric) AS total
+		                        FROM jsonb_array_elements(o.items) i) s ON true
+		  WHERE s.total IS DISTINCT FROM o.amount`,
+	);
+	for (const r of sums.rows) add(6, "order", r.id, `amount ${r.amount} but items sum to ${r.total}`);
 
 	const counts = await pool.query(
 		`SELECT (SELECT count(*)::int FROM supplies) AS supplies, (SELECT count(*)::int FROM orders) AS orders,
