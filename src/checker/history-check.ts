@@ -304,13 +304,21 @@ function rebuildSupplies(db: Db, byAggregate: Map<string, Event[]>, byTx: Map<st
 		if (evs[0].aggregateType !== "supply") continue;
 		const state = { amount: 0n, reserved: 0n, spent: 0n, status: "none" };
 		let broken = false;
+		// A transaction may change one supply several times (a batch of commands: group commit). Each change
+		// writes its claim event, then its supply event: a supply event is explained by the claim events of its
+		// transaction written after the supply's previous event there and before it (outbox ids are in write
+		// order within one database).
+		const previousInTx = new Map<string, Event>();
 		for (const e of evs) {
 			const p = e.payload ?? {};
 			if (e.type === "SupplyCreated" || e.type === "SupplyAmountChanged") state.amount = units(p.amount) ?? -1n;
 			state.status = SUPPLY_STATUS[e.type] ?? state.status;
+			const after = previousInTx.get(e.tx);
+			previousInTx.set(e.tx, e);
 			for (const c of byTx.get(e.tx) ?? []) {
 				const d = CLAIM_DELTAS[c.type];
 				if (!d || c.aggregateType !== "claim" || c.payload?.supplyId !== id) continue;
+				if (c.source === e.source && (c.id > e.id || (after && c.id < after.id))) continue;
 				if (used.has(c)) add("orphan-event", c.aggregateId, `${c.type} (v${c.version}) explained by two events of supply ${id}`);
 				used.add(c);
 				const amount = units(c.payload.amount) ?? 0n;
