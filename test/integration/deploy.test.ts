@@ -1,6 +1,6 @@
 // The manifests run for real: the migrations Job's command and each role's Deployment, as `kubectl kustomize`
 // builds them (environment from the ConfigMaps, SERVICES, the image's start command), on this machine's
-// PostgreSQL, Redis and NATS. Only what points at Google Cloud is swapped for the local servers, and the ports
+// PostgreSQL and Redis. Only what points at Google Cloud is swapped for the local servers, and the ports
 // for free ones. NATS is a private nats-server with the manifests' nats.conf (one server, no routes), so it
 // requires the token as in a cluster. The probes must pass at the manifests' paths, a claim must cross the
 // roles, and SIGTERM must stop every role inside the time the kubelet gives it.
@@ -8,28 +8,29 @@ import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_proces
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "nats";
 import os from "node:os";
+import path from "node:path";
+import { connect } from "nats";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { loadConfig } from "../../config";
 import { signToken } from "../../src/lib/jwt";
 import { createTestDatabase, type TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
-import { NATS_SERVER_BIN } from "../helpers/nats-server";
 import { Client, item } from "../helpers/http";
+import { NATS_SERVER_BIN } from "../helpers/nats-server";
 import { killProcess } from "../helpers/process";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const OVERLAY = path.join(ROOT, "k8s", "overlays", "us-central1");
 const SECRET = "deploy-test-secret-of-at-least-32-characters";
-// What the ExternalSecret would copy into wallet-secrets, by key. The NATS token is hex, as docs/deploy.md
-// has it made: nats.conf reads it through an environment variable, which nats-server parses as config text.
+// What the ExternalSecret would copy into wallet-secrets, by key. The NATS token is made as docs/deploy.md
+// says ("nats" + hex): nats.conf reads it through an environment variable, which nats-server parses as config
+// text, so a value that starts with a digit can read as a number or fail to parse.
 const SECRETS: Record<string, string> = {
 	JWT_SECRET: SECRET,
 	INTERNAL_SECRET: "deploy-test-internal-secret-not-the-jwt-one",
-	NATS_TOKEN: randomBytes(24).toString("hex"),
+	NATS_TOKEN: `nats${randomBytes(32).toString("hex")}`,
 	REDIS_URL,
 };
 const hasKubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
