@@ -60,6 +60,16 @@ resource "google_secret_manager_secret" "jwt" {
   depends_on = [google_project_service.apis]
 }
 
+# Signs the identity the services hand each other (INTERNAL_SECRET). Shared like the JWT secret: a write
+# forwarded to its entity's home region carries the user's assertion there.
+resource "google_secret_manager_secret" "internal" {
+  secret_id = "wallet-internal-secret"
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
 module "region" {
   source   = "./modules/region"
   for_each = var.regions
@@ -80,6 +90,7 @@ module "region" {
   redis_memory_gb     = var.redis_memory_gb
   kafka_vcpus         = var.kafka_vcpus
   jwt_secret_id       = google_secret_manager_secret.jwt.id
+  internal_secret_id  = google_secret_manager_secret.internal.id
   artifact_repository = google_artifact_registry_repository.images.id
   deletion_protection = var.deletion_protection
 }

@@ -1,25 +1,38 @@
 // The manifests run for real: the migrations Job's command and each role's Deployment, as `kubectl kustomize`
 // builds them (environment from the ConfigMaps, SERVICES, the image's start command), on this machine's
-// PostgreSQL, Redis and NATS. Only what points at Google Cloud is swapped for the local servers, and the ports
-// for free ones. The probes must pass at the manifests' paths, a claim must cross the roles, and SIGTERM must
-// stop every role inside the time the kubelet gives it.
+// PostgreSQL and Redis. Only what points at Google Cloud is swapped for the local servers, and the ports
+// for free ones. NATS is a private nats-server with the manifests' nats.conf (one server, no routes), so it
+// requires the token as in a cluster. The probes must pass at the manifests' paths, a claim must cross the
+// roles, and SIGTERM must stop every role inside the time the kubelet gives it.
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
+import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { loadConfig } from "../../config";
 import { signToken } from "../../src/lib/jwt";
 import { createTestDatabase, type TestDatabase } from "../helpers/db";
-import { NATS_URL, REDIS_URL } from "../helpers/env";
+import { REDIS_URL } from "../helpers/env";
 import { Client, item } from "../helpers/http";
+import { NATS_SERVER_BIN } from "../helpers/nats-server";
 import { killProcess } from "../helpers/process";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const OVERLAY = path.join(ROOT, "k8s", "overlays", "us-central1");
 const SECRET = "deploy-test-secret-of-at-least-32-characters";
+// What the ExternalSecret would copy into wallet-secrets, by key. The NATS token is made as docs/deploy.md
+// says ("nats" + hex): nats.conf reads it through an environment variable, which nats-server parses as config
+// text, so a value that starts with a digit can read as a number or fail to parse.
+const SECRETS: Record<string, string> = {
+	JWT_SECRET: SECRET,
+	INTERNAL_SECRET: "deploy-test-internal-secret-not-the-jwt-one",
+	NATS_TOKEN: `nats${randomBytes(32).toString("hex")}`,
+	REDIS_URL,
+};
 const hasKubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
 if (!hasKubectl) console.warn("deploy integration: kubectl is not installed; skipping (the manifests cannot be built)");
 
@@ -48,7 +61,7 @@ async function environment(c: any, objs: Obj[], local: Record<string, string>): 
 	for (const e of c.env ?? []) {
 		if (e.value !== undefined) env[e.name] = e.value;
 		else if (e.valueFrom?.fieldRef) env[e.name] = `${c.name}-${randomBytes(3).toString("hex")}`;
-		else if (e.valueFrom?.secretKeyRef) env[e.name] = e.name === "JWT_SECRET" ? SECRET : e.name === "REDIS_URL" ? REDIS_URL : "";
+		else if (e.valueFrom?.secretKeyRef) env[e.name] = SECRETS[e.valueFrom.secretKeyRef.key] ?? "";
 	}
 	return { ...env, ...local, PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp" };
 }
@@ -97,6 +110,37 @@ async function waitProbe(role: Role, probe: any, budgetMs: number): Promise<bool
 	return false;
 }
 
+/** The region's NATS as nats.yaml runs it: its nats.conf and its container's environment, alone on free ports. */
+async function startNats(objs: Obj[], dir: string): Promise<{ url: string; proc: ChildProcess }> {
+	const conf = objs.find(o => o.kind === "ConfigMap" && o.metadata.name === "nats-config")!.data!["nats.conf"];
+	const local = conf.replace(/^pid_file: .*$/m, `pid_file: "${path.join(dir, "nats.pid")}"`).replace(/^cluster \{[\s\S]*?^\}\n?/m, "");
+	expect(local, "the cluster block was not found to drop").not.toMatch(/^cluster/m);
+	fs.writeFileSync(path.join(dir, "nats.conf"), local);
+	const sts = objs.find(o => o.kind === "StatefulSet" && o.metadata.name === "nats")!;
+	const c = sts.spec.template.spec.containers[0];
+	const env = await environment(c, objs, {});
+	const [port, monitor] = [await freePort(), await freePort()];
+	const proc = spawn(NATS_SERVER_BIN, ["--config", path.join(dir, "nats.conf"), "-a", "127.0.0.1", "-p", String(port), "-m", String(monitor)], {
+		env,
+		stdio: ["ignore", "pipe", "pipe"],
+	});
+	const reap = () => proc.kill("SIGKILL");
+	process.once("exit", reap);
+	proc.once("exit", () => process.removeListener("exit", reap));
+	let log = "";
+	await new Promise<void>((resolve, reject) => {
+		const onData = (d: Buffer) => {
+			log += d.toString();
+			if (log.includes("Server is ready")) resolve();
+		};
+		proc.stdout!.on("data", onData);
+		proc.stderr!.on("data", onData);
+		proc.once("exit", code => reject(new Error(`nats-server exited with ${code}:\n${log}`)));
+		setTimeout(() => reject(new Error(`nats-server did not start:\n${log}`)), 10_000);
+	});
+	return { url: `nats://127.0.0.1:${port}`, proc };
+}
+
 const start = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts.start.match(/'[^']*'|\S+/g).map((w: string) => w.replace(/^'(.*)'$/, "$1"));
 
 describe.skipIf(!hasKubectl)("the k8s manifests, run on this machine", () => {
@@ -104,19 +148,32 @@ describe.skipIf(!hasKubectl)("the k8s manifests, run on this machine", () => {
 	let db: TestDatabase;
 	const roles: Role[] = [];
 	let namespace: string;
+	let nats: { url: string; proc: ChildProcess };
+	let tmp: string;
 
 	beforeAll(async () => {
 		objs = build();
+		tmp = fs.mkdtempSync(path.join(os.tmpdir(), "wallet-deploy-"));
+		nats = await startNats(objs, tmp);
 		db = await createTestDatabase();
 		namespace = `d${randomBytes(4).toString("hex")}`;
 	});
 
 	afterAll(async () => {
 		await Promise.all(roles.map(r => killProcess(r.proc)));
+		await killProcess(nats?.proc);
 		await db?.drop();
+		if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 	});
 
-	const local = async (extra: Record<string, string> = {}) => ({ DATABASE_URL: db.url, NATS_URL, NAMESPACE: namespace, ...extra });
+	const local = async (extra: Record<string, string> = {}) => ({ DATABASE_URL: db.url, NATS_URL: nats.url, NAMESPACE: namespace, ...extra });
+
+	it("the region's NATS refuses a client without the token the wallet pods get", async () => {
+		const refused = (opts: object) => connect({ servers: nats.url, reconnect: false, ...opts }).then(nc => nc.close().then(() => "connected"), (err: Error) => err.message);
+		expect(await refused({})).toMatch(/authorization/i);
+		expect(await refused({ token: "not-the-token" })).toMatch(/authorization/i);
+		expect(await refused({ token: SECRETS.NATS_TOKEN })).toBe("connected");
+	});
 
 	it("the migrations Job's command applies the schema with the Job's environment", async () => {
 		const job = objs.find(o => o.kind === "Job")!;

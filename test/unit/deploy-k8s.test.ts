@@ -145,7 +145,8 @@ function containerEnv(c: Container, objs: Obj[]): { env: Record<string, string>;
 	for (const e of c.env ?? []) {
 		if (e.value !== undefined) env[e.name] = e.value;
 		else if (e.valueFrom?.secretKeyRef) {
-			env[e.name] = e.name.endsWith("_URL") ? "redis://:stand-in@10.0.0.1:6379" : "stand-in-secret-value-of-at-least-32-chars";
+			// One stand-in per variable: real secrets differ (config/index.ts refuses INTERNAL_SECRET = JWT_SECRET).
+			env[e.name] = e.name.endsWith("_URL") ? "redis://:stand-in@10.0.0.1:6379" : `stand-in-${e.name}-value-of-at-least-32-chars`;
 			fromSecret.add(e.name);
 		} else if (e.valueFrom?.configMapKeyRef) {
 			const cm = objs.find(o => o.kind === "ConfigMap" && o.metadata.name === e.valueFrom.configMapKeyRef.name);

@@ -52,8 +52,9 @@ function gatewayPort(): number {
 		const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
 		if (m) env[m[1]] = m[2];
 	}
-	// The secret comes from a Secret at run time; production refuses to load without one.
-	return loadConfig({ ...env, JWT_SECRET: "stand-in-secret-value-of-at-least-32-chars" }).port;
+	// The secrets come from a Secret at run time; a node with NATS_URL set refuses to load without them.
+	const secrets = { JWT_SECRET: "stand-in-jwt-secret-of-at-least-32-chars", INTERNAL_SECRET: "stand-in-internal-secret-of-at-least-32-chars" };
+	return loadConfig({ ...env, ...secrets }).port;
 }
 
 function readinessPath(): string {

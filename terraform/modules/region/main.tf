@@ -115,8 +115,26 @@ resource "google_secret_manager_secret" "redis_url" {
   }
 }
 
+# The token of this region's NATS (NATS_TOKEN), one per region like the bus it opens: a token read in one
+# region does not open another region's NATS, and each region rotates its own.
+resource "google_secret_manager_secret" "nats_token" {
+  secret_id = "wallet-${var.region}-nats-token"
+  replication {
+    user_managed {
+      replicas {
+        location = var.region
+      }
+    }
+  }
+}
+
 resource "google_secret_manager_secret_iam_member" "secrets" {
-  for_each  = { jwt = var.jwt_secret_id, redis = google_secret_manager_secret.redis_url.id }
+  for_each = {
+    jwt        = var.jwt_secret_id
+    internal   = var.internal_secret_id
+    redis      = google_secret_manager_secret.redis_url.id
+    nats_token = google_secret_manager_secret.nats_token.id
+  }
   secret_id = each.value
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.secrets.email}"

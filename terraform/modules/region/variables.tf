@@ -89,6 +89,11 @@ variable "jwt_secret_id" {
   description = "Secret Manager id of the shared JWT secret (the app service account may read it)."
 }
 
+variable "internal_secret_id" {
+  type        = string
+  description = "Secret Manager id of the shared INTERNAL_SECRET (the External Secrets Operator's service account may read it)."
+}
+
 variable "artifact_repository" {
   type        = string
   description = "Artifact Registry repository the nodes pull the image from."
