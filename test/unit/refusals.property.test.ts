@@ -54,8 +54,8 @@ describe("claim refusals", () => {
 		expect(err).toMatchObject({ code: 409, type: "ORDER_EXPIRED", message: "The order has expired", data: { id: orderId, status: "expired" } });
 	});
 
-	test.prop([id, orderStatus.filter(s => s !== "open")])("an order that is not open, even past its expiry", (orderId, status) => {
-		const order = makeOrder({ id: orderId, status, expiresAt: NOW.toISOString() });
+	test.prop([id, orderStatus.filter(s => s !== "open")])("an order that is not open, even past its expiry: its claimer gets the state", (orderId, status) => {
+		const order = makeOrder({ id: orderId, status, claimerId: "claimer-1", expiresAt: NOW.toISOString() });
 		const err = thrown(() => decideClaim(order, makeSupply(), "claimer-1", NOW));
 		expect(err).toMatchObject({
 			code: 409,
@@ -115,9 +115,26 @@ describe("claim refusals", () => {
 
 describe("order refusals", () => {
 	test.prop([id, user, fc.constantFrom("complete", "cancel")])("only the buyer, without saying more", (orderId, stranger, action) => {
-		const order = makeOrder({ id: orderId, status: action === "complete" ? "claimed" : "open" });
+		// Those who can see the order (anyone while it is open, its claimer) are told they are not the buyer.
+		const order = makeOrder({ id: orderId, status: action === "complete" ? "claimed" : "open", claimerId: action === "complete" ? `x${stranger}` : null });
 		const err = thrown(() => (action === "complete" ? decideComplete : decideCancel)(order, `x${stranger}`));
 		expect(err).toMatchObject({ code: 403, type: "NOT_BUYER", message: `Only the buyer can ${action} this order` });
+	});
+
+	test.prop([id, user, orderStatus.filter(s => s !== "open"), fc.constantFrom("complete", "cancel")])(
+		"to a stranger, an order that is not open does not exist",
+		(orderId, stranger, status, action) => {
+			const order = makeOrder({ id: orderId, status, claimerId: status === "claimed" || status === "completed" ? "claimer-1" : null });
+			const err = thrown(() => (action === "complete" ? decideComplete : decideCancel)(order, `x${stranger}`));
+			expect(err).toMatchObject({ code: 404, type: "ORDER_NOT_FOUND" });
+			expect(err.data).toBeUndefined();
+		},
+	);
+
+	test.prop([id, user, orderStatus.filter(s => s !== "open")])("to a stranger, a claim on an order that is not open says not found", (orderId, stranger, status) => {
+		const order = makeOrder({ id: orderId, status, claimerId: status === "claimed" || status === "completed" ? "claimer-1" : null });
+		const err = thrown(() => decideClaim(order, makeSupply({ userId: `x${stranger}` }), `x${stranger}`, NOW));
+		expect(err).toMatchObject({ code: 404, type: "ORDER_NOT_FOUND" });
 	});
 
 	test.prop([id, orderStatus])("complete and cancel name the state they need", (orderId, status) => {

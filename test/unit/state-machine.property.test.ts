@@ -85,6 +85,8 @@ const move = (s: Supply, reserved: bigint, spent: bigint): Supply =>
 function expectedClaimRefusal(w: World, o: Order, s: Supply, user: string): string | null {
 	if (o.userId === user) return "OWN_ORDER";
 	if (o.status === "open" && isExpiredModel(o, w.now)) return "ORDER_EXPIRED";
+	// Not open: a stranger is told nothing (404); its claimer gets the state.
+	if (o.status !== "open" && o.claimerId !== user) return "ORDER_NOT_FOUND";
 	if (o.status === "expired") return "ORDER_EXPIRED";
 	if (o.status !== "open") return "ORDER_NOT_OPEN";
 	if (s.userId !== user) return "SUPPLY_NOT_FOUND";
@@ -164,7 +166,8 @@ function step(w: World, c: Cmd): void {
 			const o = w.orders[c.order];
 			const user = USERS[c.user];
 			const from = c.t === "complete" ? "claimed" : "open";
-			const want = o.userId !== user ? "NOT_BUYER" : o.status === "expired" ? "ORDER_EXPIRED" : o.status !== from ? `ORDER_NOT_${from.toUpperCase()}` : null;
+			const visible = o.status === "open" || o.userId === user || o.claimerId === user;
+			const want = !visible ? "ORDER_NOT_FOUND" : o.userId !== user ? "NOT_BUYER" : o.status === "expired" ? "ORDER_EXPIRED" : o.status !== from ? `ORDER_NOT_${from.toUpperCase()}` : null;
 			const to = c.t === "complete" ? decide(() => expect(decideComplete(o, user)).toBe("completed")) : decide(() => expect(decideCancel(o, user)).toBe("cancelled"));
 			expect(to).toBe(want);
 			if (want) return;
