@@ -1,5 +1,7 @@
 // Which methods a path answers, from the route tables: an OPTIONS request is answered with them
 // (204 and Allow) instead of being routed, since moleculer-web would run the path's action for it.
+const ORDER = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
 export type MethodTable = (path: string) => string[] | undefined;
 
 export function methodTable(routes: { prefix: string; aliases: Record<string, unknown> }[]): MethodTable {
@@ -17,6 +19,6 @@ export function methodTable(routes: { prefix: string; aliases: Record<string, un
 		let path = url.split("?")[0];
 		if (path.length > 1 && path.endsWith("/")) path = path.slice(0, -1);
 		const methods = entries.filter(e => e.re.test(path)).map(e => e.method);
-		return methods.length > 0 ? [...new Set([...methods, "OPTIONS"])] : undefined;
+		return methods.length > 0 ? ORDER.filter(m => m === "OPTIONS" || methods.includes(m)) : undefined;
 	};
 }

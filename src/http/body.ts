@@ -34,6 +34,10 @@ export function hasProtoKey(value: unknown): boolean {
 export function jsonBody(opts: { limit: string }) {
 	const parse = bodyParser.json({ strict: true, limit: opts.limit });
 	return function jsonBodyParser(req: IncomingMessage & { body?: unknown }, res: ServerResponse, next: Next) {
+		// An empty body is not valid compressed data either (body-parser would skip it as "no body").
+		const encoding = req.headers["content-encoding"];
+		if (encoding && !/^\s*identity\s*$/i.test(encoding) && req.headers["content-length"] === "0")
+			return next(new AppError(400, "INVALID_BODY", "The request body is not valid compressed data"));
 		parse(req, res, (err?: unknown) => {
 			if (err) return next(bodyError(err));
 			if (req.body !== undefined && hasProtoKey(req.body))
