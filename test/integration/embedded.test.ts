@@ -92,8 +92,8 @@ describe("npm start with no configuration", () => {
 		const base = `http://127.0.0.1:${port}`;
 		proc = start();
 		await ready(base);
-		const ready1 = (await (await fetch(`${base}/health/ready`)).json()) as { checks: unknown };
-		expect(ready1.checks).toEqual({ postgres: "ok", redis: "disabled", transporter: "disabled" });
+		const ready1 = await (await fetch(`${base}/health/ready`)).json();
+		expect(ready1).toEqual({ status: "ready" });
 
 		const shopper = await Client.as(base, "embedded-shopper");
 		const created = await shopper.post("/api/v1/supplies", { asset: "ETH", amount: "1.25" });

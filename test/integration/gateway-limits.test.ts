@@ -69,7 +69,7 @@ describe("readiness", () => {
 		api.checks = async () => ({ postgres: "ok", redis: "down", transporter: "disabled" });
 		const down = await fetch(`${region.apiUrl}/health/ready`);
 		expect(down.status).toBe(503);
-		const body = await down.json();
+		const body: any = await down.json();
 		expect(body.error.code).toBe("NOT_READY");
 		expect(JSON.stringify(body)).not.toMatch(/redis|postgres|transporter/);
 		api.checks = checks;
