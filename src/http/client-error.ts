@@ -6,7 +6,13 @@ import { randomUUID } from "node:crypto";
 import type { Server } from "node:http";
 import type { Duplex } from "node:stream";
 
-const REASONS: Record<number, string> = { 400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 431: "Request Header Fields Too Large" };
+const REASONS: Record<number, string> = {
+	400: "Bad Request",
+	405: "Method Not Allowed",
+	408: "Request Timeout",
+	417: "Expectation Failed",
+	431: "Request Header Fields Too Large",
+};
 
 export function rawErrorResponse(status: number, code: string, message: string, extraHeaders: Record<string, string> = {}): string {
 	const requestId = randomUUID();
@@ -45,6 +51,13 @@ export function answerClientErrors(server: Server, extraHeaders: Record<string, 
 		if (err.code === "ECONNRESET" || (socket as any)._httpMessage?.headersSent) return void socket.destroy();
 		const a = clientErrorAnswer(err.code);
 		answer(socket, a.status, a.code, a.message, extraHeaders);
+	});
+	// An Expect header other than 100-continue: Node would answer a bare 417.
+	server.on("checkExpectation", (_req, res) => {
+		const requestId = randomUUID();
+		const body = JSON.stringify({ error: { code: "EXPECTATION_FAILED", message: "Only 'Expect: 100-continue' is supported", requestId } });
+		res.writeHead(417, { ...extraHeaders, "Content-Type": "application/json; charset=utf-8", "X-Request-ID": requestId, Connection: "close" });
+		res.end(body);
 	});
 	server.on("connect", (_req, socket: Duplex) => {
 		socket.on("error", () => socket.destroy());
