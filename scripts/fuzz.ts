@@ -46,6 +46,8 @@ export interface FuzzReport {
 	serverErrors: Failure[];
 	/** Requests that got no answer (reset, timeout) where one was due. */
 	unanswered: Failure[];
+	/** Error answers without the JSON error body (raw requests: Node's own bare answers). */
+	bare: Failure[];
 	/** Requests the HTTP client itself refused to send (not counted in `requests`). */
 	clientRefused: number;
 	ms: number;
@@ -467,10 +469,12 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
 
 	const rawShare = o.rawShare ?? 0.1;
 	const rawCount = Math.round(o.count * rawShare);
-	const specs = fc.sample(anySpecArb, { numRuns: o.count - rawCount, seed: o.seed });
+	// Some generated requests are refused by the HTTP client before sending: a few more are generated,
+	// and the run stops once `count` have been sent.
+	const specs = fc.sample(anySpecArb, { numRuns: Math.ceil((o.count - rawCount) * 1.1), seed: o.seed });
 	const raws = fc.sample(rawArb, { numRuns: rawCount, seed: o.seed + 1 });
 
-	const report: FuzzReport = { requests: 0, raw: 0, statuses: {}, serverErrors: [], unanswered: [], clientRefused: 0, ms: 0 };
+	const report: FuzzReport = { requests: 0, raw: 0, statuses: {}, serverErrors: [], unanswered: [], bare: [], clientRefused: 0, ms: 0 };
 	const count = (status: number | string) => (report.statuses[String(status)] = (report.statuses[String(status)] ?? 0) + 1);
 	const started = performance.now();
 
@@ -549,20 +553,22 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
 		}
 		count(r.status);
 		if (r.status >= 500) report.serverErrors.push({ request: `raw: ${spec.name}`, status: r.status, body: r.text.slice(0, 300) });
+		if (r.status >= 400 && !/\r\n\r\n(?:[0-9a-f]+\r\n)?\{"error":\{"code":"[A-Z_]+"/i.test(r.text))
+			report.bare.push({ request: `raw: ${spec.name}`, status: r.status, body: r.text.slice(0, 200) });
 	}
 
 	// Interleave the raw requests with the others; a fixed number in flight.
 	const jobs: (() => Promise<void>)[] = specs.map(s => () => one(s));
-	raws.forEach((r, i) => jobs.splice(Math.floor(((i + 1) * jobs.length) / (raws.length + 1)), 0, () => oneRaw(r)));
+	raws.forEach((r, i) => jobs.splice(Math.floor(((i + 1) * (o.count - rawCount)) / (raws.length + 1)) + i, 0, () => oneRaw(r)));
 	let next = 0;
 	let finished = 0;
-	const progressEvery = Math.max(1000, Math.floor(jobs.length / 10));
+	const progressEvery = Math.max(1000, Math.floor(o.count / 10));
 	await Promise.all(
 		Array.from({ length: o.concurrency ?? 16 }, async () => {
-			while (next < jobs.length) {
+			while (next < jobs.length && next - report.clientRefused < o.count) {
 				const job = jobs[next++];
 				await job();
-				if (++finished % progressEvery === 0) log(`  ${finished}/${jobs.length} answered`);
+				if (++finished % progressEvery === 0) log(`  ${finished} answered`);
 			}
 		}),
 	);
@@ -575,8 +581,8 @@ export function printReport(report: FuzzReport, checker?: CheckReport) {
 	const statuses = Object.entries(report.statuses).sort(([a], [b]) => a.localeCompare(b));
 	console.log(`fuzz: ${report.requests} requests (${report.raw} raw) in ${(report.ms / 1000).toFixed(1)} s; ${report.clientRefused} refused by the client before sending`);
 	console.log(`statuses: ${statuses.map(([s, n]) => `${s}: ${n}`).join(", ")}`);
-	console.log(`answers >= 500: ${report.serverErrors.length}; unanswered: ${report.unanswered.length}`);
-	for (const f of [...report.serverErrors, ...report.unanswered].slice(0, 20)) console.log(`  ${f.status ?? f.error} ${f.request} ${f.body ?? ""}`);
+	console.log(`answers >= 500: ${report.serverErrors.length}; unanswered: ${report.unanswered.length}; error answers without the JSON body: ${report.bare.length}`);
+	for (const f of [...report.serverErrors.slice(0, 10), ...report.unanswered.slice(0, 10), ...report.bare.slice(0, 10)]) console.log(`  ${f.status ?? f.error} ${f.request} ${f.body ?? ""}`);
 	if (checker) console.log(`checker: ${checker.violations.length} violations; counts ${JSON.stringify(checker.counts)}`);
 }
 
@@ -622,7 +628,7 @@ async function main() {
 		const checker = dbPool ? await checkInvariants(dbPool) : undefined;
 		printReport(report, checker);
 		console.log(`crashes: ${crashes}${dbPool ? "" : " (no --database-url: invariant checker skipped)"}`);
-		failed = report.serverErrors.length > 0 || report.unanswered.length > 0 || crashes > 0 || (checker?.violations.length ?? 0) > 0;
+		failed = report.serverErrors.length > 0 || report.unanswered.length > 0 || report.bare.length > 0 || crashes > 0 || (checker?.violations.length ?? 0) > 0;
 		if (checker?.violations.length) console.log(JSON.stringify(checker.violations.slice(0, 10), null, 1));
 	} finally {
 		if (arg("url") && dbPool) await dbPool.end();

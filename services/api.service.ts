@@ -171,6 +171,9 @@ const ApiService: WalletService = {
 			// No ETag is ever issued, so a conditional request is answered in full (never a 304 for "*").
 			delete req.headers["if-none-match"];
 			delete req.headers["if-modified-since"];
+			// HTTP/1.1 requires Host (Node's own check, turned off in created(), answers without a body).
+			if (!req.headers.host && req.httpVersion === "1.1")
+				return this.answerEarly(req, res, badRequest("BAD_REQUEST", "An HTTP/1.1 request needs a Host header"));
 			const url = req.url ?? "/";
 			if (this.ipLimiter && !url.startsWith("/health/")) {
 				const decision = (this.ipLimiter as RateLimiter).consume(`ip:${req.socket.remoteAddress}`);
@@ -282,6 +285,7 @@ const ApiService: WalletService = {
 		if (ipPoints > 0)
 			this.ipLimiter = new RateLimiter({ points: ipPoints, windowSec, keyPrefix: `${cfg.namespace}:rl:ip`, store, syncMs });
 		answerClientErrors(this.server, { "X-Region": this.region });
+		this.server.requireHostHeader = false; // checked in httpHandler, answered with the JSON body
 	},
 	async stopped(this: any) {
 		await Promise.all([this.rateLimiter?.close(), this.ipLimiter?.close()]);

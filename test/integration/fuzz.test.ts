@@ -37,6 +37,7 @@ it("1,000 generated requests: no answer >= 500, none unanswered, no crash, a con
 	printReport(report, checker);
 	expect(report.serverErrors.filter(f => !knownDefect(f))).toEqual([]);
 	expect(report.unanswered).toEqual([]);
+	expect(report.bare).toEqual([]);
 	expect(crashes).toEqual([]);
 	expect((await fetch(`${region.apiUrl}/health/live`)).status).toBe(200);
 	expect(checker.violations).toEqual([]);

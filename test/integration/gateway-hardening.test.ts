@@ -230,6 +230,7 @@ describe("requests Node's HTTP parser refuses get the JSON error body", () => {
 		["an unknown method", head(["FOO /health/live HTTP/1.1", "Host: x"]), 400, "BAD_REQUEST"],
 		["a malformed request line", head(["GET /health/live HTTP/9.9 extra", "Host: x"]), 400, "BAD_REQUEST"],
 		["CONNECT", head(["CONNECT example.com:443 HTTP/1.1", "Host: example.com:443"]), 405, "METHOD_NOT_ALLOWED"],
+		["HTTP/1.1 without Host", head(["GET /api/v1/supplies HTTP/1.1", "Connection: close"]), 400, "BAD_REQUEST"],
 		["an Expect other than 100-continue", head(["POST /api/v1/supplies HTTP/1.1", "Host: x", "Expect: 200-ok", "Content-Length: 2"]) + "{}", 417, "EXPECTATION_FAILED"],
 	];
 	for (const [name, data, status, code] of cases)
