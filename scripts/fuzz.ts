@@ -186,7 +186,9 @@ const queryArb = fc.dictionary(
 
 const specArb: fc.Arbitrary<Spec> = fc
 	.record({
-		route: fc.oneof({ weight: 10, arbitrary: fc.constantFrom(...routeNames) }, { weight: 1, arbitrary: fc.constantFrom("GET /nothing", "POST /supplies/:id/explode", "GET /", "DELETE /orders/:id") }),
+		route: fc.oneof({ weight: 10, arbitrary: fc.constantFrom(...routeNames) }, { weight: 1, arbitrary: fc.constantFrom("GET /nothing", "POST /supplies/:id/explode", "GET /", "DELETE /orders/:id") },
+			// The gateway's own routes, outside /api/v1.
+			{ weight: 1, arbitrary: fc.constantFrom("GET /health/live", "GET /health/ready", "GET /api/openapi.json") }),
 		wrongMethod: fc.oneof({ weight: 8, arbitrary: fc.constant(null) }, { weight: 2, arbitrary: fc.constantFrom("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE") }),
 		ids: fc.array(idRef, { minLength: 2, maxLength: 2 }),
 		query: fc.oneof({ weight: 3, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: queryArb }),
@@ -479,7 +481,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
 	const started = performance.now();
 
 	async function one(spec: Spec) {
-		let path = `/api/v1${spec.route.split(" ")[1]}`;
+		const routePath = spec.route.split(" ")[1];
+		let path = /^\/(health|api)\//.test(routePath) ? routePath : `/api/v1${routePath}`;
 		let i = 0;
 		path = path.replace(/:id/g, () => encodeURIComponent(resolveId(spec.ids[i++ % spec.ids.length], pools)));
 		const qs = new URLSearchParams(Object.entries(spec.query).map(([k, v]) => [k, String(v)] as [string, string])).toString();
