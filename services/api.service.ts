@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Errors, type Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import ApiGateway from "moleculer-web";
+import Redis from "ioredis";
 import { appConfig } from "../mixins/config";
 import { DbMixin } from "../mixins/db.mixin";
 import { methodTable, type MethodTable } from "../src/http/allow";
@@ -19,7 +20,6 @@ import { M } from "../src/lib/metrics";
 import { RateLimiter, redisCounterStore } from "../src/lib/rate-limit";
 import { redisOptions } from "../src/lib/redis";
 import { TRACE_ID } from "../src/lib/request-context";
-import Redis from "ioredis";
 import { openApiDocument } from "../src/openapi";
 import { ROUTES } from "../src/routes";
 
@@ -39,7 +39,6 @@ const WRITES = new Set(["POST", "PATCH", "PUT", "DELETE"]);
 const HEALTH_ALIASES = { "GET live": "api.live", "GET ready": "api.ready" };
 const OPENAPI_ALIASES = { "GET openapi.json": "api.openapi" };
 const BODY = jsonBody({ limit: "64kb" });
-
 
 /** "ok" if the dependency answers within a second, else "down". */
 function probe(p: Promise<unknown>): Promise<string> {
