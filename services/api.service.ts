@@ -186,14 +186,18 @@ const ApiService: WalletService = {
 				const allow = (this.allowed as MethodTable)(url);
 				if (!allow) return this.answerEarly(req, res, new Errors.MoleculerClientError("Not found", 404, "NOT_FOUND"));
 				res.setHeader("X-Region", this.region);
-				res.writeHead(204, { Allow: allow.join(", ") });
+				res.writeHead(204, { Allow: allow.join(", "), "X-Request-ID": this.clientRequestId(req) });
 				return res.end();
 			}
 			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
 		},
-		answerEarly(this: any, req: Req, res: Res, err: Error) {
+		/** For an answer given before moleculer-web makes the request's context. */
+		clientRequestId(req: Req): string {
 			const id = req.headers["x-request-id"];
-			res.setHeader("X-Request-ID", typeof id === "string" && REQUEST_ID.test(id) ? id : randomUUID());
+			return typeof id === "string" && REQUEST_ID.test(id) ? id : randomUUID();
+		},
+		answerEarly(this: any, req: Req, res: Res, err: Error) {
+			res.setHeader("X-Request-ID", this.clientRequestId(req));
 			this.sendError(req, res, err);
 		},
 		// onError logs what deserves it, once, with the request id; moleculer-web's own log is skipped.

@@ -165,6 +165,7 @@ describe("HTTP edges", () => {
 		expect(r.status).toBe(204);
 		expect(r.text).toBe("");
 		expect(r.headers.allow).toBe("GET, POST, OPTIONS");
+		expect(r.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
 		const one = await send("OPTIONS", "/api/v1/orders/00000000-0000-4000-8000-000000000000/", {});
 		expect(one.status).toBe(204);
 		expect(one.headers.allow).toBe("GET, OPTIONS");
