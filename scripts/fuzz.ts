@@ -6,6 +6,7 @@
 //
 //   npm run fuzz                                   # 10,000 requests on a region started here
 //   npm run fuzz -- --count 50000 --seed 7
+//   npm run fuzz -- --cluster                      # api, supply+order and two claiming nodes over NATS
 //   npm run fuzz -- --url http://host:3000 --database-url postgres://...   # a running region
 //
 // The region must have its rate limit raised (RATE_LIMIT, RATE_LIMIT_IP), else most answers are 429.
@@ -294,7 +295,8 @@ async function main() {
 		// A region of one node on a database of its own, as the tests start one.
 		const region = await startTestRegion({
 			redisUrl: REDIS_URL,
-			nodes: [["api", "supply", "order", "claiming"]],
+			// --cluster: the README's split over NATS (errors then cross the transporter).
+			nodes: process.argv.includes("--cluster") ? [["api"], ["supply", "order"], ["claiming"], ["claiming"]] : [["api", "supply", "order", "claiming"]],
 			env: { RATE_LIMIT: "100000000", RATE_LIMIT_IP: "100000000", LOG_LEVEL: process.env.LOG_LEVEL ?? "error" },
 		});
 		baseUrl = region.apiUrl;

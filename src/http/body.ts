@@ -18,17 +18,26 @@ export function bodyError(err: any): AppError {
 	return new AppError(400, "INVALID_BODY", "The request body is not valid JSON");
 }
 
-/** True when a parsed body has a `__proto__` key anywhere: merged into the action's parameters by
- * Object.assign, it would set their prototype and supply parameters the client did not send. */
-export function hasProtoKey(value: unknown): boolean {
-	const stack: unknown[] = [value];
+/** Deeper than any body of the API (an order's items are 3 levels deep). */
+export const MAX_DEPTH = 32;
+
+/**
+ * What makes a parsed body unusable as an action's parameters, or undefined:
+ * - not an object (an array would be merged into the parameters as keys "0", "1", ...);
+ * - a `__proto__` key anywhere: merged by Object.assign, it would set the parameters' prototype and supply
+ *   parameters the client did not send;
+ * - nesting deeper than MAX_DEPTH: serializing it for the transporter would overflow the stack (a 500).
+ */
+export function bodyProblem(value: unknown): string | undefined {
+	if (value === null || typeof value !== "object" || Array.isArray(value)) return "The request body must be a JSON object";
+	const stack: [unknown, number][] = [[value, 1]];
 	while (stack.length > 0) {
-		const v = stack.pop();
-		if (v === null || typeof v !== "object") continue;
-		if (!Array.isArray(v) && Object.hasOwn(v, "__proto__")) return true;
-		for (const child of Object.values(v)) if (child !== null && typeof child === "object") stack.push(child);
+		const [v, depth] = stack.pop()!;
+		if (depth > MAX_DEPTH) return `The request body must not be nested more than ${MAX_DEPTH} levels deep`;
+		if (!Array.isArray(v) && Object.hasOwn(v as object, "__proto__")) return "The request body must not contain a __proto__ key";
+		for (const child of Object.values(v as object)) if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
 	}
-	return false;
+	return undefined;
 }
 
 export function jsonBody(opts: { limit: string }) {
@@ -40,8 +49,8 @@ export function jsonBody(opts: { limit: string }) {
 			return next(new AppError(400, "INVALID_BODY", "The request body is not valid compressed data"));
 		parse(req, res, (err?: unknown) => {
 			if (err) return next(bodyError(err));
-			if (req.body !== undefined && hasProtoKey(req.body))
-				return next(new AppError(400, "INVALID_BODY", "The request body must not contain a __proto__ key"));
+			const problem = req.body === undefined ? undefined : bodyProblem(req.body);
+			if (problem) return next(new AppError(400, "INVALID_BODY", problem));
 			next();
 		});
 	};

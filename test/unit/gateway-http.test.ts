@@ -1,7 +1,7 @@
 // The gateway's HTTP helpers: body errors, prototype keys, parser errors, the methods of a path.
 import { describe, expect, it } from "vitest";
 import { methodTable } from "../../src/http/allow";
-import { bodyError, hasProtoKey } from "../../src/http/body";
+import { bodyError, bodyProblem, MAX_DEPTH } from "../../src/http/body";
 import { clientErrorAnswer, rawErrorResponse } from "../../src/http/client-error";
 import { ROUTES } from "../../src/routes";
 import { parseRawReply } from "../helpers/raw-http";
@@ -17,12 +17,18 @@ describe("body errors", () => {
 	});
 
 	it("finds a __proto__ key at any depth, and only an own one", () => {
-		expect(hasProtoKey(JSON.parse('{"__proto__": {"a": 1}}'))).toBe(true);
-		expect(hasProtoKey(JSON.parse('{"a": [{"b": {"__proto__": null}}]}'))).toBe(true);
-		expect(hasProtoKey({ a: [{ b: 1 }], c: "__proto__" })).toBe(false);
-		expect(hasProtoKey(null)).toBe(false);
-		// Deep nesting does not overflow the stack.
-		expect(hasProtoKey(JSON.parse("[".repeat(50_000) + "]".repeat(50_000)))).toBe(false);
+		expect(bodyProblem(JSON.parse('{"__proto__": {"a": 1}}'))).toMatch(/__proto__/);
+		expect(bodyProblem(JSON.parse('{"a": [{"b": {"__proto__": null}}]}'))).toMatch(/__proto__/);
+		expect(bodyProblem({ a: [{ b: 1 }], c: "__proto__" })).toBeUndefined();
+	});
+
+	it("wants an object, nested at most MAX_DEPTH levels", () => {
+		for (const v of [null, [], [{}], "x", 1]) expect(bodyProblem(v)).toBe("The request body must be a JSON object");
+		const nest = (n: number) => JSON.parse('{"a":'.repeat(n - 1) + "{}" + "}".repeat(n - 1));
+		expect(bodyProblem(nest(MAX_DEPTH))).toBeUndefined();
+		expect(bodyProblem(nest(MAX_DEPTH + 1))).toMatch(/nested/);
+		// Very deep nesting is found without overflowing the stack.
+		expect(bodyProblem({ a: JSON.parse("[".repeat(50_000) + "]".repeat(50_000)) })).toMatch(/nested/);
 	});
 });
 
