@@ -261,11 +261,22 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
 	return report;
 }
 
+const ROUTE_WORDS = new Set(["api", "v1", "supplies", "orders", "claims", "pause", "resume", "close", "cancel", "complete", "release", "regions", "health", "live", "ready", "openapi.json"]);
+
 export function printReport(report: FuzzReport, checker?: CheckReport) {
 	const statuses = Object.entries(report.statuses).sort(([a], [b]) => a.localeCompare(b));
 	console.log(`fuzz: ${report.requests} requests (${report.raw} raw) in ${(report.ms / 1000).toFixed(1)} s; ${report.clientRefused} refused by the client before sending`);
 	console.log(`statuses: ${statuses.map(([s, n]) => `${s}: ${n}`).join(", ")}`);
 	console.log(`answers >= 500: ${report.serverErrors.length}; unanswered: ${report.unanswered.length}; error answers without the JSON body: ${report.bare.length}`);
+	// Answers >= 500 grouped by route (ids elided), status and authentication: one line per cause.
+	const groups = new Map<string, number>();
+	for (const f of report.serverErrors) {
+		const [method, url, auth] = f.request.split(" ");
+		const route = url.split("?")[0].split("/").map(seg => (seg === "" || ROUTE_WORDS.has(seg) ? seg : ":id")).join("/");
+		const key = `${f.status} ${method} ${route} ${auth.startsWith("auth=") ? auth : ""}`;
+		groups.set(key, (groups.get(key) ?? 0) + 1);
+	}
+	for (const [key, n] of groups) console.log(`  ${n} × ${key}`);
 	for (const f of [...report.serverErrors.slice(0, 10), ...report.unanswered.slice(0, 10), ...report.bare.slice(0, 10)]) console.log(`  ${f.status ?? f.error} ${f.request} ${f.body ?? ""}`);
 	if (checker) console.log(`checker: ${checker.violations.length} violations; counts ${JSON.stringify(checker.counts)}`);
 }
