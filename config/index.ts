@@ -14,6 +14,8 @@ export interface Config {
 	namespace: string;
 	nodeID?: string;
 	port: number;
+	/** The gateway's listen address: loopback for the embedded default, all interfaces otherwise. */
+	host: string;
 	databaseUrl?: string;
 	dataDir: string;
 	embeddedPgPort: number;
@@ -51,7 +53,8 @@ export interface Config {
 	sweepIntervalMs: number;
 	cacheTtl: { entity: number; list: number };
 	cacheMaxEntries: number;
-	rateLimit: { points: number; windowSec: number };
+	rateLimit: { points: number; windowSec: number; ipPoints: number; syncMs: number };
+	readyCacheMs: number;
 	requestTimeoutMs: number;
 	trustedServices: string[];
 	metrics: { enabled: boolean; port: number };
@@ -191,6 +194,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		namespace: str(env, "NAMESPACE") ?? "wallet",
 		nodeID: str(env, "NODE_ID"),
 		port: int(env, "PORT", 3000, 0, 65535),
+		host: str(env, "HOST") ?? (str(env, "DATABASE_URL") ? "0.0.0.0" : "127.0.0.1"),
 		databaseUrl: str(env, "DATABASE_URL"),
 		dataDir: path.resolve(str(env, "DATA_DIR") ?? "data"),
 		embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
@@ -222,7 +226,14 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		sweepIntervalMs: int(env, "SWEEP_INTERVAL_MS", 1000, 50),
 		cacheTtl: { entity: int(env, "CACHE_TTL_SEC", 30, 1), list: int(env, "CACHE_LIST_TTL_SEC", 5, 1) },
 		cacheMaxEntries: int(env, "CACHE_MAX_ENTRIES", 10000, 1),
-		rateLimit: { points: int(env, "RATE_LIMIT", 600, 1), windowSec: int(env, "RATE_LIMIT_WINDOW_SEC", 60, 1) },
+		rateLimit: {
+			points: int(env, "RATE_LIMIT", 600, 1),
+			windowSec: int(env, "RATE_LIMIT_WINDOW_SEC", 60, 1),
+			// Per client address, before any token is verified; 0 turns it off (behind a proxy that limits).
+			ipPoints: int(env, "RATE_LIMIT_IP", 10 * int(env, "RATE_LIMIT", 600, 1), 0),
+			syncMs: int(env, "RATE_LIMIT_SYNC_MS", 100, 10, 60_000),
+		},
+		readyCacheMs: int(env, "READY_CACHE_MS", 1000, 0, 60_000),
 		requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 10000, 100),
 		trustedServices: (str(env, "TRUSTED_SERVICES") ?? "api,supply,order,claiming").split(",").map(s => s.trim()),
 		metrics: { enabled: bool(env, "METRICS_ENABLED", true), port: int(env, "METRICS_PORT", 3030, 0, 65535) },

@@ -1,26 +1,44 @@
-// The REST gateway (moleculer-web): routes of brief §3, bearer-token authentication, per-user rate
-// limiting, the error body, health endpoints and the OpenAPI document.
+// The REST gateway (moleculer-web): routes of brief §3, bearer-token authentication, rate limiting
+// (per client address before anything costly, per user after the token), the error body, health
+// endpoints and the OpenAPI document.
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Errors, type Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import ApiGateway from "moleculer-web";
+import Redis from "ioredis";
 import { appConfig } from "../mixins/config";
 import { DbMixin } from "../mixins/db.mixin";
+import { methodTable, type MethodTable } from "../src/http/allow";
+import { jsonBody } from "../src/http/body";
+import { answerClientErrors } from "../src/http/client-error";
 import { badRequest, unauthorized } from "../src/domain/errors";
 import type { User } from "../src/domain/types";
 import { errorBody } from "../src/lib/http-errors";
 import { identityFor, type Identity } from "../src/lib/identity";
 import { M } from "../src/lib/metrics";
-import { RateLimiter } from "../src/lib/rate-limit";
+import { RateLimiter, redisCounterStore } from "../src/lib/rate-limit";
+import { redisOptions } from "../src/lib/redis";
+import { TRACE_ID } from "../src/lib/request-context";
 import { openApiDocument } from "../src/openapi";
 import { ROUTES } from "../src/routes";
 
-type Req = IncomingMessage & { originalUrl?: string; $startedAt?: number; $ctx?: Context; $params?: Record<string, unknown>; $route?: unknown };
+type Req = IncomingMessage & {
+	originalUrl?: string;
+	$startedAt?: number;
+	$ctx?: Context;
+	$params?: Record<string, unknown>;
+	$route?: unknown;
+	$action?: { name: string };
+	query?: Record<string, unknown>;
+};
 type Res = ServerResponse & { $ctx?: Context };
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
-
+const WRITES = new Set(["POST", "PATCH", "PUT", "DELETE"]);
+const HEALTH_ALIASES = { "GET live": "api.live", "GET ready": "api.ready" };
+const OPENAPI_ALIASES = { "GET openapi.json": "api.openapi" };
+const BODY = jsonBody({ limit: "64kb" });
 
 /** "ok" if the dependency answers within a second, else "down". */
 function probe(p: Promise<unknown>): Promise<string> {
@@ -36,12 +54,14 @@ const ApiService: WalletService = {
 	mixins: [ApiGateway, DbMixin],
 	settings: {
 		port: 3000,
-		ip: "0.0.0.0",
+		ip: "127.0.0.1",
 		logRequest: "debug",
 		logResponse: "debug",
-		// X-Region on every response; a client's X-Request-ID is kept when sane, else one is made.
-		rootCallOptions(this: any, options: { requestID?: string }, req: Req, res: Res) {
+		// X-Region on every response; a client's X-Request-ID is kept when sane, else one is made. A
+		// client's id names the request in logs and answers but never a trace: traces get an id made here.
+		rootCallOptions(this: any, options: { requestID?: string; meta?: Record<string, unknown> }, req: Req, res: Res) {
 			if (!options.requestID || !REQUEST_ID.test(options.requestID)) options.requestID = randomUUID();
+			else if (this.tracing) options.meta = { [TRACE_ID]: randomUUID() };
 			req.$startedAt = performance.now();
 			res.setHeader("X-Region", this.region);
 		},
@@ -51,14 +71,12 @@ const ApiService: WalletService = {
 				mappingPolicy: "restrict",
 				authentication: true,
 				authorization: true,
-				bodyParsers: { json: { strict: true, limit: "64kb" }, urlencoded: false },
+				bodyParsers: false,
+				use: [BODY],
 				// The budget of a whole request, retries included; each attempt is also bounded by its
 				// action's timeout, and nested calls get what is left (middlewares/deadline.ts).
 				callOptions: { timeout: 8000 },
 				aliases: ROUTES,
-				async onBeforeCall(this: any, _ctx: Context, _route: unknown, req: Req, res: Res) {
-					if (!req.headers.authorization) await this.limit(`ip:${req.socket.remoteAddress}`, res);
-				},
 				// The access log: one line per answered request, with its request id (errors: onError).
 				onAfterCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req, _res: Res, data: unknown) {
 					this.logger.info(`${req.method} ${req.originalUrl ?? req.url} ${ctx.meta.$statusCode ?? 200}`, {
@@ -71,12 +89,16 @@ const ApiService: WalletService = {
 			{
 				path: "/health",
 				mappingPolicy: "restrict",
-				aliases: { "GET live": "api.live", "GET ready": "api.ready" },
+				bodyParsers: false,
+				use: [BODY],
+				aliases: HEALTH_ALIASES,
 			},
 			{
 				path: "/api",
 				mappingPolicy: "restrict",
-				aliases: { "GET openapi.json": "api.openapi" },
+				bodyParsers: false,
+				use: [BODY],
+				aliases: OPENAPI_ALIASES,
 			},
 		],
 		onError(this: any, req: Req, res: Res, err: Error) {
@@ -101,13 +123,23 @@ const ApiService: WalletService = {
 				return { status: "live" };
 			},
 		},
+		// Public and unauthenticated: answered from a probe at most READY_CACHE_MS old, and without the
+		// dependencies' details (those are logged, and given by api.health to operators).
 		ready: {
 			async handler(this: any, ctx: Context<unknown, any>) {
+				const { ok } = await this.readiness();
+				if (!ok) throw new Errors.MoleculerError("Not ready", 503, "NOT_READY");
+				ctx.meta.$statusCode = 200;
+				return { status: "ready" };
+			},
+		},
+		// The details, for operators: callable through the broker (REPL, other nodes), not over HTTP.
+		health: {
+			visibility: "public",
+			async handler(this: any) {
 				const checks = await this.checks();
 				const ok = Object.values(checks).every(v => v !== "down");
-				if (!ok) throw new Errors.MoleculerError("Not ready", 503, "NOT_READY", { checks });
-				ctx.meta.$statusCode = 200;
-				return { status: "ready", region: this.region, checks };
+				return { status: ok ? "ready" : "not ready", region: this.region, checks };
 			},
 		},
 		regions: {
@@ -133,6 +165,41 @@ const ApiService: WalletService = {
 		},
 	},
 	methods: {
+		// In front of moleculer-web: what must happen before routing, body parsing or any token check.
+		httpHandler(this: any, req: Req, res: Res, next?: unknown) {
+			// No ETag is ever issued, so a conditional request is answered in full (never a 304 for "*").
+			delete req.headers["if-none-match"];
+			delete req.headers["if-modified-since"];
+			// HTTP/1.1 requires Host (Node's own check, turned off in created(), answers without a body).
+			if (!req.headers.host && req.httpVersion === "1.1")
+				return this.answerEarly(req, res, badRequest("BAD_REQUEST", "An HTTP/1.1 request needs a Host header"));
+			const url = req.url ?? "/";
+			if (this.ipLimiter && !url.startsWith("/health/")) {
+				const decision = (this.ipLimiter as RateLimiter).consume(`ip:${req.socket.remoteAddress}`);
+				for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
+				if (decision.error) {
+					this.broker.metrics.increment(M.RATE_LIMITED, { by: "ip" });
+					return this.answerEarly(req, res, decision.error);
+				}
+			}
+			if (req.method === "OPTIONS") {
+				const allow = (this.allowed as MethodTable)(url);
+				if (!allow) return this.answerEarly(req, res, new Errors.MoleculerClientError("Not found", 404, "NOT_FOUND"));
+				res.setHeader("X-Region", this.region);
+				res.writeHead(204, { Allow: allow.join(", "), "X-Request-ID": this.clientRequestId(req) });
+				return res.end();
+			}
+			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
+		},
+		/** For an answer given before moleculer-web makes the request's context. */
+		clientRequestId(req: Req): string {
+			const id = req.headers["x-request-id"];
+			return typeof id === "string" && REQUEST_ID.test(id) ? id : randomUUID();
+		},
+		answerEarly(this: any, req: Req, res: Res, err: Error) {
+			res.setHeader("X-Request-ID", this.clientRequestId(req));
+			this.sendError(req, res, err);
+		},
 		// onError logs what deserves it, once, with the request id; moleculer-web's own log is skipped.
 		errorHandler(this: any, req: Req, res: Res, err: Error) {
 			this.sendError(req, res, err);
@@ -151,22 +218,42 @@ const ApiService: WalletService = {
 		},
 		// Runs after authentication, so an anonymous request is a 401 before anything else.
 		async authorize(this: any, ctx: Context<unknown, { user?: User }>, _route: unknown, req: Req, res: Res) {
-			if (ctx.meta.user) await this.limit(`user:${ctx.meta.user.id}`, res);
-			if (req.$params && req.method === "POST" && req.url === "/claims") {
+			if (ctx.meta.user) this.limit(`user:${ctx.meta.user.id}`, res);
+			if (!req.$params) return;
+			// moleculer-web merges the query over the body: on a write, a query parameter could replace a
+			// checked body field (or the idempotency key), so a write with a query string is refused.
+			if (WRITES.has(req.method ?? "") && req.query && Object.keys(req.query).length > 0)
+				throw badRequest("QUERY_NOT_ALLOWED", `${req.method} takes its parameters from the body only, not the query string`);
+			// Decided by the action the route resolved to, whatever the URL's spelling (/claims/, ?x=1).
+			if (req.$action?.name === "claiming.claim") {
 				const key = req.headers["idempotency-key"];
 				if (typeof key !== "string" || key.length === 0)
 					throw badRequest("IDEMPOTENCY_KEY_REQUIRED", "POST /claims needs an Idempotency-Key header");
-				// The key comes from the header only; a body field of that name is ignored.
+				// The key comes from the header only; a body field of that name is replaced.
 				req.$params.idempotencyKey = key;
 			}
 		},
-		async limit(this: any, key: string, res: Res) {
-			const decision = await (this.rateLimiter as RateLimiter).consume(key);
+		limit(this: any, key: string, res: Res) {
+			const decision = (this.rateLimiter as RateLimiter).consume(key);
 			for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
 			if (decision.error) {
 				this.broker.metrics.increment(M.RATE_LIMITED, { by: key.startsWith("user:") ? "user" : "ip" });
 				throw decision.error;
 			}
+		},
+		/** The last probe's verdict if fresh, else one probe shared by every caller waiting for it. */
+		readiness(this: any): Promise<{ ok: boolean }> {
+			const last = this.lastReadiness;
+			if (last && performance.now() - last.at < this.readyCacheMs) return Promise.resolve(last);
+			this.probing ??= this.checks()
+				.then((checks: Record<string, string>) => {
+					const ok = Object.values(checks).every(v => v !== "down");
+					if (!ok) this.logger.warn("Not ready", { checks });
+					this.lastReadiness = { ok, at: performance.now() };
+					return this.lastReadiness;
+				})
+				.finally(() => (this.probing = undefined));
+			return this.probing;
 		},
 		async checks(this: any): Promise<Record<string, string>> {
 			const cacher = this.broker.cacher;
@@ -187,15 +274,30 @@ const ApiService: WalletService = {
 		this.region = cfg.region;
 		this.settings.port = cfg.port;
 		this.identity = identityFor(cfg);
-		this.rateLimiter = new RateLimiter(
-			cfg.rateLimit.points,
-			cfg.rateLimit.windowSec,
-			cfg.redisUrl,
-			`${cfg.namespace}:ratelimit`,
-		);
+		this.settings.ip = cfg.host;
+		this.tracing = this.broker.isTracingEnabled();
+		this.readyCacheMs = cfg.readyCacheMs;
+		this.allowed = methodTable([
+			{ prefix: "/api/v1", aliases: ROUTES },
+			{ prefix: "/health", aliases: HEALTH_ALIASES },
+			{ prefix: "/api", aliases: OPENAPI_ALIASES },
+		]);
+		// One connection for both limiters' batched syncs; a request never waits for it.
+		if (cfg.redisUrl) {
+			this.rateLimitRedis = new Redis(redisOptions(cfg.redisUrl));
+			this.rateLimitRedis.on("error", () => undefined); // readiness reports Redis; the limiters count locally meanwhile
+		}
+		const store = this.rateLimitRedis ? redisCounterStore(this.rateLimitRedis) : undefined;
+		const { points, windowSec, ipPoints, syncMs } = cfg.rateLimit;
+		this.rateLimiter = new RateLimiter({ points, windowSec, keyPrefix: `${cfg.namespace}:rl:user`, store, syncMs });
+		if (ipPoints > 0)
+			this.ipLimiter = new RateLimiter({ points: ipPoints, windowSec, keyPrefix: `${cfg.namespace}:rl:ip`, store, syncMs });
+		answerClientErrors(this.server, { "X-Region": this.region });
+		this.server.requireHostHeader = false; // checked in httpHandler, answered with the JSON body
 	},
 	async stopped(this: any) {
-		await this.rateLimiter?.close();
+		await Promise.all([this.rateLimiter?.close(), this.ipLimiter?.close()]);
+		this.rateLimitRedis?.disconnect();
 	},
 };
 

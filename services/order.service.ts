@@ -14,7 +14,7 @@ import { orderAmount } from "../src/domain/order";
 import { canViewOrder, isAdmin } from "../src/domain/permissions";
 import type { Order, OrderItem, Page, User } from "../src/domain/types";
 import { orderView } from "../src/domain/views";
-import { asset, paging, status, uuid } from "../src/lib/params";
+import { asset, paging, status, text, uuid } from "../src/lib/params";
 import { appendEvents } from "../src/store/outbox";
 import { getOrder, listOrders } from "../src/store/queries";
 import { toOrder } from "../src/store/rows";
@@ -50,8 +50,8 @@ const OrderService: WalletService = {
 						type: "object",
 						strict: "remove",
 						props: {
-							sku: { type: "string", min: 1, max: 64, trim: true },
-							name: { type: "string", min: 1, max: 200, trim: true },
+							sku: text(1, 64),
+							name: text(1, 200),
 							unitPrice: { type: "string", pattern: /^\d{1,20}(\.\d{1,18})?$/ },
 							quantity: { type: "number", integer: true, min: 1, max: 1_000_000 },
 						},

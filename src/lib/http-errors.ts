@@ -53,7 +53,6 @@ export function errorBody(err: any, requestId: string): ErrorResponse {
 						: type === "NOT_READY"
 							? "Not ready"
 							: "The service is temporarily unavailable",
-					details: type === "NOT_READY" ? err.data : undefined,
 					requestId,
 				},
 			},

@@ -1,7 +1,7 @@
 // The context of the request a piece of code runs for, without passing ctx everywhere:
 // every log line gets its request id, and SQL and cache calls become spans of the action's trace.
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { Context, Middleware } from "moleculer";
+import type { Context, Middleware, ServiceBroker } from "moleculer";
 
 const storage = new AsyncLocalStorage<Context>();
 
@@ -30,8 +30,32 @@ export async function traced<T>(name: string, tags: Record<string, unknown>, fn:
 	}
 }
 
+/** The meta key of a request's server-made trace id (the gateway sets it; see serverTraceIds). */
+export const TRACE_ID = "traceId";
+
+/**
+ * Moleculer takes a trace's id from ctx.requestID, which is the client's X-Request-ID: two clients
+ * sending the same one would share a trace. The request id stays the client's (logs, answers, the
+ * spans' requestID tag); a span that would take its trace id from it takes the server-made id the
+ * gateway put in meta instead. Child spans inherit it from their parent; other nodes get it with meta.
+ */
+export function serverTraceIds(broker: ServiceBroker) {
+	const tracer = (broker as any).tracer;
+	if (!tracer || tracer.$serverTraceIds) return;
+	const startSpan = tracer.startSpan.bind(tracer);
+	tracer.$serverTraceIds = true;
+	tracer.startSpan = (name: string, opts: { ctx?: Context<unknown, any>; traceID?: string } = {}) => {
+		const traceId = opts.ctx?.meta?.[TRACE_ID];
+		if (typeof traceId === "string" && opts.traceID === opts.ctx!.requestID) opts = { ...opts, traceID: traceId };
+		return startSpan(name, opts);
+	};
+}
+
 export const RequestContextMiddleware: Middleware = {
 	name: "RequestContext",
+	created(broker: ServiceBroker) {
+		serverTraceIds(broker);
+	},
 	localAction(handler: (ctx: Context) => Promise<unknown>) {
 		return ((ctx: Context) => storage.run(ctx, () => handler(ctx))) as typeof handler;
 	},

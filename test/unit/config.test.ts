@@ -43,7 +43,7 @@ describe("loadConfig defaults", () => {
 	it("knows the default assets and limits", () => {
 		expect(cfg.assets).toMatchObject({ ETH: { decimals: 18 }, USDC: { decimals: 6 }, BTC: { decimals: 8 } });
 		expect(cfg.orderTtlSec).toBe(86400);
-		expect(cfg.rateLimit).toEqual({ points: 600, windowSec: 60 });
+		expect(cfg.rateLimit).toEqual({ points: 600, windowSec: 60, ipPoints: 6000, syncMs: 100 });
 	});
 
 	it("treats empty and blank variables as unset", () => {
