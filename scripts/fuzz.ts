@@ -17,7 +17,7 @@ import pg from "pg";
 import { Pool } from "undici";
 import { checkInvariants, type CheckReport } from "../src/checker/invariants";
 import { signToken } from "../src/lib/jwt";
-import { loadConfig } from "../config";
+import { loadConfig, type Config } from "../config";
 import { ALL_SCOPES, anySpecArb, ASSETS, rawArb, type IdKind, type RawSpec, type Spec } from "./fuzz-requests";
 import { startTestRegion } from "../test/helpers/cluster";
 import { REDIS_URL } from "../test/helpers/env";
@@ -30,6 +30,8 @@ export interface FuzzOptions {
 	/** The share of requests written raw to a socket (malformed HTTP). */
 	rawShare?: number;
 	log?: (line: string) => void;
+	/** How the target verifies tokens (its JWT_SECRET, audience, issuer); defaults to this process's configuration. */
+	jwt?: Config["jwt"];
 }
 
 export interface Failure {
@@ -126,7 +128,7 @@ function resolveBody(value: unknown, pools: Pools): unknown {
 
 export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
 	const log = o.log ?? (() => undefined);
-	const jwt = loadConfig({ NODE_ENV: "test" }).jwt;
+	const jwt = o.jwt ?? loadConfig().jwt;
 	const tokens = await Promise.all([0, 1, 2].map(i => signToken(jwt, `fuzz-user-${i}`, ALL_SCOPES, "1h")));
 	const admin = await signToken(jwt, "fuzz-admin", ["admin", ...ALL_SCOPES], "1h");
 	const expired = await signToken(jwt, "fuzz-user-0", ALL_SCOPES, -60);
@@ -302,6 +304,7 @@ async function main() {
 	const databaseUrl = arg("database-url");
 	let stop: () => Promise<void> = async () => {};
 	let dbPool: pg.Pool | undefined;
+	let jwt: Config["jwt"] | undefined;
 	if (!baseUrl) {
 		// A region of one node on a database of its own, as the tests start one.
 		const region = await startTestRegion({
@@ -312,13 +315,14 @@ async function main() {
 		});
 		baseUrl = region.apiUrl;
 		dbPool = region.db.pool;
+		jwt = region.cfg.jwt;
 		stop = () => region.stop();
 	} else if (databaseUrl) dbPool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
 	const url = baseUrl;
 	console.log(`fuzzing ${url} with ${count} requests, seed ${seed}`);
 	let failed = false;
 	try {
-		const report = await runFuzz({ baseUrl: url, count, seed, log: l => console.log(l) });
+		const report = await runFuzz({ baseUrl: url, count, seed, jwt, log: l => console.log(l) });
 		const live = await fetch(`${url}/health/live`).then(r => r.status, () => 0);
 		if (live !== 200) crashes++;
 		const checker = dbPool ? await checkInvariants(dbPool) : undefined;

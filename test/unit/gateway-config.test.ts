@@ -1,13 +1,17 @@
 // The gateway's own settings: listen address, the per-address limit, the readiness cache.
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../config";
+import { TEST_INTERNAL_SECRET, TEST_JWT_SECRET } from "../helpers/env";
+
+// A configuration with a database must name its keys (only the embedded default may run without them).
+const KEYS = { JWT_SECRET: TEST_JWT_SECRET, INTERNAL_SECRET: TEST_INTERNAL_SECRET };
 
 describe("gateway configuration", () => {
 	it("listens on loopback for the embedded default and on all interfaces once a database is configured", () => {
 		expect(loadConfig({}).host).toBe("127.0.0.1");
-		expect(loadConfig({ DATABASE_URL: "postgres://db/wallet" }).host).toBe("0.0.0.0");
+		expect(loadConfig({ ...KEYS, DATABASE_URL: "postgres://db/wallet" }).host).toBe("0.0.0.0");
 		expect(loadConfig({ HOST: "10.0.0.5" }).host).toBe("10.0.0.5");
-		expect(loadConfig({ DATABASE_URL: "postgres://db/wallet", HOST: "127.0.0.1" }).host).toBe("127.0.0.1");
+		expect(loadConfig({ ...KEYS, DATABASE_URL: "postgres://db/wallet", HOST: "127.0.0.1" }).host).toBe("127.0.0.1");
 	});
 
 	it("limits each address to 10x the user limit unless told, 0 turning it off", () => {
