@@ -8,7 +8,6 @@ import type { WalletService } from "../mixins/schema";
 import ApiGateway from "moleculer-web";
 import Redis from "ioredis";
 import { appConfig } from "../mixins/config";
-import { DbMixin } from "../mixins/db.mixin";
 import { methodTable, type MethodTable } from "../src/http/allow";
 import { jsonBody } from "../src/http/body";
 import { answerClientErrors } from "../src/http/client-error";
@@ -51,7 +50,9 @@ function probe(p: Promise<unknown>): Promise<string> {
 
 const ApiService: WalletService = {
 	name: "api",
-	mixins: [ApiGateway, DbMixin],
+	// No database pool of its own: a gateway holds no connections, and a node that runs only the gateway
+	// checks the database only through the services it hosts (readiness below).
+	mixins: [ApiGateway],
 	settings: {
 		port: 3000,
 		ip: "127.0.0.1",
@@ -260,8 +261,10 @@ const ApiService: WalletService = {
 			// transit.connected stays true while NATS reconnects: ask the client for a round trip instead.
 			const transit = this.broker.transit;
 			const client = transit?.tx?.client;
+			// PostgreSQL through a pool of a service on this node (supply, order, claiming), if it runs one.
+			const pool = (this.broker.services as { pool?: { query(q: string): Promise<unknown> } }[]).map(svc => svc.pool).find(Boolean);
 			const [postgres, redis, transporter] = await Promise.all([
-				probe(this.pool.query("SELECT 1")),
+				pool ? probe(pool.query("SELECT 1")) : "not used",
 				cacher?.client?.ping ? probe(cacher.client.ping()) : "disabled",
 				!transit ? "disabled" : !transit.connected ? "down" : typeof client?.flush === "function" ? probe(client.flush()) : "ok",
 			]);

@@ -32,3 +32,14 @@ it("a deeply nested or non-object body is a 400, and many of them leave the acti
 	const ok = await other.post("/api/v1/supplies", { asset: "ETH", amount: "1" });
 	expect(ok.status, JSON.stringify(ok.body)).toBe(201);
 });
+
+it("a node that runs only the gateway holds no database pool; its readiness checks what it uses", async () => {
+	const gateway = region.brokers[0];
+	expect(gateway.getLocalService("api")).toBeTruthy();
+	expect((gateway.getLocalService("api") as unknown as { pool?: unknown }).pool).toBeUndefined();
+	const health = (await gateway.call("api.health")) as { status: string; checks: Record<string, string> };
+	expect(health).toMatchObject({ status: "ready", checks: { postgres: "not used", transporter: "ok" } });
+	// The services' node does use the database.
+	expect(((await region.brokers[1].call("$node.health")) as { cpu: unknown }).cpu).toBeDefined();
+	expect((region.brokers[1].getLocalService("supply") as unknown as { pool?: unknown }).pool).toBeDefined();
+});
