@@ -128,7 +128,9 @@ const ApiService: WalletService = {
 		// dependencies' details (those are logged, and given by api.health to operators).
 		ready: {
 			async handler(this: any, ctx: Context<unknown, any>) {
-				const { ok } = await this.readiness();
+				// Not before every service of this node has started (the embedded default's services wait for
+				// its PostgreSQL; the gateway alone does not).
+				const { ok } = this.broker.started ? await this.readiness() : { ok: false };
 				if (!ok) throw new Errors.MoleculerError("Not ready", 503, "NOT_READY");
 				ctx.meta.$statusCode = 200;
 				return { status: "ready" };

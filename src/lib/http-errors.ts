@@ -9,6 +9,8 @@ export interface ErrorResponse {
 const UNAVAILABLE = new Set([
 	"SERVICE_NOT_FOUND",
 	"SERVICE_NOT_AVAILABLE",
+	// moleculer-web's own answer when the action has no live endpoint (a node still starting, all nodes gone)
+	"SERVICE_UNAVAILABLE",
 	"NO_RESPONSE",
 	"BAD_GATEWAY",
 	"REQUEST_REJECTED",
@@ -16,6 +18,10 @@ const UNAVAILABLE = new Set([
 	"REQUEST_TIMEOUT",
 	"NOT_READY",
 	"DATABASE_UNAVAILABLE",
+	// a lock or statement timeout: nothing was written
+	"DATABASE_BUSY",
+	// this region does not write that entity now (failover, an old epoch): nothing was written
+	"NOT_OWNER",
 ]);
 
 const DEFAULT_CODES: Record<number, string> = {

@@ -63,7 +63,7 @@ export async function seedExpiredHolds(pool: Pool, n: number, region = "us-centr
 		);
 		await c.query(
 			`INSERT INTO orders (id, user_id, asset, items, amount, status, claim_id, claimer_id, home_region, version, expires_at)
-			 SELECT oid, 'buyer', 'ETH', '[]', 1, 'claimed', cid, 'shopper-' || (g % 100), $1, 2, now() + interval '1 day' FROM holds`,
+			 SELECT oid, 'buyer', 'ETH', '[{"sku":"s","name":"n","unitPrice":"1","quantity":1}]', 1, 'claimed', cid, 'shopper-' || (g % 100), $1, 2, now() + interval '1 day' FROM holds`,
 			[region],
 		);
 		await c.query(

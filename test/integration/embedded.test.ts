@@ -16,6 +16,7 @@ let dataDir: string;
 let port: number;
 let pgPort: number;
 let proc: ChildProcess | undefined;
+let lastLog = () => "";
 
 function start(): ChildProcess {
 	const env: Record<string, string> = {};
@@ -31,6 +32,7 @@ function start(): ChildProcess {
 		},
 	);
 	let log = "";
+	lastLog = () => log;
 	child.stdout!.on("data", d => (log += d));
 	child.stderr!.on("data", d => (log += d));
 	child.on("exit", code => {
@@ -100,7 +102,7 @@ describe("npm start with no configuration", () => {
 		// The embedded default (and only it) runs on the development secret.
 		const shopper = new Client(base, await signToken(loadConfig({}).jwt, "embedded-shopper", ["supply:read", "supply:write"]));
 		const created = await shopper.post("/api/v1/supplies", { asset: "ETH", amount: "1.25" });
-		expect(created.status).toBe(201);
+		expect(created.status, `${JSON.stringify(created.body)}\n${lastLog().slice(-2000)}`).toBe(201);
 
 		// A crash: the app dies, its PostgreSQL is orphaned and still holds the data folder.
 		proc.kill("SIGKILL");

@@ -1,6 +1,7 @@
 import { Errors } from "moleculer";
 import { describe, expect, it } from "vitest";
 import { AppError, conflict, notFound } from "../../src/domain/errors";
+import { refusal } from "../../src/store/refusals";
 import { errorBody } from "../../src/lib/http-errors";
 
 const RID = "req-123";
@@ -99,5 +100,17 @@ describe("errorBody", () => {
 	it("never lets a non-HTTP error code through as the body code", () => {
 		const res = errorBody(new AppError(400, "bad code with spaces", "Bad"), RID);
 		expect(res.body.error.code).toBe("BAD_REQUEST");
+	});
+
+	it("a busy database, a region that does not own the entity, and a service still starting are retryable 503s", () => {
+		for (const err of [
+			refusal("COMMAND_FAILED", { sqlstate: "55P03" }),
+			refusal("NOT_OWNER", { homeRegion: "europe-west1" }),
+			Object.assign(new Error("Service unavailable"), { code: 503, type: "SERVICE_UNAVAILABLE" }),
+		]) {
+			const res = errorBody(err, RID);
+			expect(res, String((err as any).type)).toMatchObject({ status: 503, headers: { "Retry-After": "1" }, body: { error: { code: "SERVICE_UNAVAILABLE" } } });
+			expect(JSON.stringify(res.body)).not.toMatch(/europe-west1|55P03/);
+		}
 	});
 });
