@@ -1,18 +1,8 @@
 // A private redis-server for tests that kill it: the machine's shared Redis is never touched.
 import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import { killProcess } from "./process";
 
-export async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.listen(0, "127.0.0.1", () => {
-			const port = (srv.address() as net.AddressInfo).port;
-			srv.close(() => resolve(port));
-		});
-		srv.on("error", reject);
-	});
-}
+export { freePort } from "./ports";
 
 export class RedisServer {
 	private proc?: ChildProcess;

@@ -8,6 +8,7 @@ import { startTestRegion, type Region } from "../helpers/cluster";
 import type { TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
 import { Client, item, type Reply } from "../helpers/http";
+import { inPool } from "../helpers/pool";
 
 const SHOPPERS = 20;
 const BUYERS = 10;
@@ -43,19 +44,6 @@ afterAll(async () => {
 	await region?.stop();
 });
 
-async function pool<T>(jobs: (() => Promise<T>)[], size: number): Promise<T[]> {
-	const results: T[] = new Array(jobs.length);
-	let next = 0;
-	await Promise.all(
-		Array.from({ length: size }, async () => {
-			while (next < jobs.length) {
-				const i = next++;
-				results[i] = await jobs[i]();
-			}
-		}),
-	);
-	return results;
-}
 
 describe("a region of six nodes under a concurrent claim race", () => {
 	it("never claims an order twice and keeps every balance exact", async () => {
@@ -70,7 +58,7 @@ describe("a region of six nodes under a concurrent claim race", () => {
 		// Each shopper can afford only some of the orders they race for: INSUFFICIENT_SUPPLY happens too.
 		const supplies = await Promise.all(shoppers.map(s => s.post("/api/v1/supplies", { asset: "ETH", amount: "3" })));
 		expect(supplies.every(r => r.status === 201)).toBe(true);
-		const orders = await pool(
+		const orders = await inPool(
 			Array.from({ length: ORDERS }, (_, i) => () =>
 				buyers[i % BUYERS].post("/api/v1/orders", { asset: "ETH", items: [item(`0.${(i % 5) + 1}`, 1), item("0.01", i % 3)].filter(x => x.quantity > 0) }),
 			),
@@ -104,7 +92,7 @@ describe("a region of six nodes under a concurrent claim race", () => {
 				if (r.status !== 503 || tries >= 3) return r;
 			}
 		};
-		await pool(
+		await inPool(
 			attempts.map(a => async () => {
 				a.reply = await attempt(a);
 			}),
@@ -154,7 +142,7 @@ describe("a region of six nodes under a concurrent claim race", () => {
 
 		// Settle half, release the rest, then check the books.
 		const won = [...winners.entries()];
-		await pool(
+		await inPool(
 			won.map(([o, ids], i) => async () => {
 				const claimId = [...ids][0];
 				const r =

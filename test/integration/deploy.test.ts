@@ -19,6 +19,7 @@ import { createTestDatabase, type TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
 import { Client, item } from "../helpers/http";
 import { NATS_SERVER_BIN } from "../helpers/nats-server";
+import { freePort } from "../helpers/ports";
 import { killProcess } from "../helpers/process";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -38,15 +39,6 @@ if (!hasKubectl) console.warn("deploy integration: kubectl is not installed; ski
 
 type Obj = { kind: string; metadata: { name: string }; spec?: any; data?: Record<string, string> };
 type Role = { name: string; obj: Obj; env: Record<string, string>; ports: Record<string, number>; proc?: ChildProcess; output: string };
-
-const freePort = () =>
-	new Promise<number>((resolve, reject) => {
-		const srv = net.createServer().listen(0, "127.0.0.1", () => {
-			const port = (srv.address() as net.AddressInfo).port;
-			srv.close(() => resolve(port));
-		});
-		srv.on("error", reject);
-	});
 
 function build(): Obj[] {
 	const r = spawnSync("kubectl", ["kustomize", OVERLAY], { encoding: "utf8", maxBuffer: 64 << 20 });

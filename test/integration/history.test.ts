@@ -10,6 +10,7 @@ import { startTestRegion, type Region } from "../helpers/cluster";
 import type { TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
 import { Client, item, type Reply } from "../helpers/http";
+import { inPool } from "../helpers/pool";
 
 const SHOPPERS = 12;
 const BUYERS = 6;
@@ -22,19 +23,6 @@ let db: TestDatabase;
 const history = new History();
 let clean: HistoryReport;
 
-async function inPool<T>(jobs: (() => Promise<T>)[], size = IN_FLIGHT): Promise<T[]> {
-	const results: T[] = new Array(jobs.length);
-	let next = 0;
-	await Promise.all(
-		Array.from({ length: size }, async () => {
-			while (next < jobs.length) {
-				const i = next++;
-				results[i] = await jobs[i]();
-			}
-		}),
-	);
-	return results;
-}
 
 const kinds = (r: HistoryReport) => [...new Set(r.violations.map(v => v.kind))].sort();
 
@@ -64,6 +52,7 @@ beforeAll(async () => {
 				}),
 			),
 		),
+		IN_FLIGHT,
 	);
 	const supplyOf = (s: number) => supplies[s].body.id as string;
 	const orderOf = (o: number) => orders[o].body.id as string;
@@ -93,7 +82,7 @@ beforeAll(async () => {
 			s.patch(`/api/v1/supplies/${supplyOf(i)}`, { amount: "2.75" }),
 		),
 	);
-	const round1 = await inPool<Reply>([...attempts.map(a => () => claim(a.s, a.o, a.key)), ...raises]);
+	const round1 = await inPool<Reply>([...attempts.map(a => () => claim(a.s, a.o, a.key)), ...raises], IN_FLIGHT);
 
 	// Round 2: winners complete, release (while the same key is replayed), or keep; buyers try to cancel.
 	const winners = new Map<number, { s: number; key: string; claimId: string }>();
@@ -122,7 +111,7 @@ beforeAll(async () => {
 			);
 		round2.push(() => claim(w.s, o, w.key));
 	}
-	await inPool(round2);
+	await inPool(round2, IN_FLIGHT);
 
 	// Round 3: released orders are open again; a new race gives them a second claim lifetime.
 	const round3: (() => Promise<Reply>)[] = [];
@@ -132,7 +121,7 @@ beforeAll(async () => {
 				const s = (w.s + k * 5) % SHOPPERS;
 				round3.push(() => claim(s, o, `r3-${o}-${s}`));
 			}
-	await inPool(round3);
+	await inPool(round3, IN_FLIGHT);
 
 	clean = await checkHistory([db.pool], history);
 	console.log(clean.summary);

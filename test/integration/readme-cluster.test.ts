@@ -3,7 +3,6 @@
 // runs through its REST API. (A strategy known only to nodes that load the claiming service once left the
 // gateway node unable to route `claiming.command`: complete and cancel answered 503.)
 import { randomBytes } from "node:crypto";
-import net from "node:net";
 import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkInvariants } from "../../src/checker/invariants";
@@ -11,20 +10,12 @@ import { createTestDatabase, type TestDatabase } from "../helpers/db";
 import { NATS_URL, REDIS_URL } from "../helpers/env";
 import { Client, item } from "../helpers/http";
 import { NodeProcess } from "../helpers/node-process";
+import { freePort } from "../helpers/ports";
 
 let db: TestDatabase;
 let observer: ServiceBroker;
 let nodes: NodeProcess[] = [];
 let api: string;
-
-const freePort = () =>
-	new Promise<number>((resolve, reject) => {
-		const srv = net.createServer().listen(0, "127.0.0.1", () => {
-			const port = (srv.address() as net.AddressInfo).port;
-			srv.close(() => resolve(port));
-		});
-		srv.on("error", reject);
-	});
 
 beforeAll(async () => {
 	db = await createTestDatabase();
