@@ -3,6 +3,14 @@ import type { PoolClient, Pool } from "pg";
 import type { ServiceSchema } from "moleculer";
 import { acquireDatabase, releaseDatabase, withTx } from "../src/db";
 import { appConfig } from "./config";
+import { ensureOwnership } from "../src/store/commands";
+
+const owned = new WeakMap<Pool, Promise<unknown>>();
+const ownershipOnce = (pool: Pool, regions: string[]) => {
+	let p = owned.get(pool);
+	if (!p) owned.set(pool, (p = ensureOwnership(pool, regions)));
+	return p;
+};
 
 export const DbMixin: Partial<ServiceSchema> = {
 	methods: {
@@ -11,8 +19,11 @@ export const DbMixin: Partial<ServiceSchema> = {
 		},
 	},
 	async started(this: any) {
-		this.db = await acquireDatabase(appConfig(this.broker), m => this.logger.info(m));
+		const cfg = appConfig(this.broker);
+		this.db = await acquireDatabase(cfg, m => this.logger.info(m));
 		this.pool = this.db.pool;
+		// Every write is fenced by the ownership of its home region: make sure each region has an owner.
+		await ownershipOnce(this.pool, cfg.regions);
 	},
 	async stopped(this: any) {
 		if (this.db) await releaseDatabase(this.db);

@@ -15,9 +15,8 @@ import { canViewOrder, isAdmin } from "../src/domain/permissions";
 import type { Order, OrderItem, Page, User } from "../src/domain/types";
 import { orderView } from "../src/domain/views";
 import { asset, paging, status, text, uuid } from "../src/lib/params";
-import { appendEvents } from "../src/store/outbox";
+import { createOrder } from "../src/store/creates";
 import { getOrder, listOrders } from "../src/store/queries";
-import { toOrder } from "../src/store/rows";
 
 type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
 
@@ -68,17 +67,14 @@ const OrderService: WalletService = {
 					});
 				const items = ctx.params.items.map(({ sku, name, unitPrice, quantity }) => ({ sku, name, unitPrice, quantity }));
 				const amount = orderAmount(items, assetDecimals(cfg.assets, ctx.params.asset));
-				const order: Order = await this.tx(async (c: any) => {
-					const r = await c.query(
-						`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
-						 VALUES ($1,$2,$3,$4,$5,$6, now() + make_interval(secs => $7)) RETURNING *`,
-						[randomUUID(), ctx.meta.user.id, ctx.params.asset, JSON.stringify(items), toNumeric(amount), cfg.region, ttl],
-					);
-					const o = toOrder(r.rows[0]);
-					await appendEvents(c, [
-						{ aggregateType: "order", aggregateId: o.id, version: o.version, type: "OrderCreated", region: cfg.region, payload: o },
-					]);
-					return o;
+				const order = await createOrder(this.pool, {
+					id: randomUUID(),
+					userId: ctx.meta.user.id,
+					asset: ctx.params.asset,
+					items,
+					amount: toNumeric(amount),
+					region: cfg.region,
+					ttlSec: ttl,
 				});
 				this.logger.info(`Order ${order.id} created`, { amount: order.amount, asset: order.asset });
 				await this.invalidate({ order });

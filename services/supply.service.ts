@@ -1,7 +1,7 @@
 // Supply: shoppers' funds put up to fill orders. Only the owner sees or changes a supply;
 // its reserved and spent balances move only through claims (the claiming service).
 import { randomUUID } from "node:crypto";
-import type { Context } from "moleculer";
+import { Errors, type Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import { appConfig } from "../mixins/config";
 import { READ, WRITE } from "../src/lib/fault-tolerance";
@@ -14,6 +14,7 @@ import { isAdmin } from "../src/domain/permissions";
 import { decideAmountChange, decideSupplyTransition, type SupplyCommand } from "../src/domain/supply";
 import type { Supply, User } from "../src/domain/types";
 import { amount, asset, paging, status, uuid } from "../src/lib/params";
+import { createSupply } from "../src/store/creates";
 import { appendEvents } from "../src/store/outbox";
 import { getSupply, listSupplies } from "../src/store/queries";
 import { SUPPLY_COLS, toSupply } from "../src/store/rows";
@@ -42,16 +43,12 @@ const SupplyService: WalletService = {
 			async handler(this: any, ctx: Ctx<{ asset: string; amount: string }>) {
 				const cfg = appConfig(this.broker);
 				const units = positiveAmount(ctx.params.amount, assetDecimals(cfg.assets, ctx.params.asset));
-				const supply = await this.tx(async (c: any) => {
-					const r = await c.query(
-						`INSERT INTO supplies (id, user_id, asset, amount, home_region) VALUES ($1,$2,$3,$4,$5) RETURNING ${SUPPLY_COLS}`,
-						[randomUUID(), ctx.meta.user.id, ctx.params.asset, toNumeric(units), cfg.region],
-					);
-					const s = toSupply(r.rows[0]);
-					await appendEvents(c, [
-						{ aggregateType: "supply", aggregateId: s.id, version: s.version, type: "SupplyCreated", region: cfg.region, payload: s },
-					]);
-					return s;
+				const supply = await createSupply(this.pool, {
+					id: randomUUID(),
+					userId: ctx.meta.user.id,
+					asset: ctx.params.asset,
+					amount: toNumeric(units),
+					region: cfg.region,
 				});
 				this.logger.info(`Supply ${supply.id} created`, { amount: supply.amount, asset: supply.asset });
 				await this.invalidate({ supply });
@@ -100,23 +97,34 @@ const SupplyService: WalletService = {
 		close: transition("close"),
 	},
 	methods: {
-		/** Locks the owner's supply, lets `decide` compute the new columns, writes them and the event. */
+		/**
+		 * Locks the caller's own supply (never another user's row), lets `decide` compute the new columns, and
+		 * writes them and the event, fenced by this region's ownership of the supply's home region.
+		 */
 		async change(this: any, ctx: Ctx, id: string, eventType: string, decide: (s: Supply) => Record<string, string>) {
 			const region = appConfig(this.broker).region;
 			const supply = await this.tx(async (c: any) => {
-				const r = await c.query(`SELECT ${SUPPLY_COLS} FROM supplies WHERE id = $1 FOR UPDATE`, [id]);
+				const r = await c.query(`SELECT ${SUPPLY_COLS} FROM supplies WHERE id = $1 AND (user_id = $2 OR $3) FOR UPDATE`, [
+					id,
+					ctx.meta.user.id,
+					isAdmin(ctx.meta.user),
+				]);
 				const s = r.rows[0] && toSupply(r.rows[0]);
-				if (!s || (s.userId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("supply");
+				if (!s) throw notFound("supply");
 				const changes = decide(s);
 				const cols = Object.keys(changes);
-				const set = cols.map((col, i) => `${col} = $${i + 2}`).join(", ");
+				const set = cols.map((col, i) => `${col} = $${i + 3}`).join(", ");
 				const u = await c.query(
-					`UPDATE supplies SET ${set}, version = version + 1, updated_at = now() WHERE id = $1 RETURNING ${SUPPLY_COLS}`,
-					[id, ...cols.map(col => changes[col])],
+					`UPDATE supplies s SET ${set}, version = version + 1, updated_at = now()
+					   FROM ownership w WHERE s.id = $1 AND w.home_region = s.home_region AND w.owner = $2
+					 RETURNING s.*, s.amount - s.reserved - s.spent AS available, w.epoch`,
+					[id, region, ...cols.map(col => changes[col])],
 				);
+				if (!u.rows[0])
+					throw new Errors.MoleculerRetryableError("This region does not own the supply now; retry", 503, "NOT_OWNER", { homeRegion: s.homeRegion });
 				const updated = toSupply(u.rows[0]);
 				await appendEvents(c, [
-					{ aggregateType: "supply", aggregateId: id, version: updated.version, type: eventType, region, payload: updated },
+					{ aggregateType: "supply", aggregateId: id, version: updated.version, type: eventType, region, epoch: Number(u.rows[0].epoch), payload: updated },
 				]);
 				return updated;
 			});

@@ -3,6 +3,7 @@
 // a retryable 503 instead of a driver error.
 import type { Pool, PoolClient } from "pg";
 import { databaseUnavailable, isDatabaseUnavailable } from "../lib/db-errors";
+import { busy } from "../store/refusals";
 import { traced } from "../lib/request-context";
 
 type Queryable = Pick<Pool, "query"> | Pick<PoolClient, "query">;
@@ -21,9 +22,13 @@ function wrap<T extends Queryable>(target: T): T {
 	return target;
 }
 
-/** Connection-level failures become a retryable 503 right where they happen. */
+/**
+ * Connection-level failures become a retryable 503 right where they happen, and so does a statement that
+ * gave up on a lock or ran past its limit (nothing was written).
+ */
 export function translate(err: Error): never {
-	throw isDatabaseUnavailable(err) ? databaseUnavailable(err) : err;
+	if (isDatabaseUnavailable(err)) throw databaseUnavailable(err);
+	return busy(err);
 }
 
 export const instrumentPool = (pool: Pool): Pool => wrap(pool);

@@ -189,6 +189,22 @@ describe("visibility", () => {
 		expect((await lister.get("/api/v1/supplies?asset=USDC&pageSize=2&page=1")).body.total).toBe(6);
 	});
 
+	it("a write to another user's supply neither waits on its lock nor takes it: 404 at once", async () => {
+		const s = await supply(shopper, "3");
+		const holder = await db.pool.connect();
+		await holder.query("BEGIN");
+		await holder.query("SELECT 1 FROM supplies WHERE id = $1 FOR UPDATE", [s.id]);
+		try {
+			// A write that locked the row before checking its owner would wait here, then time out (503).
+			expectError(await other.patch(`/api/v1/supplies/${s.id}`, { amount: "5" }), 404, "SUPPLY_NOT_FOUND");
+			expectError(await other.post(`/api/v1/supplies/${s.id}/pause`), 404, "SUPPLY_NOT_FOUND");
+		} finally {
+			await holder.query("ROLLBACK");
+			holder.release();
+		}
+		expect((await shopper.get(`/api/v1/supplies/${s.id}`)).body).toMatchObject({ amount: "3", status: "active" });
+	});
+
 	it("lists are bounded: a page past 10,000 rows is refused, and the count stops there", async () => {
 		const deep = await shopper.get("/api/v1/supplies?page=1000000&pageSize=100");
 		expectError(deep, 422, "PAGE_TOO_DEEP");
