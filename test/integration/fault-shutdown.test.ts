@@ -16,7 +16,7 @@ const IN_FLIGHT = 8; // round-robin: half on each supply node
 let db: TestDatabase;
 let nodes: NodeSet;
 let locker: pg.Client | undefined;
-/** Which node ran each supply.create that reached the database (a spy on the service's tx). */
+/** Which node ran each supply.create that reached the database (a spy on the service's pool). */
 const ranOn: { node: string; amount: string; at: number }[] = [];
 
 beforeAll(async () => {
@@ -31,13 +31,22 @@ beforeAll(async () => {
 		],
 	});
 	for (const id of ["supply-x", "supply-y"]) {
+		// A create is one statement on the service's pool (shared by the nodes of this process), so each
+		// service gets a view of the pool whose query notes the node.
 		const svc = nodes.broker(id).getLocalService("supply") as any;
-		const tx = svc.tx.bind(svc);
-		svc.tx = (fn: unknown) => {
+		const pool: pg.Pool = svc.pool;
+		const query = (...args: unknown[]) => {
 			const params = currentContext()?.params as { amount?: string } | undefined;
-			ranOn.push({ node: id, amount: params?.amount ?? "?", at: performance.now() });
-			return tx(fn);
+			if (String(args[0]).includes("INSERT INTO supplies")) ranOn.push({ node: id, amount: params?.amount ?? "?", at: performance.now() });
+			return (pool.query as (...a: unknown[]) => unknown).apply(pool, args);
 		};
+		svc.pool = new Proxy(pool, {
+			get: (target, key) => {
+				if (key === "query") return query;
+				const v = Reflect.get(target, key);
+				return typeof v === "function" ? v.bind(target) : v;
+			},
+		});
 	}
 }, 60_000);
 
