@@ -45,7 +45,8 @@ export function errorBody(err: any, requestId: string): ErrorResponse {
 		return { status: 400, headers, body: { error: { code: "INVALID_BODY", message, requestId } } };
 	}
 
-	if (type && UNAVAILABLE.has(type)) {
+	// A 503 without a type is moleculer-web's ServiceUnavailableError (an alias whose action has no endpoint).
+	if ((type && UNAVAILABLE.has(type)) || (err?.code === 503 && !type)) {
 		headers["Retry-After"] = "1";
 		const timeout = type === "REQUEST_TIMEOUT" || type === "REQUEST_SKIPPED";
 		return {

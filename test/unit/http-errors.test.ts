@@ -1,4 +1,5 @@
 import { Errors } from "moleculer";
+import { Errors as WebErrors } from "moleculer-web";
 import { describe, expect, it } from "vitest";
 import { AppError, conflict, notFound } from "../../src/domain/errors";
 import { refusal } from "../../src/store/refusals";
@@ -45,6 +46,8 @@ describe("errorBody", () => {
 	it.each([
 		["ServiceNotFoundError", new Errors.ServiceNotFoundError({ action: "order.get", nodeID: "node-1" })],
 		["ServiceNotAvailableError", new Errors.ServiceNotAvailableError({ action: "order.get", nodeID: "node-1" })],
+		// moleculer-web's own, thrown with no type when a route's action has no endpoint yet (found by npm run bench)
+		["moleculer-web's ServiceUnavailableError", new WebErrors.ServiceUnavailableError()],
 	])("maps %s to 503 SERVICE_UNAVAILABLE with Retry-After, without internal names", (_name, err) => {
 		const res = errorBody(err, RID);
 		expect(res.status).toBe(503);
