@@ -3,6 +3,7 @@
 //   npm run bench                                # embedded default and the README's cluster, 10 s a phase
 //   npm run bench -- --targets cluster --duration 15 --concurrency 16,64,256 --rate 1500
 //   npm run bench -- --compare bench/results/old.json
+//   npm run bench -- --env CLAIM_BATCH_WINDOW_MS=2 --env CLAIM_BATCH_MAX=128   # node settings to try
 //   npm run bench -- --smoke                     # seconds, not minutes: proves it runs (CI), figures meaningless
 //
 // For each target it starts the nodes, seeds shoppers, supplies and orders through the API, then measures:
@@ -39,6 +40,8 @@ const { values: args } = parseArgs({
 		out: { type: "string" },
 		compare: { type: "string" },
 		smoke: { type: "boolean", default: false },
+		/** KEY=VALUE for every node (e.g. CLAIM_BATCH_WINDOW_MS=2), repeatable. */
+		env: { type: "string", multiple: true, default: [] },
 	},
 });
 const SMOKE = args.smoke;
@@ -280,7 +283,8 @@ async function main() {
 	const results: TargetResult[] = [];
 	for (const name of args.targets.split(",")) {
 		console.error(`[${name}] starting`);
-		const t = name === "embedded" ? await startEmbedded() : name === "cluster" ? await startCluster() : undefined;
+		const env = Object.fromEntries(args.env.map(kv => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+		const t = name === "embedded" ? await startEmbedded(env) : name === "cluster" ? await startCluster(env) : undefined;
 		if (!t) throw new Error(`unknown target ${name} (embedded, cluster)`);
 		try {
 			results.push(await measure(t));
@@ -289,14 +293,14 @@ async function main() {
 		}
 	}
 	const old = args.compare ? (JSON.parse(fs.readFileSync(args.compare, "utf8")).results as TargetResult[]) : undefined;
-	console.log(`\nnpm run bench${SMOKE ? " --smoke" : ""}: ${DURATION} s a phase, ${started.toISOString()}, ${os.cpus().length} cores`);
+	console.log(`\nnpm run bench${SMOKE ? " --smoke" : ""}${args.env.map(e => ` --env ${e}`).join("")}: ${DURATION} s a phase, ${started.toISOString()}, ${os.cpus().length} cores`);
 	console.log(table(results, old));
 	console.log("* the seeded orders ran out before the phase ended");
 	for (const r of results) console.log(`[${r.target}] ${r.checker.summary}`);
 	for (const [status, body] of errorSamples) console.log(`a ${status} answer: ${body}`);
 	const out = args.out ?? path.join(__dirname, "results", "last.json");
 	fs.mkdirSync(path.dirname(out), { recursive: true });
-	fs.writeFileSync(out, JSON.stringify({ started, duration: DURATION, smoke: SMOKE, results }, null, 2));
+	fs.writeFileSync(out, JSON.stringify({ started, duration: DURATION, smoke: SMOKE, env: args.env, results }, null, 2));
 	console.log(`written: ${path.relative(process.cwd(), out)}`);
 	if (results.some(r => r.checker.invariantViolations || r.checker.historyViolations)) {
 		console.error("the checkers found violations: a benchmark of a broken claim path means nothing");

@@ -47,7 +47,7 @@ describe("errorBody", () => {
 		["ServiceNotFoundError", new Errors.ServiceNotFoundError({ action: "order.get", nodeID: "node-1" })],
 		["ServiceNotAvailableError", new Errors.ServiceNotAvailableError({ action: "order.get", nodeID: "node-1" })],
 		// moleculer-web's own, thrown with no type when a route's action has no endpoint yet (found by npm run bench)
-		["moleculer-web's ServiceUnavailableError", new WebErrors.ServiceUnavailableError()],
+		["moleculer-web's ServiceUnavailableError", new WebErrors.ServiceUnavailableError(undefined as unknown as string)],
 	])("maps %s to 503 SERVICE_UNAVAILABLE with Retry-After, without internal names", (_name, err) => {
 		const res = errorBody(err, RID);
 		expect(res.status).toBe(503);
