@@ -10,7 +10,7 @@ import type { WalletService } from "../mixins/schema";
 import { CacheMixin, findAction } from "../mixins/cache.mixin";
 import type { Changes } from "../src/lib/cache-keys";
 import { appConfig } from "../mixins/config";
-import { ACTOR, IDEMPOTENT_WRITE, READ, WRITE } from "../src/lib/fault-tolerance";
+import { ACTOR, CLAIM, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
 import { notFound } from "../src/domain/errors";
 import { isAdmin } from "../src/domain/permissions";
@@ -93,7 +93,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 	mixins: [DbMixin, CacheMixin],
 	actions: {
 		claim: {
-			...IDEMPOTENT_WRITE,
+			...CLAIM,
 			permission: "claim:write",
 			params: {
 				orderId: uuid,
