@@ -163,7 +163,7 @@ async function measure(t: Target): Promise<TargetResult> {
 	const closed: TargetResult["closed"] = [];
 	for (const c of CONCURRENCY) {
 		// A phase that outruns its stock ends early and says so (*): seeding 100,000s of orders would take minutes.
-		await stock(DURATION, Math.max(best.perSecond * 1.3, 600));
+		await stock(DURATION, Math.max(best.perSecond * 1.5, 1000));
 		const s = await phase(() => closedLoop(work, c, DURATION));
 		closed.push({ concurrency: c, ...s });
 		if (s.perSecond > best.perSecond) best = { concurrency: c, perSecond: s.perSecond };
