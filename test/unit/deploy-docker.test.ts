@@ -74,7 +74,7 @@ describe("Dockerfile", () => {
 
 	it("copies every runtime source folder the type-check covers, and nothing .dockerignore drops", () => {
 		const tsconfig = JSON.parse(fs.readFileSync(path.join(ROOT, "tsconfig.json"), "utf8"));
-		const needed = tsconfig.include.filter((p: string) => !["test", "vitest.config.mts"].includes(p));
+		const needed = tsconfig.include.filter((p: string) => !["test", "bench", "vitest.config.mts"].includes(p));
 		const copied = keyword(runtime, "COPY").flatMap(c => copyArgs(c).slice(0, -1)).map(s => s.replace(/^\/app\//, ""));
 		expect(needed.filter((p: string) => !copied.includes(p)), "runtime lacks").toEqual([]);
 		expect(copied).toContain("migrations");
