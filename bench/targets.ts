@@ -5,8 +5,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import pg from "pg";
 import { loadConfig, type Config } from "../config";
+import { createTestDatabase } from "../test/helpers/db";
 import { freePort } from "../test/helpers/ports";
 import { PG_ADMIN_URL, NATS_URL, REDIS_URL } from "../test/helpers/env";
 import { pidsNamed } from "./proc";
@@ -110,16 +110,10 @@ export async function startEmbedded(extraEnv: Record<string, string> = {}): Prom
 }
 
 export async function startCluster(extraEnv: Record<string, string> = {}): Promise<Target> {
-	const dbName = `wallet_bench_${randomBytes(4).toString("hex")}`;
-	const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
-	await admin.connect();
-	await admin.query(`CREATE DATABASE ${dbName}`);
-	await admin.end();
-	const dbUrl = new URL(PG_ADMIN_URL);
-	dbUrl.pathname = `/${dbName}`;
+	const db = await createTestDatabase();
 	const common: Record<string, string> = {
 		NAMESPACE: `bench${randomBytes(3).toString("hex")}`,
-		DATABASE_URL: dbUrl.toString(),
+		DATABASE_URL: db.url,
 		REDIS_URL,
 		NATS_URL,
 		JWT_SECRET: randomBytes(32).toString("base64"),
@@ -139,10 +133,7 @@ export async function startCluster(extraEnv: Record<string, string> = {}): Promi
 	const nodes = [gateway];
 	const stopAll = async () => {
 		await Promise.all(nodes.map(stopNode));
-		const a = new pg.Client({ connectionString: PG_ADMIN_URL });
-		await a.connect();
-		await a.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-		await a.end();
+		await db.drop();
 	};
 	try {
 		// The first node applies the migrations; the claiming nodes start once it has.
@@ -162,7 +153,7 @@ export async function startCluster(extraEnv: Record<string, string> = {}): Promi
 	return {
 		name: "cluster",
 		apiUrl,
-		databaseUrl: dbUrl.toString(),
+		databaseUrl: db.url,
 		adminUrl: PG_ADMIN_URL,
 		natsUrl: NATS_URL,
 		jwt: loadConfig(common).jwt,
