@@ -1,0 +1,122 @@
+// The in-memory twin of the Kafka event log: the embedded default's regions share one in a process, and
+// unit tests use it. Same contract as Kafka (test/helpers/event-log-contract.ts): per-source logs split
+// into partitions by key, per-group committed offsets, at-least-once delivery, redelivery after a
+// handler's rejection.
+import { eventKey, type Delivery, type EventLog, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
+
+const PARTITIONS = 4;
+
+function partitionOf(key: string): number {
+	let h = 0;
+	for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) | 0;
+	return Math.abs(h) % PARTITIONS;
+}
+
+interface Source {
+	partitions: ReplEvent[][];
+	/** Wakes consumers waiting for new events. */
+	waiters: Set<() => void>;
+}
+
+export interface MemoryEventLogOptions {
+	/** Most events handed to one handler call. */
+	maxBatch?: number;
+	/** Delay before a rejected batch is redelivered. */
+	retryMs?: number;
+}
+
+export class MemoryEventLog implements EventLog {
+	private readonly sources = new Map<string, Source>();
+	/** group -> source -> committed offset per partition. */
+	private readonly offsets = new Map<string, Map<string, number[]>>();
+	private readonly subs = new Set<{ stop(): Promise<void> }>();
+	private closed = false;
+
+	constructor(private readonly options: MemoryEventLogOptions = {}) {}
+
+	private source(name: string): Source {
+		let s = this.sources.get(name);
+		if (!s) this.sources.set(name, (s = { partitions: Array.from({ length: PARTITIONS }, () => []), waiters: new Set() }));
+		return s;
+	}
+
+	private committed(group: string, source: string): number[] {
+		let g = this.offsets.get(group);
+		if (!g) this.offsets.set(group, (g = new Map()));
+		let o = g.get(source);
+		if (!o) g.set(source, (o = new Array(PARTITIONS).fill(0)));
+		return o;
+	}
+
+	async publish(source: string, events: ReplEvent[]): Promise<void> {
+		if (this.closed) throw new Error("event log is closed");
+		if (events.length === 0) return;
+		const s = this.source(source);
+		// A copy: a consumer must never see the publisher's objects change under it (Kafka serialises too).
+		for (const e of events) s.partitions[partitionOf(eventKey(e))].push(structuredClone(e));
+		for (const wake of [...s.waiters]) wake();
+	}
+
+	async subscribe(options: SubscribeOptions): Promise<Subscription> {
+		if (this.closed) throw new Error("event log is closed");
+		const maxBatch = this.options.maxBatch ?? 500;
+		const retryMs = this.options.retryMs ?? 200;
+		let running = true;
+		let wake: (() => void) | undefined;
+		const loops = options.sources.map(async name => {
+			const s = this.source(name);
+			const offsets = this.committed(options.group, name);
+			while (running) {
+				let delivered = false;
+				for (let p = 0; p < PARTITIONS && running; p++) {
+					const events = s.partitions[p].slice(offsets[p], offsets[p] + maxBatch);
+					if (events.length === 0) continue;
+					const delivery: Delivery = { source: name, events: structuredClone(events) };
+					try {
+						await options.handler(delivery);
+						offsets[p] += events.length;
+						delivered = true;
+					} catch (err) {
+						options.onError?.(err as Error, delivery);
+						await new Promise(r => setTimeout(r, retryMs));
+					}
+				}
+				if (!delivered && running) {
+					await new Promise<void>(resolve => {
+						const done = () => {
+							s.waiters.delete(done);
+							clearTimeout(timer);
+							resolve();
+						};
+						// A periodic look as well: a redelivery after a rejection must not wait for new events.
+						const timer = setTimeout(done, retryMs);
+						s.waiters.add(done);
+						wake = done;
+					});
+				}
+			}
+		});
+		const sub = {
+			stop: async () => {
+				running = false;
+				wake?.();
+				for (const name of options.sources) for (const w of [...this.source(name).waiters]) w();
+				await Promise.all(loops);
+				this.subs.delete(sub);
+			},
+		};
+		this.subs.add(sub);
+		return sub;
+	}
+
+	async backlog(group: string, source: string): Promise<number> {
+		const s = this.source(source);
+		const o = this.committed(group, source);
+		return s.partitions.reduce((n, events, p) => n + events.length - o[p], 0);
+	}
+
+	async close(): Promise<void> {
+		this.closed = true;
+		await Promise.all([...this.subs].map(s => s.stop()));
+	}
+}
