@@ -67,6 +67,14 @@ export interface Config {
 	outboxRetentionSec: number;
 	/** Server-side limits of every pooled connection, so a stalled lock cannot hold connections without bound. */
 	pgTimeouts: { statementMs: number; lockMs: number; idleInTxMs: number };
+	/** How events cross regions (docs/multi-region.md): Kafka, the in-process twin, or not at all (one region). */
+	replication: {
+		mode: "kafka" | "memory" | "off";
+		kafkaBrokers: string[];
+		topicPrefix: string;
+		relayBatch: number;
+		relayPollMs: number;
+	};
 }
 
 export class ConfigError extends Error {}
@@ -186,6 +194,11 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 	const sampleRate = Number(str(env, "TRACING_SAMPLE_RATE") ?? "1");
 	if (!(sampleRate >= 0 && sampleRate <= 1)) throw new ConfigError("TRACING_SAMPLE_RATE must be a number in [0, 1]");
 	const threshold = Number(str(env, "BREAKER_THRESHOLD") ?? "0.5");
+	const kafkaBrokers = (str(env, "KAFKA_BROKERS") ?? "").split(",").map(s => s.trim()).filter(Boolean);
+	const replication = str(env, "REPLICATION") ?? (kafkaBrokers.length ? "kafka" : embedded && regions.length > 1 ? "memory" : "off");
+	if (!["kafka", "memory", "off"].includes(replication))
+		throw new ConfigError(`REPLICATION must be kafka, memory or off, got "${replication}"`);
+	if (replication === "kafka" && kafkaBrokers.length === 0) throw new ConfigError("REPLICATION=kafka needs KAFKA_BROKERS (host:port,...)");
 	if (!(threshold > 0 && threshold <= 1)) throw new ConfigError("BREAKER_THRESHOLD must be a number in (0, 1]");
 	return {
 		env: nodeEnv,
@@ -260,6 +273,13 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			statementMs: int(env, "PG_STATEMENT_TIMEOUT_MS", 5000, 0),
 			lockMs: int(env, "PG_LOCK_TIMEOUT_MS", 2000, 0),
 			idleInTxMs: int(env, "PG_IDLE_TX_TIMEOUT_MS", 10000, 0),
+		},
+		replication: {
+			mode: replication as Config["replication"]["mode"],
+			kafkaBrokers,
+			topicPrefix: str(env, "KAFKA_TOPIC_PREFIX") ?? str(env, "NAMESPACE") ?? "wallet",
+			relayBatch: int(env, "RELAY_BATCH", 500, 1, 10_000),
+			relayPollMs: int(env, "RELAY_POLL_MS", 20, 1, 60_000),
 		},
 	};
 }

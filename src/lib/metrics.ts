@@ -17,6 +17,11 @@ export const M = {
 	RATE_LIMITED: "wallet.ratelimit.rejections.total",
 	OUTBOX_BACKLOG: "wallet.outbox.backlog",
 	DB_POOL: "wallet.db.pool.connections",
+	REPL_PUBLISHED: "wallet.replication.published.total",
+	REPL_APPLIED: "wallet.replication.applied.total",
+	REPL_APPLY_ERRORS: "wallet.replication.apply.errors.total",
+	REPL_RELAY_ERRORS: "wallet.replication.relay.errors.total",
+	REPL_LAG: "wallet.replication.lag",
 } as const;
 
 export type ClaimOutcome = "won" | "conflict" | "insufficient" | "replayed" | "rejected" | "error";
@@ -47,6 +52,18 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 	m.register({ name: M.RATE_LIMITED, type: "counter", labelNames: ["by"], description: "Requests refused by the rate limiter" });
 	m.register({ name: M.OUTBOX_BACKLOG, type: "gauge", description: "Outbox events not yet published" });
 	m.register({ name: M.DB_POOL, type: "gauge", labelNames: ["state"], description: "pg pool connections: total, idle, waiting, max" });
+	m.register({ name: M.REPL_PUBLISHED, type: "counter", description: "Outbox events this region published to the event log", rate: true });
+	m.register({ name: M.REPL_APPLIED, type: "counter", labelNames: ["source", "result"], description: "Other regions' events applied here (result: applied, skipped as old or repeated)", rate: true });
+	m.register({ name: M.REPL_APPLY_ERRORS, type: "counter", labelNames: ["source"], description: "Event batches whose apply failed (redelivered)" });
+	m.register({ name: M.REPL_RELAY_ERRORS, type: "counter", description: "Relay rounds that failed (retried)" });
+	m.register({
+		name: M.REPL_LAG,
+		type: "histogram",
+		labelNames: ["source"],
+		unit: "millisecond",
+		description: "Replication lag: from an event's commit in its region to its apply here",
+		buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+	});
 	// Known label values start at 0, so dashboards show 0 rather than "no data" before the first event.
 	for (const outcome of ["won", "conflict", "insufficient", "replayed", "rejected", "error"]) m.increment(M.CLAIMS, { outcome }, 0);
 	for (const kind of ["claim", "order"]) {

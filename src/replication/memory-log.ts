@@ -14,6 +14,8 @@ function partitionOf(key: string): number {
 
 interface Source {
 	partitions: ReplEvent[][];
+	/** Absolute offset of each partition's first kept event (older ones fell out of retention). */
+	base: number[];
 	/** Wakes consumers waiting for new events. */
 	waiters: Set<() => void>;
 }
@@ -23,6 +25,8 @@ export interface MemoryEventLogOptions {
 	maxBatch?: number;
 	/** Delay before a rejected batch is redelivered. */
 	retryMs?: number;
+	/** Events kept per partition (retention, as Kafka's): the oldest go first. */
+	retain?: number;
 }
 
 export class MemoryEventLog implements EventLog {
@@ -36,7 +40,7 @@ export class MemoryEventLog implements EventLog {
 
 	private source(name: string): Source {
 		let s = this.sources.get(name);
-		if (!s) this.sources.set(name, (s = { partitions: Array.from({ length: PARTITIONS }, () => []), waiters: new Set() }));
+		if (!s) this.sources.set(name, (s = { partitions: Array.from({ length: PARTITIONS }, () => []), base: new Array(PARTITIONS).fill(0), waiters: new Set() }));
 		return s;
 	}
 
@@ -53,7 +57,16 @@ export class MemoryEventLog implements EventLog {
 		if (events.length === 0) return;
 		const s = this.source(source);
 		// A copy: a consumer must never see the publisher's objects change under it (Kafka serialises too).
-		for (const e of events) s.partitions[partitionOf(eventKey(e))].push(structuredClone(e));
+		const retain = this.options.retain ?? 100_000;
+		for (const e of events) {
+			const p = partitionOf(eventKey(e));
+			s.partitions[p].push(structuredClone(e));
+			if (s.partitions[p].length > retain) {
+				const drop = s.partitions[p].length - retain;
+				s.partitions[p].splice(0, drop);
+				s.base[p] += drop;
+			}
+		}
 		for (const wake of [...s.waiters]) wake();
 	}
 
@@ -69,7 +82,10 @@ export class MemoryEventLog implements EventLog {
 			while (running) {
 				let delivered = false;
 				for (let p = 0; p < PARTITIONS && running; p++) {
-					const events = s.partitions[p].slice(offsets[p], offsets[p] + maxBatch);
+					// A group that fell behind the retention resumes at the oldest event kept (Kafka's "earliest").
+					if (offsets[p] < s.base[p]) offsets[p] = s.base[p];
+					const from = offsets[p] - s.base[p];
+					const events = s.partitions[p].slice(from, from + maxBatch);
 					if (events.length === 0) continue;
 					const delivery: Delivery = { source: name, events: structuredClone(events) };
 					try {
@@ -112,7 +128,7 @@ export class MemoryEventLog implements EventLog {
 	async backlog(group: string, source: string): Promise<number> {
 		const s = this.source(source);
 		const o = this.committed(group, source);
-		return s.partitions.reduce((n, events, p) => n + events.length - o[p], 0);
+		return s.partitions.reduce((n, events, p) => n + s.base[p] + events.length - Math.max(o[p], s.base[p]), 0);
 	}
 
 	async close(): Promise<void> {

@@ -1,0 +1,135 @@
+// Replication between regions (brief §5, docs/multi-region.md): the outbox relay publishes this region's
+// committed events to the event log, and the applier applies every other region's events to this region's
+// database, then makes the caches forget what changed. Moleculer wiring only: the work is in src/replication.
+// Any number of nodes may run it: one relay per region is active at a time (an advisory lock), and the
+// appliers of a region share the log's partitions in one consumer group.
+import type { Service } from "moleculer";
+import type { Pool } from "pg";
+import type { WalletService } from "../mixins/schema";
+import { CacheMixin } from "../mixins/cache.mixin";
+import { appConfig } from "../mixins/config";
+import { DbMixin } from "../mixins/db.mixin";
+import type { Changes } from "../src/lib/cache-keys";
+import { M } from "../src/lib/metrics";
+import { Applier, type Changed } from "../src/replication/applier";
+import { applyGroup, eventLogFor, type OwnedLog } from "../src/replication";
+import { OutboxRelay } from "../src/replication/relay";
+
+interface ReplicationThis extends Service {
+	pool: Pool;
+	owned?: OwnedLog;
+	relay?: OutboxRelay;
+	applier?: Applier;
+	invalidate(changes: Changes | Changes[]): Promise<void>;
+}
+
+export interface SourceStatus {
+	source: string;
+	applied: number;
+	skipped: number;
+	lastEventAt: string | null;
+	lastAppliedAt: string | null;
+	lastLagMs: number | null;
+	backlog: number | null;
+}
+
+export interface ReplicationStatus {
+	region: string;
+	mode: "kafka" | "memory" | "off";
+	sources: SourceStatus[];
+}
+
+/** What a cache must forget for each applied change. */
+function cacheChanges(changed: Changed[]): Changes[] {
+	return changed.map(c =>
+		c.aggregateType === "supply"
+			? { supply: { id: c.id, userId: c.userId } }
+			: c.aggregateType === "order"
+				? { order: { id: c.id, userId: c.userId } }
+				: { claiming: { id: c.id, claimerId: c.claimerId } },
+	);
+}
+
+const ReplicationService: WalletService<ReplicationThis> = {
+	name: "replication",
+	mixins: [DbMixin, CacheMixin],
+	actions: {
+		/** What this region has applied from each other region, and what it has yet to. */
+		status: {
+			permission: "internal",
+			visibility: "public",
+			timeout: 3000,
+			async handler(this: ReplicationThis): Promise<ReplicationStatus> {
+				const cfg = appConfig(this.broker);
+				const { rows } = await this.pool.query(
+					`SELECT source, applied, skipped, last_event_at, last_applied_at, last_lag_ms FROM replication_progress`,
+				);
+				const backlog = await this.applier?.backlog().catch(() => undefined);
+				const sources = cfg.regions
+					.filter(r => r !== cfg.region)
+					.map(source => {
+						const r = rows.find(x => x.source === source);
+						return {
+							source,
+							applied: Number(r?.applied ?? 0),
+							skipped: Number(r?.skipped ?? 0),
+							lastEventAt: r?.last_event_at?.toISOString() ?? null,
+							lastAppliedAt: r?.last_applied_at?.toISOString() ?? null,
+							lastLagMs: r?.last_lag_ms ?? null,
+							backlog: backlog?.[source] ?? null,
+						};
+					});
+				return { region: cfg.region, mode: cfg.replication.mode, sources };
+			},
+		},
+	},
+	async started(this: ReplicationThis) {
+		const cfg = appConfig(this.broker);
+		const r = cfg.replication;
+		if (r.mode === "off") {
+			this.logger.info("Replication is off (one region, or no KAFKA_BROKERS)");
+			return;
+		}
+		const logger = this.logger;
+		this.owned = await eventLogFor(cfg, (level, message) => (level === "error" ? logger.warn(message) : logger.debug(message)));
+		const log = this.owned!.log;
+		const metrics = this.broker.metrics;
+		this.relay = new OutboxRelay(this.pool, log, {
+			region: cfg.region,
+			batch: r.relayBatch,
+			pollMs: r.relayPollMs,
+			onPublished: n => metrics.increment(M.REPL_PUBLISHED, undefined, n),
+			onError: err => {
+				metrics.increment(M.REPL_RELAY_ERRORS);
+				logger.warn(`Relay round failed (retrying): ${err.message}`);
+			},
+		});
+		this.applier = new Applier(this.pool, log, {
+			region: cfg.region,
+			regions: cfg.regions,
+			group: applyGroup(cfg),
+			onApplied: async (d, result) => {
+				const now = Date.now();
+				for (const e of d.events) metrics.observe(M.REPL_LAG, now - Date.parse(e.createdAt), { source: d.source });
+				if (result.applied) metrics.increment(M.REPL_APPLIED, { source: d.source, result: "applied" }, result.applied);
+				if (result.skipped) metrics.increment(M.REPL_APPLIED, { source: d.source, result: "skipped" }, result.skipped);
+				// A cache that cannot be reached degrades (SafeRedisCacher); the rows are already committed.
+				if (result.changed.length) await this.invalidate(cacheChanges(result.changed)).catch(() => undefined);
+			},
+			onError: (err, d) => {
+				metrics.increment(M.REPL_APPLY_ERRORS, { source: d.source });
+				logger.warn(`Applying ${d.events.length} events from ${d.source} failed (redelivering): ${err.message}`);
+			},
+		});
+		this.relay.start();
+		await this.applier.start();
+		this.logger.info(`Replication on (${r.mode}): publishing ${cfg.region}, applying ${this.applier.sources.join(", ") || "nothing"}`);
+	},
+	async stopped(this: ReplicationThis) {
+		await this.relay?.stop();
+		await this.applier?.stop();
+		if (this.owned?.closeOnStop) await this.owned.log.close();
+	},
+};
+
+export default ReplicationService;

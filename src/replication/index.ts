@@ -1,0 +1,27 @@
+// Which event log a region uses, from its configuration.
+import type { Config } from "../../config";
+import type { EventLog } from "./event-log";
+import { MemoryEventLog } from "./memory-log";
+
+/** The regions of one process (the embedded default) share one in-memory log per namespace. */
+const shared = new Map<string, MemoryEventLog>();
+
+export interface OwnedLog {
+	log: EventLog;
+	/** False for a shared log: its owner is the process, not the service. */
+	closeOnStop: boolean;
+}
+
+export async function eventLogFor(cfg: Config, log?: (level: string, message: string) => void): Promise<OwnedLog | undefined> {
+	const r = cfg.replication;
+	if (r.mode === "off") return undefined;
+	if (r.mode === "memory") {
+		let m = shared.get(cfg.namespace);
+		if (!m) shared.set(cfg.namespace, (m = new MemoryEventLog()));
+		return { log: m, closeOnStop: false };
+	}
+	throw new Error("REPLICATION=kafka: the Kafka adapter is not wired yet");
+}
+
+/** Consumer group of a region's appliers: every region reads every other region's events in its own group. */
+export const applyGroup = (cfg: Config) => `${cfg.replication.topicPrefix}.apply.${cfg.region}`;

@@ -1,0 +1,118 @@
+// The outbox relay: publishes committed outbox rows to the event log, oldest first, and marks them
+// published in the same transaction that read them. One relay is active per region at a time (a
+// transaction-scoped advisory lock), so one key's events leave in the order they were written; a crash
+// between the publish and the commit publishes the batch again, which appliers absorb (versions).
+import type { Pool } from "pg";
+import { withTx } from "../db";
+import type { EventLog, ReplEvent } from "./event-log";
+
+/** Any number 64-bit: the advisory lock only relays take. */
+const RELAY_LOCK = 0x77616c6c6574; // "wallet"
+
+interface OutboxRow {
+	id: string;
+	event_id: string;
+	aggregate_type: ReplEvent["aggregateType"];
+	aggregate_id: string;
+	aggregate_version: number;
+	event_type: string;
+	region: string;
+	home_region: string;
+	epoch: number;
+	tx_id: string;
+	schema_version: number;
+	created_at: Date;
+	payload: Record<string, unknown>;
+}
+
+export function toReplEvent(r: OutboxRow): ReplEvent {
+	return {
+		eventId: r.event_id,
+		aggregateType: r.aggregate_type,
+		aggregateId: r.aggregate_id,
+		version: r.aggregate_version,
+		type: r.event_type,
+		region: r.region,
+		homeRegion: r.home_region,
+		epoch: Number(r.epoch),
+		txId: String(r.tx_id),
+		schemaVersion: r.schema_version,
+		createdAt: r.created_at.toISOString(),
+		payload: r.payload,
+	};
+}
+
+export interface RelayOptions {
+	region: string;
+	batch: number;
+	pollMs: number;
+	onPublished?: (n: number) => void;
+	onError?: (err: Error) => void;
+}
+
+export class OutboxRelay {
+	private running = false;
+	private loop?: Promise<void>;
+	private wake?: () => void;
+
+	constructor(
+		private readonly pool: Pool,
+		private readonly log: EventLog,
+		private readonly options: RelayOptions,
+	) {}
+
+	/** Publishes one batch; the number published (0: nothing due, or another node is relaying). */
+	async tick(): Promise<number> {
+		return withTx(this.pool, async c => {
+			const { rows } = await c.query<OutboxRow>(
+				`SELECT o.id::text, o.event_id, o.aggregate_type, o.aggregate_id, o.aggregate_version, o.event_type, o.region,
+				        o.home_region, o.epoch, o.tx_id::text, o.schema_version, o.created_at, o.payload
+				   FROM (SELECT pg_try_advisory_xact_lock($1) AS mine) l, LATERAL (
+				     SELECT * FROM outbox WHERE l.mine AND published_at IS NULL ORDER BY id LIMIT $2) o`,
+				[RELAY_LOCK, this.options.batch],
+			);
+			if (rows.length === 0) return 0;
+			await this.log.publish(this.options.region, rows.map(toReplEvent));
+			await c.query(`UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [rows.map(r => r.id)]);
+			return rows.length;
+		});
+	}
+
+	start(): void {
+		if (this.running) return;
+		this.running = true;
+		this.loop = (async () => {
+			let backoff = this.options.pollMs;
+			while (this.running) {
+				let n = 0;
+				try {
+					n = await this.tick();
+					if (n) this.options.onPublished?.(n);
+					backoff = this.options.pollMs;
+				} catch (err) {
+					this.options.onError?.(err as Error);
+					backoff = Math.min(backoff * 2, 2000);
+				}
+				// A full batch means more is waiting: go on at once.
+				if (n < this.options.batch && this.running) await this.sleep(backoff);
+			}
+		})();
+	}
+
+	private sleep(ms: number) {
+		return new Promise<void>(resolve => {
+			const t = setTimeout(done, ms);
+			function done() {
+				clearTimeout(t);
+				resolve();
+			}
+			this.wake = done;
+		});
+	}
+
+	async stop(): Promise<void> {
+		this.running = false;
+		this.wake?.();
+		await this.loop;
+	}
+}

@@ -1,0 +1,92 @@
+// Several regions in one test process: each region its own database and its own broker(s) (no transporter
+// between regions), joined only by the event log, as in the embedded default.
+import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import type { Config } from "../../config";
+import { brokerOptions } from "../../moleculer.config";
+import ReplicationService from "../../services/replication.service";
+import { SERVICES, testConfig } from "./cluster";
+import { createTestDatabase, type TestDatabase } from "./db";
+
+export const REGION_NAMES = ["us-central1", "europe-west1", "asia-east1"];
+
+export interface TestRegion {
+	name: string;
+	cfg: Config;
+	broker: ServiceBroker;
+	db: TestDatabase;
+	apiUrl: string;
+}
+
+export interface TestRegions {
+	namespace: string;
+	regions: TestRegion[];
+	region(name: string): TestRegion;
+	stop(): Promise<void>;
+}
+
+export async function startTestRegions(o: { count?: number; env?: Record<string, string> } = {}): Promise<TestRegions> {
+	const namespace = `t${randomBytes(4).toString("hex")}`;
+	const names = REGION_NAMES.slice(0, o.count ?? 2);
+	const dbs: TestDatabase[] = [];
+	const regions: TestRegion[] = [];
+	try {
+		for (const name of names) {
+			const db = await createTestDatabase();
+			dbs.push(db);
+			const cfg = testConfig({
+				databaseUrl: db.url,
+				namespace,
+				env: { REGIONS: names.join(","), REGION: name, REPLICATION: "memory", RELAY_POLL_MS: "10", ...o.env },
+			});
+			const broker = new ServiceBroker(brokerOptions(cfg, { nodeID: `${name}-0`, skipProcessEventRegistration: true }));
+			for (const s of Object.values(SERVICES)) broker.createService(s as ServiceSchema);
+			broker.createService(ReplicationService as ServiceSchema);
+			regions.push({ name, cfg, broker, db, apiUrl: "" });
+		}
+		await Promise.all(regions.map(r => r.broker.start()));
+		for (const r of regions) {
+			const api = r.broker.getLocalService("api") as any;
+			r.apiUrl = `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`;
+		}
+	} catch (err) {
+		await Promise.all(regions.map(r => r.broker.stop().catch(() => undefined)));
+		await Promise.all(dbs.map(d => d.drop()));
+		throw err;
+	}
+	return {
+		namespace,
+		regions,
+		region: name => regions.find(r => r.name === name)!,
+		async stop() {
+			await Promise.all(regions.map(r => r.broker.stop().catch(() => undefined)));
+			await Promise.all(dbs.map(d => d.drop()));
+		},
+	};
+}
+
+/** The rows every region must agree on, in a comparable form. */
+export async function snapshot(r: TestRegion) {
+	const q = (sql: string) => r.db.pool.query(sql).then(x => x.rows);
+	return {
+		supplies: await q(`SELECT id, user_id, asset, amount::text, reserved::text, spent::text, status, home_region, version FROM supplies ORDER BY id`),
+		orders: await q(`SELECT id, user_id, asset, items, amount::text, status, claim_id, claimer_id, home_region, version FROM orders ORDER BY id`),
+		claims: await q(`SELECT id, order_id, claimer_id, supply_id, amount::text, status, idempotency_key, region, epoch, version FROM claims ORDER BY id`),
+	};
+}
+
+/** Waits until every region's rows are equal (replication converged); returns the common snapshot. */
+export async function converged(rs: TestRegions, timeoutMs = 15_000) {
+	const until = Date.now() + timeoutMs;
+	for (;;) {
+		const snaps = await Promise.all(rs.regions.map(snapshot));
+		const first = JSON.stringify(snaps[0]);
+		if (snaps.every(s => JSON.stringify(s) === first)) return snaps[0];
+		if (Date.now() > until) {
+			const sizes = snaps.map((s, i) => `${rs.regions[i].name}: ${s.supplies.length}s/${s.orders.length}o/${s.claims.length}c`);
+			throw new Error(`regions did not converge in ${timeoutMs} ms (${sizes.join(", ")})`);
+		}
+		await new Promise(res => setTimeout(res, 50));
+	}
+}
