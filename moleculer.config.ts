@@ -4,6 +4,7 @@ import { Errors, type BrokerOptions } from "moleculer";
 import { nkeyAuthenticator, tokenAuthenticator, usernamePasswordAuthenticator } from "nats";
 import { config, type Config } from "./config";
 import { DeadlineMiddleware } from "./middlewares/deadline";
+import { HomeRegionMiddleware } from "./middlewares/home-region";
 import { PermissionsMiddleware } from "./middlewares/permissions";
 import { breakerCounts } from "./src/lib/breaker";
 import { identityFor } from "./src/lib/identity";
@@ -176,6 +177,8 @@ export function brokerOptions(cfg: Config, overrides: Partial<BrokerOptions> = {
 		// generations are read (CacheGenerations) just before the Cacher builds a list's key.
 		internalMiddlewares: false,
 		middlewares: [
+			// Innermost: the action ran here and was refused as not this region's to write; the owner runs it.
+			HomeRegionMiddleware(cfg),
 			RequestContextMiddleware,
 			"ActionHook",
 			"Bulkhead",

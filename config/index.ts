@@ -125,6 +125,9 @@ export interface LoadOptions {
 	keys?: boolean;
 }
 
+// One per process: the embedded default's regions share a process, and verify each other's assertions.
+const PROCESS_SECRET = randomBytes(32).toString("base64url");
+
 // Fail closed: a node that can be reached by peers (any real server configured) never falls back to a
 // secret anyone can read in this file.
 function authSecrets(env: Env, nodeEnv: Config["env"], embedded: boolean, keys: boolean) {
@@ -148,7 +151,7 @@ function authSecrets(env: Env, nodeEnv: Config["env"], embedded: boolean, keys: 
 		jwtSecret: jwtSecret ?? (jwksUrl ? undefined : DEV_JWT_SECRET),
 		jwksUrl,
 		// The embedded default has no peers: a secret of its own, never written down, is enough.
-		internalSecret: internal ?? randomBytes(32).toString("base64url"),
+		internalSecret: internal ?? PROCESS_SECRET,
 	};
 }
 

@@ -13,6 +13,8 @@ export type WalletAction<This = any> = Omit<ActionSchema, "cache" | "handler"> &
 	/** Per-action timeout in ms (read by Moleculer's Timeout middleware). */
 	timeout?: number;
 	strategyOptions?: Record<string, unknown>;
+	/** Writes an entity that has a home region: refused here with NOT_OWNER, it runs in the owner's region (middlewares/home-region.ts). */
+	home?: boolean;
 };
 
 /** A service schema whose handlers, methods and lifecycle handlers see `this` as `This`. */

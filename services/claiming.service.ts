@@ -94,6 +94,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 	actions: {
 		claim: {
 			...CLAIM,
+			home: true,
 			permission: "claim:write",
 			params: {
 				orderId: uuid,
@@ -145,6 +146,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 		},
 		release: {
 			...WRITE,
+			home: true,
 			permission: "claim:write",
 			params: { id: uuid },
 			async handler(this: ClaimingThis, ctx: Ctx<{ id: string }>) {

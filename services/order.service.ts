@@ -24,6 +24,7 @@ const ORDER_STATUSES = ["open", "claimed", "completed", "cancelled", "expired"];
 
 const command = (op: "cancel" | "complete") => ({
 	...FORWARD,
+	home: true,
 	permission: "order:write",
 	params: { id: uuid },
 	async handler(this: any, ctx: Ctx<{ id: string }>) {

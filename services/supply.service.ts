@@ -21,8 +21,12 @@ import { SUPPLY_COLS, toSupply } from "../src/store/rows";
 
 type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
 
+const notOwner = (homeRegion: string) =>
+	new Errors.MoleculerRetryableError("This region does not own the supply now; retry", 503, "NOT_OWNER", { homeRegion });
+
 const transition = (cmd: SupplyCommand) => ({
 	...WRITE,
+	home: true,
 	permission: "supply:write",
 	params: { id: uuid },
 	async handler(this: any, ctx: Ctx<{ id: string }>) {
@@ -83,6 +87,7 @@ const SupplyService: WalletService = {
 		},
 		update: {
 			...WRITE,
+			home: true,
 			permission: "supply:write",
 			params: { id: uuid, amount },
 			async handler(this: any, ctx: Ctx<{ id: string; amount: string }>) {
@@ -104,13 +109,15 @@ const SupplyService: WalletService = {
 		async change(this: any, ctx: Ctx, id: string, eventType: string, decide: (s: Supply) => Record<string, string>) {
 			const region = appConfig(this.broker).region;
 			const supply = await this.tx(async (c: any) => {
-				const r = await c.query(`SELECT ${SUPPLY_COLS} FROM supplies WHERE id = $1 AND (user_id = $2 OR $3) FOR UPDATE`, [
-					id,
-					ctx.meta.user.id,
-					isAdmin(ctx.meta.user),
-				]);
+				const r = await c.query(
+					`SELECT ${SUPPLY_COLS}, EXISTS (SELECT 1 FROM ownership w WHERE w.home_region = supplies.home_region AND w.owner = $4) AS owned
+					   FROM supplies WHERE id = $1 AND (user_id = $2 OR $3) FOR UPDATE`,
+					[id, ctx.meta.user.id, isAdmin(ctx.meta.user), region],
+				);
 				const s = r.rows[0] && toSupply(r.rows[0]);
 				if (!s) throw notFound("supply");
+				// Decided by the region that writes it, on its row, never on a copy here.
+				if (!r.rows[0].owned) throw notOwner(s.homeRegion);
 				const changes = decide(s);
 				const cols = Object.keys(changes);
 				const set = cols.map((col, i) => `${col} = $${i + 3}`).join(", ");
@@ -120,11 +127,19 @@ const SupplyService: WalletService = {
 					 RETURNING s.*, s.amount - s.reserved - s.spent AS available, w.epoch`,
 					[id, region, ...cols.map(col => changes[col])],
 				);
-				if (!u.rows[0])
-					throw new Errors.MoleculerRetryableError("This region does not own the supply now; retry", 503, "NOT_OWNER", { homeRegion: s.homeRegion });
+				if (!u.rows[0]) throw notOwner(s.homeRegion);
 				const updated = toSupply(u.rows[0]);
 				await appendEvents(c, [
-					{ aggregateType: "supply", aggregateId: id, version: updated.version, type: eventType, region, epoch: Number(u.rows[0].epoch), payload: updated },
+					{
+						aggregateType: "supply",
+						aggregateId: id,
+						version: updated.version,
+						type: eventType,
+						region,
+						homeRegion: updated.homeRegion,
+						epoch: Number(u.rows[0].epoch),
+						payload: updated,
+					},
 				]);
 				return updated;
 			});

@@ -22,6 +22,7 @@ export const M = {
 	REPL_APPLY_ERRORS: "wallet.replication.apply.errors.total",
 	REPL_RELAY_ERRORS: "wallet.replication.relay.errors.total",
 	REPL_LAG: "wallet.replication.lag",
+	FORWARDED: "wallet.forwarded.total",
 } as const;
 
 export type ClaimOutcome = "won" | "conflict" | "insufficient" | "replayed" | "rejected" | "error";
@@ -64,6 +65,7 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 		description: "Replication lag: from an event's commit in its region to its apply here",
 		buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
 	});
+	m.register({ name: M.FORWARDED, type: "counter", labelNames: ["target"], description: "Writes forwarded to the region that owns the entity's home region", rate: true });
 	// Known label values start at 0, so dashboards show 0 rather than "no data" before the first event.
 	for (const outcome of ["won", "conflict", "insufficient", "replayed", "rejected", "error"]) m.increment(M.CLAIMS, { outcome }, 0);
 	for (const kind of ["claim", "order"]) {

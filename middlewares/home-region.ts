@@ -1,0 +1,72 @@
+// Home region as single writer (brief §5). A write action that declares `home: true` runs here first: the
+// SQL is fenced by ownership, so when this region does not write the entity's home region it refuses with
+// NOT_OWNER before changing anything, and this middleware sends the same call to the region that does,
+// returning its answer as if it were local (status, body, headers; X-Region names the region that served
+// it). A same-region write costs nothing extra. A forwarded call is never forwarded again: if the owner
+// refuses too (ownership is moving), the caller gets the retryable 503.
+import { Errors, type Context, type Middleware, type ServiceBroker } from "moleculer";
+import type { Pool } from "pg";
+import type { Config } from "../config";
+import { M } from "../src/lib/metrics";
+import { InProcessLink, registerLocalRegion, unregisterLocalRegion, type RegionLink } from "../src/regions/link";
+
+type Meta = {
+	assertion?: string;
+	token?: string;
+	$forwarded?: string;
+	$statusCode?: number;
+	$location?: string;
+	$responseHeaders?: Record<string, string>;
+};
+
+/** Who writes `home` now, from this region's ownership table. */
+async function ownerOf(pool: Pool | undefined, home: string): Promise<string | undefined> {
+	if (!pool) return undefined;
+	const r = await pool.query<{ owner: string }>(`SELECT owner FROM ownership WHERE home_region = $1`, [home]);
+	return r.rows[0]?.owner;
+}
+
+export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware {
+	let broker: ServiceBroker;
+	const theLink = link ?? (cfg.replication.mode === "memory" ? new InProcessLink(cfg.namespace) : undefined);
+	return {
+		name: "HomeRegion",
+		created(b: ServiceBroker) {
+			broker = b;
+		},
+		async started() {
+			if (cfg.replication.mode === "memory") registerLocalRegion(cfg.namespace, cfg.region, broker);
+		},
+		async stopped() {
+			unregisterLocalRegion(cfg.namespace, cfg.region, broker);
+		},
+		localAction(handler: (ctx: Context) => Promise<unknown>, action: { name: string; home?: boolean; timeout?: number }) {
+			if (!action.home) return handler;
+			return async function forwardToOwner(ctx: Context<unknown, Meta>) {
+				try {
+					return await handler(ctx);
+				} catch (err) {
+					const e = err as Errors.MoleculerError & { data?: { homeRegion?: string } };
+					if (e?.type !== "NOT_OWNER" || ctx.meta.$forwarded || !theLink) throw err;
+					const home = e.data?.homeRegion;
+					const owner = home ? await ownerOf((ctx.service as unknown as { pool?: Pool })?.pool, home) : undefined;
+					if (!owner || owner === cfg.region || !theLink.reachable(owner)) throw err;
+					// The caller's own credential travels: the owner verifies it as this region did.
+					const meta: Meta = { $forwarded: cfg.region };
+					if (ctx.meta.assertion !== undefined) meta.assertion = ctx.meta.assertion;
+					else if (ctx.meta.token !== undefined) meta.token = ctx.meta.token;
+					broker.metrics.increment(M.FORWARDED, { target: owner });
+					const result = await theLink.call(owner, action.name, ctx.params, {
+						meta,
+						requestID: ctx.requestID ?? undefined,
+						timeout: action.timeout ?? cfg.requestTimeoutMs,
+					});
+					if (meta.$statusCode !== undefined) ctx.meta.$statusCode = meta.$statusCode;
+					if (meta.$location !== undefined) ctx.meta.$location = meta.$location;
+					ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, ...meta.$responseHeaders, "X-Region": owner };
+					return result;
+				}
+			} as unknown as typeof handler;
+		},
+	} as Middleware;
+}
