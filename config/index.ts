@@ -48,6 +48,8 @@ export interface Config {
 	authCacheSize: number;
 	assets: Record<string, AssetConfig>;
 	claimHoldSec: number;
+	/** A cross-region hold whose claim has not appeared for this long is checked with the order's region. */
+	holdConfirmSec: number;
 	orderTtlSec: number;
 	orderMaxTtlSec: number;
 	sweepIntervalMs: number;
@@ -237,6 +239,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		authCacheSize: int(env, "AUTH_CACHE_SIZE", 10000, 0, 10_000_000),
 		assets: parseAssets(str(env, "ASSETS") ?? DEFAULT_ASSETS),
 		claimHoldSec: int(env, "CLAIM_HOLD_SEC", 300, 1),
+		holdConfirmSec: int(env, "HOLD_CONFIRM_SEC", 30, 1),
 		orderTtlSec: int(env, "ORDER_TTL_SEC", 86400, 1, orderMaxTtlSec),
 		orderMaxTtlSec,
 		sweepIntervalMs: int(env, "SWEEP_INTERVAL_MS", 1000, 50),

@@ -8,7 +8,8 @@ import { Errors, type Context, type Middleware, type ServiceBroker } from "molec
 import type { Pool } from "pg";
 import type { Config } from "../config";
 import { M } from "../src/lib/metrics";
-import { InProcessLink, registerLocalRegion, unregisterLocalRegion, type RegionLink } from "../src/regions/link";
+import { identityFor } from "../src/lib/identity";
+import { InProcessLink, registerLocalRegion, setRegionLink, unregisterLocalRegion, type RegionLink } from "../src/regions/link";
 
 type Meta = {
 	assertion?: string;
@@ -28,11 +29,13 @@ async function ownerOf(pool: Pool | undefined, home: string): Promise<string | u
 
 export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware {
 	let broker: ServiceBroker;
-	const theLink = link ?? (cfg.replication.mode === "memory" ? new InProcessLink(cfg.namespace) : undefined);
+	const theLink =
+		link ?? (cfg.replication.mode === "memory" ? new InProcessLink(cfg.namespace, cfg.region, identityFor(cfg).internal) : undefined);
 	return {
 		name: "HomeRegion",
 		created(b: ServiceBroker) {
 			broker = b;
+			if (theLink) setRegionLink(b, theLink);
 		},
 		async started() {
 			if (cfg.replication.mode === "memory") registerLocalRegion(cfg.namespace, cfg.region, broker);

@@ -19,6 +19,8 @@ export interface AuthMeta {
 	user?: User;
 	token?: string;
 	assertion?: string;
+	/** A region's signed call over the region link (internal actions only). */
+	$link?: string;
 }
 
 type Ctx = Context<unknown, AuthMeta> & { options: { parentCtx?: Context }; headers: Record<string, unknown> };
@@ -56,7 +58,7 @@ export function PermissionsMiddleware(identity: Identity): Middleware {
 		created(b: ServiceBroker) {
 			broker = b;
 		},
-		localAction(handler: (ctx: Context) => Promise<unknown>, action: { permission?: Permission }) {
+		localAction(handler: (ctx: Context) => Promise<unknown>, action: { name: string; permission?: Permission }) {
 			const permission = action.permission;
 			if (!permission) return handler;
 			return async function checkPermission(ctx: Ctx) {
@@ -66,6 +68,8 @@ export function PermissionsMiddleware(identity: Identity): Middleware {
 				else delete ctx.meta.user;
 				if (permission === "internal") {
 					if (await serviceOf(ctx, identity, broker)) return handler(ctx);
+					if (ctx.meta.$link !== undefined && (await identity.internal.verifyLink(ctx.meta.$link, action.name, ctx.requestID)))
+						return handler(ctx);
 					throw forbidden("INTERNAL_ACTION", "This action is only callable by the services");
 				}
 				if (!user) throw unauthorized("This action needs a user (ctx.meta.token or a gateway's assertion)");

@@ -14,7 +14,7 @@ import { ACTOR, CLAIM, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
 import { notFound } from "../src/domain/errors";
 import { isAdmin } from "../src/domain/permissions";
-import type { Claim, Order, User } from "../src/domain/types";
+import type { Claim, Order, Supply, User } from "../src/domain/types";
 import { AVAILABLE_SHARD } from "../src/lib/available-shard";
 import { Batcher } from "../src/lib/batcher";
 import { Mailbox } from "../src/lib/mailbox";
@@ -29,6 +29,8 @@ import {
 	type Outcome,
 } from "../src/store/commands";
 import { getClaim, listClaims } from "../src/store/queries";
+import { claimIdFor, confirmHold, endHold, ownerOf, unconfirmedHolds, voidClaim } from "../src/store/holds";
+import { regionLink } from "../src/regions/link";
 
 type Meta = { user: User; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string> };
 type Ctx<P = Record<string, any>> = Context<P, Meta>;
@@ -54,6 +56,8 @@ interface ClaimingThis extends Service {
 	invalidate(changes: Changes | Changes[], ctx?: Context): Promise<void>;
 	command(ctx: Ctx<CommandParams>): Promise<CommandResult>;
 	sweep(): Promise<{ released: number; expired: number; failed: number }>;
+	claimAcross(ctx: Ctx<CommandParams>, cmd: OrderCommand & { op: "claim" }, need: { homeRegion: string; amount: string; asset: string }): Promise<CommandResult>;
+	resolveHolds(): Promise<number>;
 	sampleGauges(): Promise<void>;
 	pruneOutbox(): Promise<number>;
 }
@@ -160,6 +164,16 @@ const ClaimingService: WalletService<ClaimingThis> = {
 				return result.claim;
 			},
 		},
+		/** What became of a claim id a hold was made for: 'claimed', or 'void' from now on. Asked by the supply's region. */
+		voidClaim: {
+			...WRITE,
+			permission: "internal",
+			visibility: "public",
+			params: { claimId: uuid },
+			handler(this: ClaimingThis, ctx: Ctx<{ claimId: string }>) {
+				return voidClaim(this.pool, ctx.params.claimId);
+			},
+		},
 		/** The order actor's inbox. */
 		command: {
 			...ACTOR,
@@ -190,11 +204,79 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			if (p.op === "claim" && (!p.supplyId || !p.idempotencyKey)) throw new Errors.ValidationError("claim needs supplyId and idempotencyKey");
 			if (p.op === "release" && !p.claimId) throw new Errors.ValidationError("release needs claimId");
 			const deadline = (ctx.options as { deadline?: number }).deadline;
-			const outcome = await this.batcher.submit(toCommand(p, ctx.meta.user), deadline);
+			const cmd = toCommand(p, ctx.meta.user);
+			const outcome = await this.batcher.submit(cmd, deadline);
+			if (!outcome.ok && (outcome.error as Errors.MoleculerError).type === "HOLD_NEEDED" && cmd.op === "claim")
+				return this.claimAcross(ctx, cmd, (outcome.error as Errors.MoleculerError).data);
 			if (!outcome.ok) throw outcome.error;
 			const r = outcome.value;
 			if (!r.replayed) this.logger.info(`Order ${p.orderId} ${DONE[p.op]}`, { claimId: r.claim?.id, status: r.order.status });
 			return r;
+		},
+		/**
+		 * A claim whose supply another region writes, as a saga run inside this order's mailbox: hold the funds
+		 * in the supply's region (idempotent by a claim id derived from the key), then write the claim here.
+		 * If the claim is not written, its id is voided here first (so it never can be), then the hold is
+		 * released; a hold whose release did not get through is found by that region's resolveHolds.
+		 */
+		async claimAcross(this: ClaimingThis, ctx: Ctx<CommandParams>, cmd, need) {
+			const cfg = appConfig(this.broker);
+			const link = regionLink(this.broker);
+			const owner = await ownerOf(this.pool, need.homeRegion);
+			if (!link || !owner || !link.reachable(owner))
+				throw new Errors.MoleculerRetryableError(`The supply's region ${need.homeRegion} cannot be reached now; retry`, 503, "REGION_UNREACHABLE", {
+					homeRegion: need.homeRegion,
+				});
+			const deadline = (ctx.options as { deadline?: number }).deadline;
+			const timeout = () => Math.max(100, (deadline ?? Date.now() + cfg.requestTimeoutMs) - Date.now());
+			const claimId = claimIdFor(cmd.userId, cmd.key);
+			const supply = await link.call<Supply>(
+				owner,
+				"supply.hold",
+				{ claimId, supplyId: cmd.supplyId, orderId: cmd.orderId, claimerId: cmd.userId, asset: need.asset, amount: need.amount, orderRegion: cfg.region },
+				{ meta: {}, asRegion: true, requestID: ctx.requestID ?? undefined, timeout: timeout() },
+			).catch((err: Errors.MoleculerError) => {
+				// That region no longer writes the supply (its ownership is moving): not this order's NOT_OWNER.
+				if (err?.type === "NOT_OWNER")
+					throw new Errors.MoleculerRetryableError("The supply's region is changing owner; retry", 503, "REGION_UNREACHABLE", { homeRegion: need.homeRegion });
+				throw err;
+			});
+			const second = await this.batcher.submit({ ...cmd, claimId, held: true }, deadline);
+			if (second.ok) return { ...second.value, supply: second.value.replayed ? second.value.supply : supply };
+			if ((await voidClaim(this.pool, claimId)) === "void") {
+				await link
+					.call(owner, "supply.releaseHold", { claimId }, { meta: {}, asRegion: true, requestID: ctx.requestID ?? undefined, timeout: timeout() })
+					.catch((err: Error) => this.logger.warn(`Hold of void claim ${claimId} not released yet (its region will): ${err.message}`));
+			}
+			throw second.error;
+		},
+		/**
+		 * Holds this region keeps for claims of other regions that have not shown up in the log: ask the
+		 * order's region what became of each. A void claim's funds are given back; a claimed one is confirmed
+		 * (its settle or release arrives through the log). An order region that cannot be asked keeps the
+		 * funds held: never released on a guess.
+		 */
+		async resolveHolds(this: ClaimingThis) {
+			const cfg = appConfig(this.broker);
+			const link = regionLink(this.broker);
+			if (!link) return 0;
+			let resolved = 0;
+			for (const h of await unconfirmedHolds(this.pool, cfg.holdConfirmSec, 100)) {
+				const owner = await ownerOf(this.pool, h.orderRegion);
+				if (!owner || !link.reachable(owner)) continue;
+				try {
+					const fate = await link.call<"claimed" | "void">(owner, "claiming.voidClaim", { claimId: h.claimId }, { meta: {}, asRegion: true, timeout: 5000 });
+					if (fate === "void") {
+						const supply = await endHold(this.pool, cfg.region, h.claimId, "released");
+						if (supply) await this.invalidate({ supply });
+						this.logger.info(`Released the hold of claim ${h.claimId}: region ${owner} never wrote it`);
+					} else await confirmHold(this.pool, h.claimId);
+					resolved++;
+				} catch (err) {
+					this.logger.warn(`Hold of claim ${h.claimId} not resolved: ${(err as Error).message}`);
+				}
+			}
+			return resolved;
 		},
 		/** Releases expired holds and expires old orders, a batch at a time until none is due. Safe on any number of nodes. */
 		async sweep(this: ClaimingThis) {
@@ -227,6 +309,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 				// A short batch may only mean another node holds the rest (SKIP LOCKED): stop when nothing moved.
 				if (r.released.length === 0 && r.expired.length === 0) break;
 			}
+			await this.resolveHolds().catch((err: Error) => this.logger.warn(`Holds not resolved: ${err.message}`));
 			if (Date.now() - this.lastPrune > 60_000) {
 				this.lastPrune = Date.now();
 				await this.pruneOutbox();

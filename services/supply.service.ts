@@ -15,6 +15,7 @@ import { decideAmountChange, decideSupplyTransition, type SupplyCommand } from "
 import type { Supply, User } from "../src/domain/types";
 import { amount, asset, paging, status, uuid } from "../src/lib/params";
 import { createSupply } from "../src/store/creates";
+import { endHold, holdSupply, type HoldRequest } from "../src/store/holds";
 import { appendEvents } from "../src/store/outbox";
 import { getSupply, listSupplies } from "../src/store/queries";
 import { SUPPLY_COLS, toSupply } from "../src/store/rows";
@@ -40,6 +41,47 @@ const SupplyService: WalletService = {
 	name: "supply",
 	mixins: [DbMixin, CacheMixin],
 	actions: {
+		/**
+		 * Holds funds for a claim that another region writes (its order's home region): called over the region
+		 * link by that region's order actor, for the claimer it verified. Idempotent by claim id.
+		 */
+		hold: {
+			...WRITE,
+			permission: "internal",
+			visibility: "public",
+			params: {
+				claimId: uuid,
+				supplyId: uuid,
+				orderId: uuid,
+				claimerId: { type: "string", min: 1, max: 256 },
+				asset,
+				amount: { type: "string", min: 1, max: 64 },
+				orderRegion: { type: "string", min: 1, max: 64 },
+			},
+			async handler(this: any, ctx: Context<HoldRequest>) {
+				const { supply, replayed } = await holdSupply(this.pool, appConfig(this.broker).region, ctx.params);
+				if (!replayed) {
+					this.logger.info(`Supply ${supply.id}: held for claim ${ctx.params.claimId} of region ${ctx.params.orderRegion}`);
+					await this.invalidate({ supply });
+				}
+				return supply;
+			},
+		},
+		/** Gives back the funds of a hold whose claim was never written (the order's region voided it). */
+		releaseHold: {
+			...WRITE,
+			permission: "internal",
+			visibility: "public",
+			params: { claimId: uuid },
+			async handler(this: any, ctx: Context<{ claimId: string }>) {
+				const supply = await endHold(this.pool, appConfig(this.broker).region, ctx.params.claimId, "released");
+				if (supply) {
+					this.logger.info(`Supply ${supply.id}: hold of claim ${ctx.params.claimId} released`);
+					await this.invalidate({ supply });
+				}
+				return { released: !!supply };
+			},
+		},
 		create: {
 			...WRITE,
 			permission: "supply:write",

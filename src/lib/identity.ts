@@ -17,6 +17,8 @@ import { TtlCache } from "./ttl-cache";
 
 export const USER_ASSERTION = "wallet-user+jwt";
 export const SERVICE_ASSERTION = "wallet-service+jwt";
+/** A region calling an internal action of another region over the region link, for one action and request. */
+export const LINK_ASSERTION = "wallet-link+jwt";
 /** The ctx.headers key of a service assertion. */
 export const SERVICE_HEADER = "x-wallet-service";
 
@@ -29,6 +31,7 @@ interface Payload {
 	rid?: unknown;
 	node?: unknown;
 	scope?: unknown;
+	act?: unknown;
 }
 
 interface Verified {
@@ -100,6 +103,19 @@ export class InternalAuth {
 		// Reused for half its life, so a receiver never gets one about to expire.
 		this.minted.set(cacheKey, assertion, now + (this.o.ttlSec * 1000) / 2);
 		return assertion;
+	}
+
+	/** A region's call of `action` in another region (src/regions/link.ts), for this request only. */
+	signLink(region: string, action: string, requestId: string): string {
+		const iat = Math.floor(Date.now() / 1000);
+		return this.sign(LINK_ASSERTION, { sub: region, aud: this.o.namespace, iat, exp: iat + this.o.ttlSec, rid: requestId, act: action });
+	}
+
+	/** The calling region, if the assertion was signed for this action and request. */
+	async verifyLink(assertion: string, action: string, requestId: string | null | undefined): Promise<string> {
+		const { payload } = await this.verify(assertion, LINK_ASSERTION, requestId);
+		if (payload.act !== action) throw invalid("signed for another action");
+		return payload.sub!;
 	}
 
 	async verifyUser(assertion: string, requestId: string | null | undefined): Promise<User> {

@@ -2,10 +2,14 @@
 // supply homed elsewhere). One interface, two adapters, as for the event log: in-process (the regions of
 // the embedded default and of tests share a process) and, across processes, Moleculer's own transporter on
 // a global namespace (docs/multi-region.md).
+import { randomUUID } from "node:crypto";
 import type { ServiceBroker } from "moleculer";
+import type { InternalAuth } from "../lib/identity";
 
 export interface LinkCallOptions {
 	meta: Record<string, unknown>;
+	/** Signs the call as this region's (for internal actions): the target verifies it (middlewares/permissions.ts). */
+	asRegion?: boolean;
 	requestID?: string;
 	/** Every remote call has a deadline. */
 	timeout: number;
@@ -35,7 +39,11 @@ export function unregisterLocalRegion(namespace: string, region: string, broker:
 
 /** Regions in this process: a call is a call on the other region's broker. */
 export class InProcessLink implements RegionLink {
-	constructor(private readonly namespace: string) {}
+	constructor(
+		private readonly namespace: string,
+		private readonly region: string,
+		private readonly auth: InternalAuth,
+	) {}
 
 	reachable(region: string) {
 		return brokers.get(this.namespace)?.get(region)?.started === true;
@@ -44,7 +52,14 @@ export class InProcessLink implements RegionLink {
 	async call<T>(region: string, action: string, params: unknown, opts: LinkCallOptions): Promise<T> {
 		const target = brokers.get(this.namespace)?.get(region);
 		if (!target?.started) throw new RegionUnreachableError(`region ${region} is not reachable`);
+		const requestID = opts.requestID ?? randomUUID();
+		if (opts.asRegion) opts.meta.$link = this.auth.signLink(this.region, action, requestID);
 		// A call without a parent context keeps the meta object itself, so what the action sets comes back.
-		return target.call<T, unknown>(action, params, { meta: opts.meta, requestID: opts.requestID, timeout: opts.timeout });
+		return target.call<T, unknown>(action, params, { meta: opts.meta, requestID, timeout: opts.timeout });
 	}
 }
+
+/** The link of each broker (set up by the HomeRegion middleware), for services that call other regions. */
+const links = new WeakMap<ServiceBroker, RegionLink>();
+export const setRegionLink = (broker: ServiceBroker, link: RegionLink) => links.set(broker, link);
+export const regionLink = (broker: ServiceBroker): RegionLink | undefined => links.get(broker);

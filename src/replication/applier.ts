@@ -18,9 +18,10 @@ export interface ApplyResult {
 	changed: Changed[];
 }
 
-export async function applyDelivery(pool: Pool, d: Delivery): Promise<ApplyResult> {
+/** Applies one delivery in `region`'s database (the region settles its own holds as claim events arrive). */
+export async function applyDelivery(pool: Pool, region: string, d: Delivery): Promise<ApplyResult> {
 	const { rows } = await pool.query<{ r: ApplyResult }>(`SELECT apply_events($1::jsonb) AS r`, [
-		JSON.stringify({ source: d.source, events: d.events }),
+		JSON.stringify({ source: d.source, region, events: d.events }),
 	]);
 	return rows[0].r;
 }
@@ -52,7 +53,7 @@ export class Applier {
 			group: this.options.group,
 			sources: this.sources,
 			handler: async d => {
-				const r = await applyDelivery(this.pool, d);
+				const r = await applyDelivery(this.pool, this.options.region, d);
 				await this.options.onApplied?.(d, r);
 			},
 			onError: this.options.onError,

@@ -14,7 +14,7 @@ export interface CommandContext {
 }
 
 export type OrderCommand =
-	| { op: "claim"; orderId: string; supplyId: string; userId: string; key: string }
+	| { op: "claim"; orderId: string; supplyId: string; userId: string; key: string; claimId?: string; held?: boolean }
 	| { op: "release"; orderId: string; claimId: string; userId: string; admin?: boolean }
 	| { op: "complete"; orderId: string; userId: string; admin?: boolean }
 	| { op: "cancel"; orderId: string; userId: string; admin?: boolean };

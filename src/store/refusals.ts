@@ -7,6 +7,9 @@ type Details = Record<string, unknown>;
 const notInState = (code: string, d: Details) =>
 	conflict(code, `Cannot ${d.action ?? "change"} an order that is ${d.status}`, { id: d.id, status: d.status });
 
+const abandoned = (d: Details) =>
+	conflict("CLAIM_ABANDONED", "An earlier attempt with this Idempotency-Key was abandoned; retry with a new key", { claimId: d.claimId });
+
 const REFUSALS: Record<string, (d: Details) => Error> = {
 	ORDER_NOT_FOUND: () => notFound("order"),
 	CLAIM_NOT_FOUND: () => notFound("claim"),
@@ -29,6 +32,10 @@ const REFUSALS: Record<string, (d: Details) => Error> = {
 		unprocessable("IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was already used for a different claim", { claimId: d.claimId }),
 	CLAIM_NOT_ACTIVE: d => conflict("CLAIM_NOT_ACTIVE", `The claim is ${d.status ?? "missing"}, not active`, { id: d.id, status: d.status }),
 	CLAIM_NOT_EXPIRED: d => conflict("CLAIM_NOT_EXPIRED", "The claim's hold has not run out", { id: d.id }),
+	// A cross-region claim (docs/multi-region.md): the order's actor holds the supply in its region first.
+	HOLD_NEEDED: d => new Errors.MoleculerError("The supply is held in its own region first", 500, "HOLD_NEEDED", d),
+	HOLD_VOIDED: d => abandoned(d),
+	HOLD_RELEASED: d => abandoned(d),
 	// This region does not write the entity's home region now (failover moved it, or this node's epoch is old).
 	NOT_OWNER: d =>
 		new Errors.MoleculerRetryableError("This region does not own the entity now; retry", 503, "NOT_OWNER", { homeRegion: d.homeRegion }),

@@ -1,0 +1,288 @@
+-- Up Migration
+-- Claims whose order and supply have different home regions (docs/multi-region.md, "Claims across regions").
+-- The order's region runs the claim as a saga from the order's actor: a hold on the supply in the supply's
+-- region (idempotent by claim id), then the claim in the order's region. Each database is written only by the
+-- region that owns it: the supply's region writes the supply and its holds, the order's region writes the
+-- order and the claim. The supply's region settles or releases a hold when it applies the claim's own events
+-- (ClaimSettled, ClaimReleased) from the event log; a hold whose claim never came is voided through the order's
+-- region (claim_ids) and released. The same-region claim is unchanged: one local transaction.
+
+-- In the supply's home region: funds set aside for a claim written by another region.
+CREATE TABLE holds (
+  claim_id      uuid PRIMARY KEY,
+  supply_id     uuid NOT NULL,
+  order_id      uuid NOT NULL,
+  claimer_id    text NOT NULL,
+  amount        numeric(38,18) NOT NULL CHECK (amount > 0),
+  order_region  text NOT NULL,
+  status        text NOT NULL DEFAULT 'held' CHECK (status IN ('held','confirmed','settled','released')),
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX holds_unconfirmed_idx ON holds (created_at) WHERE status = 'held';
+
+-- In the order's home region: what became of each claim id a hold was asked for. The claim and a void both
+-- insert here, so exactly one of them wins, whichever commits first.
+CREATE TABLE claim_ids (
+  id       uuid PRIMARY KEY,
+  outcome  text NOT NULL CHECK (outcome IN ('claimed','void')),
+  at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- A hold on a supply this region owns: p = {claimId, supplyId, orderId, claimerId, asset, amount, orderRegion, region}.
+CREATE FUNCTION supply_hold(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_claim uuid := (p->>'claimId')::uuid;
+  v_amount numeric := (p->>'amount')::numeric;
+  h holds; s supplies; w ownership;
+BEGIN
+  SELECT * INTO s FROM supplies WHERE id = (p->>'supplyId')::uuid AND user_id = p->>'claimerId' FOR UPDATE;
+  IF NOT FOUND THEN RETURN refuse('SUPPLY_NOT_FOUND'); END IF;
+  SELECT * INTO w FROM ownership WHERE home_region = s.home_region AND owner = p->>'region';
+  IF NOT FOUND THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', s.home_region)); END IF;
+  SELECT * INTO h FROM holds WHERE claim_id = v_claim;
+  IF FOUND THEN
+    -- A retry of the same claim: the first answer, as long as the hold still stands.
+    IF h.order_id <> (p->>'orderId')::uuid OR h.supply_id <> s.id THEN
+      RETURN refuse('IDEMPOTENCY_KEY_REUSED', jsonb_build_object('claimId', v_claim));
+    END IF;
+    IF h.status = 'released' THEN RETURN refuse('HOLD_RELEASED', jsonb_build_object('claimId', v_claim)); END IF;
+    RETURN jsonb_build_object('ok', true, 'replayed', true, 'supply', api_supply(s));
+  END IF;
+  IF s.asset <> p->>'asset' THEN
+    RETURN refuse('ASSET_MISMATCH', jsonb_build_object('supplyAsset', s.asset, 'orderAsset', p->>'asset'));
+  END IF;
+  IF s.status <> 'active' THEN RETURN refuse('SUPPLY_NOT_ACTIVE', jsonb_build_object('id', s.id, 'status', s.status)); END IF;
+  IF s.amount - s.reserved - s.spent < v_amount THEN
+    RETURN refuse('INSUFFICIENT_SUPPLY', jsonb_build_object('id', s.id,
+      'available', trim_scale(s.amount - s.reserved - s.spent)::text, 'required', trim_scale(v_amount)::text));
+  END IF;
+  INSERT INTO holds (claim_id, supply_id, order_id, claimer_id, amount, order_region)
+  VALUES (v_claim, s.id, (p->>'orderId')::uuid, p->>'claimerId', v_amount, p->>'orderRegion');
+  UPDATE supplies SET reserved = reserved + v_amount, version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
+  PERFORM emit('supply', s.id, s.version, 'SupplyReserved', p->>'region', s.home_region, w.epoch,
+               api_supply(s) || jsonb_build_object('claimId', v_claim));
+  RETURN jsonb_build_object('ok', true, 'replayed', false, 'supply', api_supply(s));
+END $$;
+
+-- Ends a hold that is still standing: to 'settled' (the funds are spent) or 'released' (they are available
+-- again). A hold already ended stays as it is. Returns the supply's new state, or NULL when nothing changed.
+CREATE FUNCTION end_hold(v_claim uuid, v_to text, p_region text) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE h holds; s supplies; w ownership;
+BEGIN
+  SELECT * INTO h FROM holds WHERE claim_id = v_claim FOR UPDATE;
+  IF NOT FOUND OR h.status IN ('settled','released') THEN RETURN NULL; END IF;
+  SELECT * INTO s FROM supplies WHERE id = h.supply_id FOR UPDATE;
+  SELECT * INTO w FROM ownership WHERE home_region = s.home_region AND owner = p_region;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+  UPDATE holds SET status = v_to, updated_at = now() WHERE claim_id = v_claim;
+  UPDATE supplies SET reserved = reserved - h.amount, spent = spent + CASE WHEN v_to = 'settled' THEN h.amount ELSE 0 END,
+         version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
+  PERFORM emit('supply', s.id, s.version, CASE WHEN v_to = 'settled' THEN 'SupplySpent' ELSE 'SupplyReleased' END,
+               p_region, s.home_region, w.epoch, api_supply(s) || jsonb_build_object('claimId', v_claim));
+  RETURN api_supply(s);
+END $$;
+
+-- The order's region answers what became of a claim id, and makes sure it never changes afterwards:
+-- 'claimed' if the claim exists, else 'void' (and the claim can no longer be written).
+CREATE FUNCTION void_claim(v_claim uuid) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE v_outcome text;
+BEGIN
+  INSERT INTO claim_ids (id, outcome) VALUES (v_claim, 'void') ON CONFLICT (id) DO NOTHING;
+  -- A statement of its own: it sees a claim that committed while the insert waited on the key.
+  SELECT outcome INTO v_outcome FROM claim_ids WHERE id = v_claim;
+  RETURN v_outcome;
+END $$;
+
+-- The claim itself, with the supply either here (one transaction, as before) or held in its own region.
+-- cmd.claimId and cmd.held are set by the actor on the second step of a cross-region claim.
+CREATE OR REPLACE FUNCTION cmd_claim(cmd jsonb, p_region text, p_epochs jsonb, p_hold integer) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_order uuid := (cmd->>'orderId')::uuid;
+  v_supply uuid := (cmd->>'supplyId')::uuid;
+  v_epoch bigint;
+  v_outcome text;
+  o orders; s supplies; c claims; k claims;
+BEGIN
+  -- The key is looked up after the order's lock: a first attempt still running holds that lock, so a retry
+  -- waits for it and then finds its claim, whichever node it runs on.
+  SELECT * INTO k FROM claims WHERE claimer_id = v_user AND idempotency_key = cmd->>'key';
+  IF FOUND THEN RETURN claim_replay(k, v_order, v_supply); END IF;
+  SELECT * INTO o FROM orders WHERE id = v_order;
+  IF NOT FOUND THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+  v_epoch := (p_epochs->>o.home_region)::bigint;
+  IF NOT owns(o.home_region, p_region, v_epoch) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF o.user_id = v_user THEN RETURN refuse('OWN_ORDER'); END IF;
+  IF o.status = 'open' AND o.expires_at <= now() THEN
+    RETURN refuse('ORDER_EXPIRED', jsonb_build_object('id', o.id, 'status', 'expired'));
+  END IF;
+  IF o.status <> 'open' THEN
+    IF NOT order_visible(o, v_user, false) THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+    RETURN order_not_in(o, 'open');
+  END IF;
+  SELECT * INTO s FROM supplies WHERE id = v_supply AND user_id = v_user;
+  IF NOT FOUND THEN RETURN refuse('SUPPLY_NOT_FOUND'); END IF;
+
+  IF NOT owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint) THEN
+    -- Another region writes this supply: its funds are held there first (the actor does it, then comes back
+    -- with held = true). Asset, status and balance are that region's to check, on its own row.
+    IF NOT coalesce((cmd->>'held')::boolean, false) THEN
+      RETURN refuse('HOLD_NEEDED', jsonb_build_object('homeRegion', s.home_region, 'amount', trim_scale(o.amount)::text, 'asset', o.asset));
+    END IF;
+    INSERT INTO claim_ids (id, outcome) VALUES ((cmd->>'claimId')::uuid, 'claimed') ON CONFLICT (id) DO NOTHING;
+    SELECT outcome INTO v_outcome FROM claim_ids WHERE id = (cmd->>'claimId')::uuid;
+    IF v_outcome = 'void' THEN RETURN refuse('HOLD_VOIDED', jsonb_build_object('claimId', cmd->>'claimId')); END IF;
+    INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at)
+    VALUES ((cmd->>'claimId')::uuid, o.id, v_user, s.id, o.amount, cmd->>'key', p_region, v_epoch, now() + make_interval(secs => p_hold))
+    RETURNING * INTO c;
+    UPDATE orders SET status = 'claimed', claim_id = c.id, claimer_id = v_user, version = version + 1, updated_at = now()
+     WHERE id = o.id RETURNING * INTO o;
+    PERFORM emit('claim', c.id, c.version, 'ClaimCreated', p_region, o.home_region, v_epoch, api_claim(c));
+    PERFORM emit('order', o.id, o.version, 'OrderClaimed', p_region, o.home_region, v_epoch, api_order(o));
+    RETURN jsonb_build_object('ok', true, 'replayed', false, 'claim', api_claim(c), 'order', api_order(o));
+  END IF;
+
+  IF s.asset <> o.asset THEN
+    RETURN refuse('ASSET_MISMATCH', jsonb_build_object('supplyAsset', s.asset, 'orderAsset', o.asset));
+  END IF;
+  IF s.status <> 'active' THEN RETURN refuse('SUPPLY_NOT_ACTIVE', jsonb_build_object('id', s.id, 'status', s.status)); END IF;
+  IF s.amount - s.reserved - s.spent < o.amount THEN
+    RETURN refuse('INSUFFICIENT_SUPPLY', jsonb_build_object('id', s.id,
+      'available', trim_scale(s.amount - s.reserved - s.spent)::text, 'required', trim_scale(o.amount)::text));
+  END IF;
+
+  INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at)
+  VALUES (gen_random_uuid(), o.id, v_user, s.id, o.amount, cmd->>'key', p_region, v_epoch, now() + make_interval(secs => p_hold))
+  RETURNING * INTO c;
+  UPDATE supplies SET reserved = reserved + o.amount, version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
+  UPDATE orders SET status = 'claimed', claim_id = c.id, claimer_id = v_user, version = version + 1, updated_at = now()
+   WHERE id = o.id RETURNING * INTO o;
+  PERFORM emit('claim', c.id, c.version, 'ClaimCreated', p_region, o.home_region, v_epoch, api_claim(c));
+  PERFORM emit('order', o.id, o.version, 'OrderClaimed', p_region, o.home_region, v_epoch, api_order(o));
+  PERFORM emit('supply', s.id, s.version, 'SupplyReserved', p_region, s.home_region, v_epoch, api_supply(s));
+  RETURN jsonb_build_object('ok', true, 'replayed', false, 'claim', api_claim(c), 'order', api_order(o), 'supply', api_supply(s));
+END $$;
+
+-- Release and complete: the supply is changed here only when this region writes it; a supply held in
+-- another region is released or spent there, when that region applies this claim's event.
+CREATE OR REPLACE FUNCTION cmd_release(cmd jsonb, p_region text, p_epochs jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_admin boolean := coalesce((cmd->>'admin')::boolean, false);
+  v_reason text := coalesce(cmd->>'reason', CASE WHEN v_admin THEN 'admin' ELSE 'claimer' END);
+  o orders; o2 orders; s supplies; c claims;
+  v_reopened boolean;
+  v_local boolean;
+  v_epoch bigint;
+BEGIN
+  SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
+  IF NOT FOUND THEN RETURN refuse('CLAIM_NOT_FOUND'); END IF;
+  SELECT * INTO c FROM claims WHERE id = (cmd->>'claimId')::uuid AND order_id = o.id;
+  IF NOT FOUND OR (v_reason <> 'expired' AND NOT v_admin AND c.claimer_id IS DISTINCT FROM v_user) THEN
+    RETURN refuse('CLAIM_NOT_FOUND');
+  END IF;
+  v_epoch := (p_epochs->>o.home_region)::bigint;
+  IF NOT owns(o.home_region, p_region, v_epoch) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF c.status <> 'active' THEN RETURN refuse('CLAIM_NOT_ACTIVE', jsonb_build_object('id', c.id, 'status', c.status)); END IF;
+  IF v_reason = 'expired' AND c.expires_at > now() THEN RETURN refuse('CLAIM_NOT_EXPIRED', jsonb_build_object('id', c.id)); END IF;
+
+  UPDATE claims SET status = 'released', released_at = now(), version = version + 1 WHERE id = c.id RETURNING * INTO c;
+  SELECT * INTO s FROM supplies WHERE id = c.supply_id;
+  v_local := FOUND AND owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint);
+  IF v_local THEN
+    UPDATE supplies SET reserved = reserved - c.amount, version = version + 1, updated_at = now() WHERE id = c.supply_id RETURNING * INTO s;
+  END IF;
+  UPDATE orders SET status = 'open', claim_id = NULL, claimer_id = NULL, version = version + 1, updated_at = now()
+   WHERE id = o.id AND claim_id = c.id RETURNING * INTO o2;
+  -- An order that no longer points at this claim stays as it is, and says nothing.
+  v_reopened := FOUND;
+  IF v_reopened THEN o := o2; END IF;
+  PERFORM emit('claim', c.id, c.version, 'ClaimReleased', p_region, o.home_region, v_epoch, api_claim(c) || jsonb_build_object('reason', v_reason));
+  IF v_reopened THEN PERFORM emit('order', o.id, o.version, 'OrderReopened', p_region, o.home_region, v_epoch, api_order(o)); END IF;
+  IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplyReleased', p_region, s.home_region, v_epoch, api_supply(s)); END IF;
+  RETURN jsonb_strip_nulls(jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o),
+    'supply', CASE WHEN v_local THEN api_supply(s) END));
+END $$;
+
+CREATE OR REPLACE FUNCTION cmd_complete(cmd jsonb, p_region text, p_epochs jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_epoch bigint;
+  v_local boolean;
+  o orders; s supplies; c claims;
+BEGIN
+  SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
+  IF NOT FOUND OR NOT order_visible(o, v_user, coalesce((cmd->>'admin')::boolean, false)) THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+  IF o.user_id <> v_user THEN RETURN refuse('NOT_BUYER', jsonb_build_object('action', 'complete')); END IF;
+  v_epoch := (p_epochs->>o.home_region)::bigint;
+  IF NOT owns(o.home_region, p_region, v_epoch) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF o.status <> 'claimed' THEN RETURN order_not_in(o, 'claimed'); END IF;
+  SELECT * INTO c FROM claims WHERE id = o.claim_id;
+  IF NOT FOUND OR c.status <> 'active' THEN
+    RETURN refuse('CLAIM_NOT_ACTIVE', jsonb_build_object('id', o.claim_id, 'status', c.status));
+  END IF;
+
+  UPDATE claims SET status = 'settled', settled_at = now(), version = version + 1 WHERE id = c.id RETURNING * INTO c;
+  SELECT * INTO s FROM supplies WHERE id = c.supply_id;
+  v_local := FOUND AND owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint);
+  IF v_local THEN
+    UPDATE supplies SET reserved = reserved - c.amount, spent = spent + c.amount, version = version + 1, updated_at = now()
+     WHERE id = c.supply_id RETURNING * INTO s;
+  END IF;
+  UPDATE orders SET status = 'completed', version = version + 1, updated_at = now() WHERE id = o.id RETURNING * INTO o;
+  PERFORM emit('claim', c.id, c.version, 'ClaimSettled', p_region, o.home_region, v_epoch, api_claim(c));
+  PERFORM emit('order', o.id, o.version, 'OrderCompleted', p_region, o.home_region, v_epoch, api_order(o));
+  IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplySpent', p_region, s.home_region, v_epoch, api_supply(s)); END IF;
+  RETURN jsonb_strip_nulls(jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o),
+    'supply', CASE WHEN v_local THEN api_supply(s) END));
+END $$;
+
+-- Applying another region's claim event also moves the hold this region keeps for it (if any): a claim
+-- that exists confirms its hold; a settled or released claim ends it. The region that owns the supply does
+-- this, in the same transaction as the apply.
+CREATE OR REPLACE FUNCTION apply_events(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  e jsonb;
+  applied integer := 0;
+  skipped integer := 0;
+  changed jsonb := '[]'::jsonb;
+  newest timestamptz;
+  st text;
+  sup jsonb;
+BEGIN
+  FOR e IN SELECT x FROM jsonb_array_elements(p->'events') x LOOP
+    IF apply_event(e) THEN
+      applied := applied + 1;
+      changed := changed || jsonb_build_array(jsonb_build_object('aggregateType', e->>'aggregateType', 'id', e->'payload'->'id',
+        'userId', e->'payload'->'userId', 'claimerId', e->'payload'->'claimerId', 'orderId', e->'payload'->'orderId'));
+    ELSE
+      skipped := skipped + 1;
+    END IF;
+    IF e->>'aggregateType' = 'claim' AND p ? 'region' THEN
+      st := e->'payload'->>'status';
+      IF st = 'active' THEN
+        UPDATE holds SET status = 'confirmed', updated_at = now() WHERE claim_id = (e->'payload'->>'id')::uuid AND status = 'held';
+      ELSIF st IN ('settled', 'released') THEN
+        sup := end_hold((e->'payload'->>'id')::uuid, st, p->>'region');
+        IF sup IS NOT NULL THEN
+          changed := changed || jsonb_build_array(jsonb_build_object('aggregateType', 'supply', 'id', sup->'id', 'userId', sup->'userId'));
+        END IF;
+      END IF;
+    END IF;
+    newest := greatest(newest, ts(e->'createdAt'));
+  END LOOP;
+  INSERT INTO replication_progress AS r (source, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
+  VALUES (p->>'source', applied, skipped, newest, clock_timestamp(), (extract(epoch FROM clock_timestamp() - newest) * 1000)::integer)
+  ON CONFLICT (source) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
+    last_event_at = greatest(r.last_event_at, EXCLUDED.last_event_at), last_applied_at = EXCLUDED.last_applied_at,
+    last_lag_ms = EXCLUDED.last_lag_ms;
+  RETURN jsonb_build_object('applied', applied, 'skipped', skipped, 'changed', changed);
+END $$;
+
+-- Down Migration
+DROP FUNCTION void_claim(uuid);
+DROP FUNCTION end_hold(uuid, text, text);
+DROP FUNCTION supply_hold(jsonb);
+DROP TABLE claim_ids;
+DROP TABLE holds;
