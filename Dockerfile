@@ -55,4 +55,4 @@ EXPOSE 3000 3030
 HEALTHCHECK NONE
 # What `npm start` runs, without npm in between: node is PID 1 and gets SIGTERM itself, so the broker's
 # graceful stop (registry.stopDelay, then tracking.shutdownTimeout) runs on every pod termination.
-CMD ["node", "--import", "tsx", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "moleculer.config.ts", "--mask", "**/*.service.ts", "services"]
+CMD ["node", "--import", "tsx", "scripts/start.ts"]

@@ -19,6 +19,8 @@ export interface Config {
 	databaseUrl?: string;
 	dataDir: string;
 	embeddedPgPort: number;
+	/** The database of this region in the embedded PostgreSQL (one per region when several run in one process). */
+	embeddedDatabase: string;
 	pgPoolMax: number;
 	migrateOnStart: boolean;
 	redisUrl?: string;
@@ -174,6 +176,12 @@ function natsOptions(env: Env): Config["nats"] {
 	return { user, password, token, nkeySeed, tls: ca || cert ? { ca, cert, key } : undefined };
 }
 
+function embeddedDatabase(env: Env): string {
+	const name = str(env, "EMBEDDED_DATABASE") ?? "postgres";
+	if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new ConfigError(`EMBEDDED_DATABASE must be a plain lower-case database name, got "${name}"`);
+	return name;
+}
+
 export function loadConfig(env: Env = process.env, options: LoadOptions = {}): Config {
 	const nodeEnv = (str(env, "NODE_ENV") ?? "development") as Config["env"];
 	if (!["development", "production", "test"].includes(nodeEnv))
@@ -216,6 +224,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		databaseUrl: str(env, "DATABASE_URL"),
 		dataDir: path.resolve(str(env, "DATA_DIR") ?? "data"),
 		embeddedPgPort: int(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
+		embeddedDatabase: embeddedDatabase(env),
 		pgPoolMax: int(env, "PG_POOL_MAX", 20, 1, 1000),
 		// Production migrates as a step of its own (a Job before the roll-out); nodes only check the schema.
 		migrateOnStart: bool(env, "MIGRATE_ON_START", nodeEnv !== "production"),

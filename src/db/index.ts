@@ -52,11 +52,35 @@ async function open(url: string, cfg: Config, log: (m: string) => void): Promise
 	return { pool: instrumentPool(pool), url, refs: 0 };
 }
 
+/** Services of one region ask at once: the database is created once. */
+const embeddedUrls = new Map<string, Promise<string>>();
+
+/** The embedded server's URL for one database, created on first use (the embedded default's regions each have one). */
+async function embeddedDatabaseUrl(serverUrl: string, name: string): Promise<string> {
+	const url = new URL(serverUrl);
+	if (url.pathname === `/${name}`) return serverUrl;
+	const admin = new pg.Client({ connectionString: serverUrl });
+	await admin.connect();
+	try {
+		const exists = await admin.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [name]);
+		// The name is checked by the configuration (a plain identifier).
+		if (!exists.rowCount) await admin.query(`CREATE DATABASE ${name}`).catch(err => (err.code === "42P04" ? undefined : Promise.reject(err)));
+	} finally {
+		await admin.end();
+	}
+	url.pathname = `/${name}`;
+	return url.toString();
+}
+
 export async function acquireDatabase(cfg: Config, log: (m: string) => void): Promise<Database> {
 	let url = cfg.databaseUrl;
 	if (!url) {
 		embedded ??= startEmbeddedPostgres(cfg.dataDir, cfg.embeddedPgPort, log);
-		url = (await embedded).url;
+		const server = (await embedded).url;
+		let made = embeddedUrls.get(cfg.embeddedDatabase);
+		if (!made) embeddedUrls.set(cfg.embeddedDatabase, (made = embeddedDatabaseUrl(server, cfg.embeddedDatabase)));
+		made.catch(() => embeddedUrls.delete(cfg.embeddedDatabase));
+		url = await made;
 	}
 	let db = databases.get(url);
 	if (!db) {
@@ -75,6 +99,7 @@ export async function releaseDatabase(db: Database): Promise<void> {
 	opened.delete(db.pool);
 	await db.pool.end();
 	if (databases.size === 0 && embedded) {
+		embeddedUrls.clear();
 		const e = embedded;
 		embedded = undefined;
 		await (await e).stop();
