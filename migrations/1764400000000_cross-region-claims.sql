@@ -201,8 +201,8 @@ BEGIN
   PERFORM emit('claim', c.id, c.version, 'ClaimReleased', p_region, o.home_region, v_epoch, api_claim(c) || jsonb_build_object('reason', v_reason));
   IF v_reopened THEN PERFORM emit('order', o.id, o.version, 'OrderReopened', p_region, o.home_region, v_epoch, api_order(o)); END IF;
   IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplyReleased', p_region, s.home_region, v_epoch, api_supply(s)); END IF;
-  RETURN jsonb_strip_nulls(jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o),
-    'supply', CASE WHEN v_local THEN api_supply(s) END));
+  RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o))
+    || CASE WHEN v_local THEN jsonb_build_object('supply', api_supply(s)) ELSE '{}'::jsonb END;
 END $$;
 
 CREATE OR REPLACE FUNCTION cmd_complete(cmd jsonb, p_region text, p_epochs jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
@@ -234,8 +234,8 @@ BEGIN
   PERFORM emit('claim', c.id, c.version, 'ClaimSettled', p_region, o.home_region, v_epoch, api_claim(c));
   PERFORM emit('order', o.id, o.version, 'OrderCompleted', p_region, o.home_region, v_epoch, api_order(o));
   IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplySpent', p_region, s.home_region, v_epoch, api_supply(s)); END IF;
-  RETURN jsonb_strip_nulls(jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o),
-    'supply', CASE WHEN v_local THEN api_supply(s) END));
+  RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o))
+    || CASE WHEN v_local THEN jsonb_build_object('supply', api_supply(s)) ELSE '{}'::jsonb END;
 END $$;
 
 -- Applying another region's claim event also moves the hold this region keeps for it (if any): a claim
@@ -281,6 +281,133 @@ BEGIN
 END $$;
 
 -- Down Migration
+-- The claim commands and the applier as they were before (migrations 1764200000000 and 1764300000000).
+CREATE OR REPLACE FUNCTION cmd_claim(cmd jsonb, p_region text, p_epochs jsonb, p_hold integer) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_order uuid := (cmd->>'orderId')::uuid;
+  v_supply uuid := (cmd->>'supplyId')::uuid;
+  o orders; s supplies; c claims; k claims;
+BEGIN
+  -- The key is looked up after the order's lock: a first attempt still running holds that lock, so a retry
+  -- waits for it and then finds its claim, whichever node it runs on.
+  SELECT * INTO k FROM claims WHERE claimer_id = v_user AND idempotency_key = cmd->>'key';
+  IF FOUND THEN RETURN claim_replay(k, v_order, v_supply); END IF;
+  SELECT * INTO o FROM orders WHERE id = v_order;
+  IF NOT FOUND THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+  IF NOT owns(o.home_region, p_region, (p_epochs->>o.home_region)::bigint) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF o.user_id = v_user THEN RETURN refuse('OWN_ORDER'); END IF;
+  IF o.status = 'open' AND o.expires_at <= now() THEN
+    RETURN refuse('ORDER_EXPIRED', jsonb_build_object('id', o.id, 'status', 'expired'));
+  END IF;
+  IF o.status <> 'open' THEN
+    IF NOT order_visible(o, v_user, false) THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+    RETURN order_not_in(o, 'open');
+  END IF;
+  SELECT * INTO s FROM supplies WHERE id = v_supply AND user_id = v_user;
+  IF NOT FOUND THEN RETURN refuse('SUPPLY_NOT_FOUND'); END IF;
+  IF s.asset <> o.asset THEN
+    RETURN refuse('ASSET_MISMATCH', jsonb_build_object('supplyAsset', s.asset, 'orderAsset', o.asset));
+  END IF;
+  IF s.status <> 'active' THEN RETURN refuse('SUPPLY_NOT_ACTIVE', jsonb_build_object('id', s.id, 'status', s.status)); END IF;
+  IF s.amount - s.reserved - s.spent < o.amount THEN
+    RETURN refuse('INSUFFICIENT_SUPPLY', jsonb_build_object('id', s.id,
+      'available', trim_scale(s.amount - s.reserved - s.spent)::text, 'required', trim_scale(o.amount)::text));
+  END IF;
+
+  INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at)
+  VALUES (gen_random_uuid(), o.id, v_user, s.id, o.amount, cmd->>'key', p_region, (p_epochs->>o.home_region)::bigint, now() + make_interval(secs => p_hold))
+  RETURNING * INTO c;
+  UPDATE supplies SET reserved = reserved + o.amount, version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
+  UPDATE orders SET status = 'claimed', claim_id = c.id, claimer_id = v_user, version = version + 1, updated_at = now()
+   WHERE id = o.id RETURNING * INTO o;
+  PERFORM emit('claim', c.id, c.version, 'ClaimCreated', p_region, o.home_region, (p_epochs->>o.home_region)::bigint, api_claim(c));
+  PERFORM emit('order', o.id, o.version, 'OrderClaimed', p_region, o.home_region, (p_epochs->>o.home_region)::bigint, api_order(o));
+  PERFORM emit('supply', s.id, s.version, 'SupplyReserved', p_region, s.home_region, (p_epochs->>o.home_region)::bigint, api_supply(s));
+  RETURN jsonb_build_object('ok', true, 'replayed', false, 'claim', api_claim(c), 'order', api_order(o), 'supply', api_supply(s));
+END $$;
+
+CREATE OR REPLACE FUNCTION cmd_release(cmd jsonb, p_region text, p_epochs jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_admin boolean := coalesce((cmd->>'admin')::boolean, false);
+  v_reason text := coalesce(cmd->>'reason', CASE WHEN v_admin THEN 'admin' ELSE 'claimer' END);
+  o orders; o2 orders; s supplies; c claims;
+  v_reopened boolean;
+BEGIN
+  SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
+  IF NOT FOUND THEN RETURN refuse('CLAIM_NOT_FOUND'); END IF;
+  SELECT * INTO c FROM claims WHERE id = (cmd->>'claimId')::uuid AND order_id = o.id;
+  IF NOT FOUND OR (v_reason <> 'expired' AND NOT v_admin AND c.claimer_id IS DISTINCT FROM v_user) THEN
+    RETURN refuse('CLAIM_NOT_FOUND');
+  END IF;
+  IF NOT owns(o.home_region, p_region, (p_epochs->>o.home_region)::bigint) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF c.status <> 'active' THEN RETURN refuse('CLAIM_NOT_ACTIVE', jsonb_build_object('id', c.id, 'status', c.status)); END IF;
+  IF v_reason = 'expired' AND c.expires_at > now() THEN RETURN refuse('CLAIM_NOT_EXPIRED', jsonb_build_object('id', c.id)); END IF;
+
+  UPDATE claims SET status = 'released', released_at = now(), version = version + 1 WHERE id = c.id RETURNING * INTO c;
+  UPDATE supplies SET reserved = reserved - c.amount, version = version + 1, updated_at = now() WHERE id = c.supply_id RETURNING * INTO s;
+  UPDATE orders SET status = 'open', claim_id = NULL, claimer_id = NULL, version = version + 1, updated_at = now()
+   WHERE id = o.id AND claim_id = c.id RETURNING * INTO o2;
+  -- An order that no longer points at this claim stays as it is, and says nothing.
+  v_reopened := FOUND;
+  IF v_reopened THEN o := o2; END IF;
+  PERFORM emit('claim', c.id, c.version, 'ClaimReleased', p_region, o.home_region, (p_epochs->>o.home_region)::bigint, api_claim(c) || jsonb_build_object('reason', v_reason));
+  IF v_reopened THEN PERFORM emit('order', o.id, o.version, 'OrderReopened', p_region, o.home_region, (p_epochs->>o.home_region)::bigint, api_order(o)); END IF;
+  PERFORM emit('supply', s.id, s.version, 'SupplyReleased', p_region, s.home_region, (p_epochs->>o.home_region)::bigint, api_supply(s));
+  RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o), 'supply', api_supply(s));
+END $$;
+
+CREATE OR REPLACE FUNCTION cmd_complete(cmd jsonb, p_region text, p_epochs jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  o orders; s supplies; c claims;
+BEGIN
+  SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
+  IF NOT FOUND OR NOT order_visible(o, v_user, coalesce((cmd->>'admin')::boolean, false)) THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+  IF o.user_id <> v_user THEN RETURN refuse('NOT_BUYER', jsonb_build_object('action', 'complete')); END IF;
+  IF NOT owns(o.home_region, p_region, (p_epochs->>o.home_region)::bigint) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF o.status <> 'claimed' THEN RETURN order_not_in(o, 'claimed'); END IF;
+  SELECT * INTO c FROM claims WHERE id = o.claim_id;
+  IF NOT FOUND OR c.status <> 'active' THEN
+    RETURN refuse('CLAIM_NOT_ACTIVE', jsonb_build_object('id', o.claim_id, 'status', c.status));
+  END IF;
+
+  UPDATE claims SET status = 'settled', settled_at = now(), version = version + 1 WHERE id = c.id RETURNING * INTO c;
+  UPDATE supplies SET reserved = reserved - c.amount, spent = spent + c.amount, version = version + 1, updated_at = now()
+   WHERE id = c.supply_id RETURNING * INTO s;
+  UPDATE orders SET status = 'completed', version = version + 1, updated_at = now() WHERE id = o.id RETURNING * INTO o;
+  PERFORM emit('claim', c.id, c.version, 'ClaimSettled', p_region, o.home_region, (p_epochs->>o.home_region)::bigint, api_claim(c));
+  PERFORM emit('order', o.id, o.version, 'OrderCompleted', p_region, o.home_region, (p_epochs->>o.home_region)::bigint, api_order(o));
+  PERFORM emit('supply', s.id, s.version, 'SupplySpent', p_region, s.home_region, (p_epochs->>o.home_region)::bigint, api_supply(s));
+  RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o), 'supply', api_supply(s));
+END $$;
+
+CREATE OR REPLACE FUNCTION apply_events(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  e jsonb;
+  applied integer := 0;
+  skipped integer := 0;
+  changed jsonb := '[]'::jsonb;
+  newest timestamptz;
+BEGIN
+  FOR e IN SELECT x FROM jsonb_array_elements(p->'events') x LOOP
+    IF apply_event(e) THEN
+      applied := applied + 1;
+      changed := changed || jsonb_build_array(jsonb_build_object('aggregateType', e->>'aggregateType', 'id', e->'payload'->'id',
+        'userId', e->'payload'->'userId', 'claimerId', e->'payload'->'claimerId', 'orderId', e->'payload'->'orderId'));
+    ELSE
+      skipped := skipped + 1;
+    END IF;
+    newest := greatest(newest, ts(e->'createdAt'));
+  END LOOP;
+  INSERT INTO replication_progress AS r (source, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
+  VALUES (p->>'source', applied, skipped, newest, clock_timestamp(), (extract(epoch FROM clock_timestamp() - newest) * 1000)::integer)
+  ON CONFLICT (source) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
+    last_event_at = greatest(r.last_event_at, EXCLUDED.last_event_at), last_applied_at = EXCLUDED.last_applied_at,
+    last_lag_ms = EXCLUDED.last_lag_ms;
+  RETURN jsonb_build_object('applied', applied, 'skipped', skipped, 'changed', changed);
+END $$;
 DROP FUNCTION void_claim(uuid);
 DROP FUNCTION end_hold(uuid, text, text);
 DROP FUNCTION supply_hold(jsonb);

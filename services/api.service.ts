@@ -18,8 +18,10 @@ import { identityFor, type Identity } from "../src/lib/identity";
 import { M } from "../src/lib/metrics";
 import { RateLimiter, redisCounterStore } from "../src/lib/rate-limit";
 import { redisOptions } from "../src/lib/redis";
-import { TRACE_ID } from "../src/lib/request-context";
+import { serviceContext, TRACE_ID } from "../src/lib/request-context";
 import { openApiDocument } from "../src/openapi";
+import { regionLink } from "../src/regions/link";
+import type { ReplicationStatus } from "./replication.service";
 import { ROUTES } from "../src/routes";
 
 type Req = IncomingMessage & {
@@ -65,6 +67,8 @@ const ApiService: WalletService = {
 			else if (this.tracing) options.meta = { [TRACE_ID]: randomUUID() };
 			req.$startedAt = performance.now();
 			res.setHeader("X-Region", this.region);
+			// Reads come from this region's copies: how far behind the other regions they may be.
+			if (this.replicaLagMs !== undefined) res.setHeader("X-Replica-Lag-Ms", String(this.replicaLagMs));
 		},
 		routes: [
 			{
@@ -146,18 +150,30 @@ const ApiService: WalletService = {
 			},
 		},
 		regions: {
-			handler(this: any) {
+			async handler(this: any, ctx: Context) {
 				const cfg = appConfig(this.broker);
+				const status: ReplicationStatus | undefined =
+					cfg.replication.mode === "off" ? undefined : await ctx.call<ReplicationStatus>("replication.status").catch(() => undefined);
+				const link = regionLink(this.broker);
 				return {
 					servedBy: cfg.region,
-					regions: cfg.regions.map(name => ({
-						name,
-						// One region is built so far; the others are reported as unknown until §5 lands.
-						health: name === cfg.region ? "up" : "unknown",
-						epoch: 0,
-						replicationLagMs: name === cfg.region ? 0 : null,
-						owner: name === cfg.region ? cfg.region : null,
-					})),
+					replication: cfg.replication.mode,
+					regions: cfg.regions.map(name => {
+						const own = status?.ownership.find(o => o.homeRegion === name);
+						const source = status?.sources.find(x => x.source === name);
+						const self = name === cfg.region;
+						return {
+							name,
+							// Until the failover watcher lands: this region is up if it answers; another is up if the link reaches it.
+							health: self ? "up" : link ? (link.reachable(name) ? "up" : "down") : "unknown",
+							owner: own?.owner ?? (self ? cfg.region : null),
+							epoch: own?.epoch ?? null,
+							replicationLagMs: self ? 0 : (source?.lastLagMs ?? null),
+							backlog: self ? (status?.unpublished ?? null) : (source?.backlog ?? null),
+							lastEventAt: self ? null : (source?.lastEventAt ?? null),
+							eventsApplied: self ? null : (source?.applied ?? null),
+						};
+					}),
 				};
 			},
 		},
@@ -300,7 +316,22 @@ const ApiService: WalletService = {
 		answerClientErrors(this.server, { "X-Region": this.region });
 		this.server.requireHostHeader = false; // checked in httpHandler, answered with the JSON body
 	},
+	started(this: any) {
+		if (appConfig(this.broker).replication.mode === "off") return;
+		// Refreshed in the background, never on a request's path. Unknown (no header) while it cannot be read.
+		const refresh = async () => {
+			try {
+				const s = (await serviceContext(this).call("replication.status", undefined, { timeout: 2000 })) as ReplicationStatus;
+				this.replicaLagMs = Math.max(0, ...s.sources.map(x => (x.backlog ? (x.lastLagMs ?? 0) + Date.now() - Date.parse(x.lastAppliedAt ?? "") || 0 : (x.lastLagMs ?? 0))));
+			} catch {
+				this.replicaLagMs = undefined;
+			}
+		};
+		this.lagTimer = setInterval(refresh, 1000);
+		void refresh();
+	},
 	async stopped(this: any) {
+		clearInterval(this.lagTimer);
 		await Promise.all([this.rateLimiter?.close(), this.ipLimiter?.close()]);
 		this.rateLimitRedis?.disconnect();
 	},

@@ -37,6 +37,10 @@ export interface ReplicationStatus {
 	region: string;
 	mode: "kafka" | "memory" | "off";
 	sources: SourceStatus[];
+	/** Who writes each home region, under which epoch, as this region's database says. */
+	ownership: { homeRegion: string; owner: string; epoch: number }[];
+	/** Outbox events of this region not yet published. */
+	unpublished: number;
 }
 
 /** What a cache must forget for each applied change. */
@@ -79,7 +83,18 @@ const ReplicationService: WalletService<ReplicationThis> = {
 							backlog: backlog?.[source] ?? null,
 						};
 					});
-				return { region: cfg.region, mode: cfg.replication.mode, sources };
+				const owners = await this.pool.query(`SELECT home_region, owner, epoch FROM ownership ORDER BY home_region`);
+				// O(1): the unpublished rows are the tail of the outbox (its partial index), counted up to a bound.
+				const pending = await this.pool.query(
+					`SELECT count(*)::int AS n FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 100000) x`,
+				);
+				return {
+					region: cfg.region,
+					mode: cfg.replication.mode,
+					sources,
+					ownership: owners.rows.map(o => ({ homeRegion: o.home_region, owner: o.owner, epoch: Number(o.epoch) })),
+					unpublished: pending.rows[0].n,
+				};
 			},
 		},
 	},

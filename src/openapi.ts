@@ -357,20 +357,32 @@ export function openApiDocument(cfg: Config) {
 				},
 				Regions: {
 					type: "object",
-					required: ["servedBy", "regions"],
+					required: ["servedBy", "replication", "regions"],
 					properties: {
-						servedBy: { type: "string" },
+						servedBy: { type: "string", description: "The region that answered" },
+						replication: { type: "string", enum: ["kafka", "memory", "off"], description: "How events cross regions" },
 						regions: {
 							type: "array",
 							items: {
 								type: "object",
-								required: ["name", "health", "epoch"],
+								required: ["name", "health", "owner", "epoch", "replicationLagMs", "backlog"],
 								properties: {
 									name: { type: "string" },
 									health: { type: "string", enum: ["up", "down", "unknown"] },
-									epoch: { type: "integer" },
-									replicationLagMs: { type: "number", nullable: true },
-									owner: { type: "string", nullable: true },
+									owner: { type: "string", nullable: true, description: "The region that writes this region's entities now" },
+									epoch: { type: "integer", nullable: true, description: "The ownership epoch (fencing token) of this region's entities" },
+									replicationLagMs: {
+										type: "number",
+										nullable: true,
+										description: "From commit in that region to apply here, for the newest events applied (0 for the serving region)",
+									},
+									backlog: {
+										type: "integer",
+										nullable: true,
+										description: "That region's events not yet applied here; for the serving region, its events not yet published",
+									},
+									lastEventAt: { ...dateTime, nullable: true, description: "Commit time of the newest event applied from that region" },
+									eventsApplied: { type: "integer", nullable: true },
 								},
 							},
 						},

@@ -63,3 +63,13 @@ export const RequestContextMiddleware: Middleware = {
 		return ((ctx: Context) => storage.run(ctx, () => handler(ctx))) as typeof handler;
 	},
 } as Middleware;
+
+/**
+ * A context that acts as `service` itself, outside any request (timers, background loops): its calls of
+ * internal actions are made, and proven, as that service's (middlewares/permissions.ts).
+ */
+export function serviceContext(service: { broker: import("moleculer").ServiceBroker; name: string }): import("moleculer").Context {
+	const ctx = new service.broker.ContextFactory(service.broker, undefined);
+	(ctx as unknown as { service: unknown }).service = service;
+	return ctx;
+}

@@ -31,8 +31,22 @@ afterAll(async () => {
 describe("npm run migrate", () => {
 	it("applies, rolls back and re-applies the schema", async () => {
 		expect(migrateCmd()).toMatch(/up: .*initial-schema/);
-		expect(await tables()).toEqual(["claims", "entity_count_deltas", "entity_counts", "orders", "outbox", "ownership", "pgmigrations", "supplies"]);
+		expect(await tables()).toEqual([
+			"claim_ids",
+			"claims",
+			"entity_count_deltas",
+			"entity_counts",
+			"holds",
+			"orders",
+			"outbox",
+			"ownership",
+			"pgmigrations",
+			"replication_progress",
+			"supplies",
+		]);
 		expect(migrateCmd()).toMatch(/nothing to migrate/);
+		expect(migrateCmd("down")).toMatch(/down: .*cross-region-claims/);
+		expect(migrateCmd("down")).toMatch(/down: .*replication/);
 		expect(migrateCmd("down")).toMatch(/down: .*order-commands/);
 		expect(migrateCmd("down")).toMatch(/down: .*events-ownership-counts/);
 		expect(await tables()).toEqual(["claims", "orders", "outbox", "pgmigrations", "supplies"]);
@@ -51,7 +65,7 @@ describe("nodes starting together", () => {
 		for (const p of pools) p.on("error", () => undefined);
 		try {
 			const runs = await Promise.all(pools.map(p => migrate(p)));
-			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 3]);
+			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 5]);
 		} finally {
 			await Promise.all(pools.map(p => p.end()));
 			await fresh.drop();

@@ -48,6 +48,18 @@ describe("replication between two regions", () => {
 		const progress = await b.db.pool.query(`SELECT applied::int FROM replication_progress WHERE source = $1`, [a.name]);
 		expect(progress.rows[0].applied).toBeGreaterThanOrEqual(12);
 
+		// B's view of the regions: A's events measured as they were applied, none left.
+		const regions = await fromB.get("/api/v1/regions");
+		expect(regions.status).toBe(200);
+		expect(regions.body).toMatchObject({ servedBy: b.name, replication: "memory" });
+		const viewOfA = regions.body.regions.find((r: any) => r.name === a.name);
+		expect(viewOfA).toMatchObject({ health: "up", owner: a.name, epoch: 1, backlog: 0 });
+		expect(viewOfA.eventsApplied).toBe(progress.rows[0].applied);
+		expect(typeof viewOfA.replicationLagMs).toBe("number");
+		expect(viewOfA.lastEventAt).toMatch(/^2\d{3}-/);
+		// Reads say how far behind the copies may be (refreshed every second in the background).
+		await expect.poll(async () => (await fromB.get(`/api/v1/supplies/${supply.body.id}`)).headers.get("x-replica-lag-ms"), { timeout: 3000 }).toMatch(/^\d+$/);
+
 		const inv = await checkInvariants([a.db.pool, b.db.pool]);
 		expect(inv.violations).toEqual([]);
 		const hist = await checkHistory([a.db.pool, b.db.pool]);

@@ -1,3 +1,5 @@
+import fs from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, DEV_JWT_SECRET, loadConfig, parseAssets } from "../../config";
 
@@ -147,11 +149,21 @@ describe("keys fail closed", () => {
 		expect(loadConfig({ ...servers, JWT_SECRET: SECRET, INTERNAL_SECRET: INTERNAL }).internal.secret).toBe(INTERNAL);
 	});
 
-	it("gives the embedded default an internal secret of its own, never a written-down one", () => {
+	it("gives the embedded default an internal secret of its own, never a written-down one", async () => {
 		const a = loadConfig({}).internal.secret;
-		const b = loadConfig({}).internal.secret;
+		// One per process: the embedded default's regions share the process and verify each other's calls.
+		expect(loadConfig({ REGION: "europe-west1" }).internal.secret).toBe(a);
 		expect(a.length).toBeGreaterThanOrEqual(32);
-		expect(a).not.toBe(b);
+		expect(a).not.toBe(DEV_JWT_SECRET);
+		expect(fs.readFileSync(path.join(__dirname, "..", "..", "config", "index.ts"), "utf8")).not.toContain(a);
+		// Another process draws another.
+		const { execFileSync } = await import("node:child_process");
+		const other = execFileSync(process.execPath, ["--import", "tsx", "-e", "console.log(require('./config').loadConfig({}).internal.secret)"], {
+			cwd: path.join(__dirname, "..", ".."),
+			encoding: "utf8",
+		}).trim();
+		expect(other.length).toBeGreaterThanOrEqual(32);
+		expect(other).not.toBe(a);
 	});
 
 	it("lets tools that hold no keys (migrations) load a real configuration", () => {
