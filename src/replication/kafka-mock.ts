@@ -64,6 +64,7 @@ async function build(): Promise<string> {
 	try {
 		await run("gcc", ["-O2", "-Wall", "-o", tmp, SOURCE, ...flags, "-ldl"]);
 	} catch (err) {
+		fs.rmSync(tmp, { force: true });
 		const e = err as { code?: unknown; stderr?: string };
 		const why = e.code === "ENOENT" ? "gcc not found" : `gcc failed:\n${e.stderr ?? String(err)}`;
 		throw new Error(`cannot build the Kafka mock: ${why} (needs: ${APT_HINT})`, { cause: err });
@@ -85,32 +86,32 @@ export async function startKafkaMock(o: KafkaMockOptions = {}): Promise<KafkaMoc
 	const exited = new Promise<void>(resolve => proc.once("close", () => resolve()));
 	const gone = () => proc.exitCode !== null || proc.signalCode !== null;
 
-	// Every line after BOOTSTRAP= answers the oldest command.
+	// The first line is BOOTSTRAP=..., each later one answers the oldest command.
 	const waiting: Array<(line: string | undefined) => void> = [];
-	let first: ((line: string | undefined) => void) | undefined;
-	const lines = createInterface({ input: proc.stdout });
-	lines.on("line", line => (first ? (first(line), (first = undefined)) : waiting.shift()?.(line)));
-	lines.on("close", () => {
-		first?.(undefined);
+	const nextLine = () => new Promise<string | undefined>(resolve => waiting.push(resolve));
+	const endAll = () => {
 		for (const w of waiting.splice(0)) w(undefined);
+	};
+	createInterface({ input: proc.stdout }).on("line", line => waiting.shift()?.(line)).on("close", endAll);
+	proc.once("error", err => {
+		stderr += String(err);
+		endAll();
 	});
 
-	const firstLine = await new Promise<string | undefined>(resolve => {
-		first = resolve;
-		proc.once("error", err => ((stderr += String(err)), resolve(undefined)));
-	});
+	const firstLine = await nextLine();
 	if (!firstLine?.startsWith("BOOTSTRAP=")) {
-		proc.kill("SIGKILL");
-		await exited;
+		if (!gone()) proc.kill("SIGKILL");
+		// Its stderr says why: wait for all of it.
+		await Promise.race([exited, new Promise(resolve => setTimeout(resolve, 2_000).unref())]);
 		throw new Error(`the Kafka mock did not start (${args.join(" ")}): ${stderr.trim() || firstLine}`);
 	}
 
-	const ask = (command: string) =>
-		new Promise<string | undefined>(resolve => {
-			if (gone() || !proc.stdin.writable) return resolve(undefined);
-			waiting.push(resolve);
-			proc.stdin.write(`${command}\n`);
-		});
+	const ask = (command: string) => {
+		if (gone() || !proc.stdin.writable) return Promise.resolve(undefined);
+		const answer = nextLine();
+		proc.stdin.write(`${command}\n`);
+		return answer;
+	};
 
 	let stopping: Promise<void> | undefined;
 	return {
@@ -119,7 +120,7 @@ export async function startKafkaMock(o: KafkaMockOptions = {}): Promise<KafkaMoc
 		async createTopic(name, partitions) {
 			if (!/^[\w.-]+$/.test(name) || !Number.isInteger(partitions)) throw new Error(`bad topic ${name}:${partitions}`);
 			const answer = await ask(`create ${name} ${partitions}`);
-			if (answer !== "ok") throw new Error(`create topic ${name}: ${answer ?? `the mock has exited ${stderr.trim()}`}`);
+			if (answer !== "ok") throw new Error(`create topic ${name}: ${answer?.replace(/^error /, "") ?? `the mock has exited ${stderr}`.trim()}`);
 		},
 		stop() {
 			stopping ??= (async () => {

@@ -1,0 +1,264 @@
+// The event log over Kafka (kafkajs): one topic per source region, keyed by eventKey so one key's events
+// stay in one partition, in order. Consumer groups commit only after the handler resolved, so a crash
+// or a rejection re-delivers (at-least-once).
+import {
+	CompressionTypes,
+	Kafka,
+	Partitioners,
+	logLevel,
+	type Admin,
+	type Consumer,
+	type EachBatchPayload,
+	type Producer,
+	type RetryOptions,
+} from "kafkajs";
+import { eventKey, topicFor, type Delivery, type EventLog, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
+
+export type KafkaLogLevel = "error" | "warn" | "info" | "debug";
+
+export interface KafkaEventLogOptions {
+	brokers: string[];
+	/** Topics are `${prefix}.events.${source}` (topicFor). */
+	prefix: string;
+	clientId?: string;
+	/** How long a Fetch waits for data (default 100 ms: the mock answers an empty fetch only after all of it). */
+	maxWaitTimeInMs?: number;
+	/** Default 3000 for the mock's slow rebalances; a real Kafka refuses less than its group.min.session.timeout.ms (6000 by default). */
+	sessionTimeout?: number;
+	heartbeatInterval?: number;
+	/** TCP connect timeout, ms (default 3000). */
+	connectionTimeout?: number;
+	/** Per-request timeout, ms (default 10000); also the broker's wait for acks of a produce. */
+	requestTimeout?: number;
+	/** kafkajs retries of a failed request (default 5, 100 ms growing to 1 s): bounds how long a publish to a lost broker takes to fail. */
+	retries?: number;
+	/** What reaches `log` (default WARN). */
+	logLevel?: logLevel;
+	log?: (level: KafkaLogLevel, message: string) => void;
+}
+
+const LEVELS: Record<number, KafkaLogLevel> = {
+	[logLevel.ERROR]: "error",
+	[logLevel.WARN]: "warn",
+	[logLevel.INFO]: "info",
+	[logLevel.DEBUG]: "debug",
+};
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+export class KafkaEventLog implements EventLog {
+	private readonly kafka: Kafka;
+	private readonly o: Required<Omit<KafkaEventLogOptions, "log" | "clientId" | "logLevel">>;
+	private readonly retry: RetryOptions;
+	private producing?: Promise<Producer>;
+	private admining?: Promise<Admin>;
+	private readonly subscriptions = new Set<Subscription>();
+	private closing?: Promise<void>;
+
+	constructor(options: KafkaEventLogOptions) {
+		this.o = {
+			brokers: options.brokers,
+			prefix: options.prefix,
+			maxWaitTimeInMs: options.maxWaitTimeInMs ?? 100,
+			sessionTimeout: options.sessionTimeout ?? 3_000,
+			heartbeatInterval: options.heartbeatInterval ?? 500,
+			connectionTimeout: options.connectionTimeout ?? 3_000,
+			requestTimeout: options.requestTimeout ?? 10_000,
+			retries: options.retries ?? 5,
+		};
+		// Explicit, because kafkajs swaps in other defaults when NODE_ENV=test.
+		this.retry = { initialRetryTime: 100, maxRetryTime: 1_000, multiplier: 2, factor: 0.2, retries: this.o.retries };
+		const log = options.log;
+		this.kafka = new Kafka({
+			brokers: this.o.brokers,
+			clientId: options.clientId ?? "wallet-replication",
+			connectionTimeout: this.o.connectionTimeout,
+			requestTimeout: this.o.requestTimeout,
+			enforceRequestTimeout: true,
+			retry: this.retry,
+			logLevel: options.logLevel ?? logLevel.WARN,
+			// kafkajs logs to stdout by default; here it goes to the caller's logger or nowhere.
+			logCreator:
+				() =>
+				({ namespace, level, log: { message, error } }) =>
+					log?.(LEVELS[level] ?? "debug", `kafkajs ${namespace}: ${message}${error ? ` (${String(error)})` : ""}`),
+		});
+	}
+
+	async publish(source: string, events: ReplEvent[]): Promise<void> {
+		if (!events.length) return;
+		this.assertOpen();
+		const topic = topicFor(this.o.prefix, source);
+		try {
+			const producer = await this.producer();
+			await producer.send({
+				topic,
+				acks: -1,
+				timeout: this.o.requestTimeout,
+				compression: CompressionTypes.GZIP,
+				messages: events.map(e => ({
+					key: eventKey(e),
+					value: JSON.stringify(e),
+					headers: { eventId: e.eventId, type: e.type },
+				})),
+			});
+		} catch (err) {
+			throw new Error(`kafka: publishing ${events.length} event(s) to ${topic} failed: ${(err as Error).message}`, { cause: err });
+		}
+	}
+
+	async subscribe(options: SubscribeOptions): Promise<Subscription> {
+		this.assertOpen();
+		const { group, sources, handler, onError } = options;
+		const sourceOf = new Map(sources.map(s => [topicFor(this.o.prefix, s), s]));
+		const consumer = this.kafka.consumer({
+			groupId: group,
+			sessionTimeout: this.o.sessionTimeout,
+			heartbeatInterval: this.o.heartbeatInterval,
+			maxWaitTimeInMs: this.o.maxWaitTimeInMs,
+			// Topics are provisioned with their partition counts; a typo must not create one with the broker's default.
+			allowAutoTopicCreation: false,
+			// kafkajs counts every eachBatch rejection against these retries (only a rebalance resets the count,
+			// not a success) and crashes and rejoins the consumer once they run out: unbounded, with a short
+			// backoff, since ours paces the re-deliveries. A lost broker is retried the same way (≤ 1 s apart).
+			retry: { ...this.retry, retries: Number.MAX_SAFE_INTEGER },
+		});
+		// Consecutive handler failures per partition, for the backoff.
+		const failures = new Map<string, number>();
+
+		const eachBatch = async (p: EachBatchPayload) => {
+			const { batch } = p;
+			const source = sourceOf.get(batch.topic) ?? batch.topic;
+			const where = `${batch.topic}[${batch.partition}]`;
+			let delivery: Delivery = { source, events: [] };
+			// Handlers may outlast the session timeout: kafkajs heartbeats only between batches.
+			const beat = setInterval(() => p.heartbeat().catch(() => {}), this.o.heartbeatInterval);
+			try {
+				delivery = { source, events: batch.messages.map(m => parse(m.value, `${where}@${m.offset}`)) };
+				await handler(delivery);
+			} catch (err) {
+				const n = (failures.get(where) ?? 0) + 1;
+				failures.set(where, n);
+				try {
+					onError?.(err instanceof Error ? err : new Error(String(err)), delivery);
+				} catch {
+					// A failing observer must not change what happens to the batch.
+				}
+				// Wait, then throw: kafkajs drops the rest of this fetch and fetches again from the last
+				// resolved offset, so the same events come back before anything after them.
+				const until = Date.now() + Math.min(200 * 2 ** (n - 1), 2_000);
+				while (Date.now() < until && p.isRunning()) await sleep(Math.min(100, until - Date.now()));
+				// Wrapped: kafkajs treats a TypeError, RangeError, ReferenceError or SyntaxError as
+				// unrecoverable and stops the consumer for good.
+				throw new Error(`kafka: handler failed on ${where}, redelivering`, { cause: err });
+			} finally {
+				clearInterval(beat);
+			}
+			failures.delete(where);
+			p.resolveOffset(batch.lastOffset());
+			await p.commitOffsetsIfNecessary();
+		};
+
+		try {
+			await consumer.connect();
+			await consumer.subscribe({ topics: [...sourceOf.keys()], fromBeginning: true });
+			await consumer.run({ eachBatchAutoResolve: false, eachBatch });
+		} catch (err) {
+			await consumer.disconnect().catch(() => {});
+			throw new Error(`kafka: subscribing ${group} to ${sources.join(", ")} failed: ${(err as Error).message}`, { cause: err });
+		}
+
+		let stopping: Promise<void> | undefined;
+		const subscription: Subscription = {
+			stop: () => {
+				stopping ??= consumer.disconnect().finally(() => this.subscriptions.delete(subscription));
+				return stopping;
+			},
+		};
+		this.subscriptions.add(subscription);
+		if (this.closing) {
+			// close() ran while this one was starting, and did not see it.
+			await subscription.stop();
+			this.assertOpen();
+		}
+		return subscription;
+	}
+
+	async backlog(group: string, source: string): Promise<number> {
+		this.assertOpen();
+		const topic = topicFor(this.o.prefix, source);
+		const admin = await this.admin();
+		const [ends, committed] = await Promise.all([
+			admin.fetchTopicOffsets(topic),
+			admin.fetchOffsets({ groupId: group, topics: [topic] }),
+		]);
+		const done = new Map((committed[0]?.partitions ?? []).map(p => [p.partition, Number(p.offset)]));
+		let total = 0;
+		for (const p of ends) {
+			const from = done.get(p.partition) ?? -1;
+			// -1: nothing committed yet, so the group starts at the oldest offset the topic still holds.
+			total += Math.max(0, Number(p.high) - (from < 0 ? Number(p.low) : from));
+		}
+		return total;
+	}
+
+	close(): Promise<void> {
+		this.closing ??= (async () => {
+			const producing = this.producing;
+			const admining = this.admining;
+			await Promise.allSettled([
+				...[...this.subscriptions].map(s => s.stop()),
+				producing?.then(p => p.disconnect()),
+				admining?.then(a => a.disconnect()),
+			]);
+		})();
+		return this.closing;
+	}
+
+	private assertOpen() {
+		if (this.closing) throw new Error("kafka: the event log is closed");
+	}
+
+	private producer(): Promise<Producer> {
+		this.producing ??= (async () => {
+			const producer = this.kafka.producer({
+				// One request at a time per broker keeps one key's order across retries; idempotent producers
+				// would do it better but the mock serves no idempotent producer.
+				maxInFlightRequests: 1,
+				allowAutoTopicCreation: false,
+				createPartitioner: Partitioners.DefaultPartitioner,
+			});
+			await producer.connect();
+			return producer;
+		})().catch(err => {
+			this.producing = undefined;
+			throw err;
+		});
+		return this.producing;
+	}
+
+	private admin(): Promise<Admin> {
+		this.admining ??= (async () => {
+			const admin = this.kafka.admin();
+			await admin.connect();
+			return admin;
+		})().catch(err => {
+			this.admining = undefined;
+			throw err;
+		});
+		return this.admining;
+	}
+}
+
+function parse(value: Buffer | null, where: string): ReplEvent {
+	// A record we cannot read stops its partition (handled as a failing handler): skipping it would lose an event.
+	let event: unknown;
+	try {
+		event = JSON.parse(value?.toString() ?? "null");
+	} catch (err) {
+		throw new Error(`kafka: ${where} is not JSON`, { cause: err });
+	}
+	if (typeof event !== "object" || event === null || typeof (event as ReplEvent).eventId !== "string")
+		throw new Error(`kafka: ${where} is not a replicated event`);
+	return event as ReplEvent;
+}
