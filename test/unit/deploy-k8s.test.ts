@@ -18,9 +18,10 @@ import ApiService from "../../services/api.service";
 const ROOT = path.resolve(__dirname, "..", "..");
 const K8S = path.join(ROOT, "k8s");
 const OVERLAYS = fs.readdirSync(path.join(K8S, "overlays")).sort();
-const MULTI_REGION = "../../components/multi-region";
+// The component of the roles whose service files have not arrived yet: a commented line in every overlay.
+const NOT_YET = "../../components/region-watcher";
 // Read by config/index.ts for the embedded PostgreSQL only; unused when DATABASE_URL is set (checked below).
-const EMBEDDED_ONLY = ["DATA_DIR", "EMBEDDED_PG_PORT"];
+const EMBEDDED_ONLY = ["DATA_DIR", "EMBEDDED_PG_PORT", "EMBEDDED_DATABASE"];
 const SECRET_NAME = /SECRET|PASSWORD|TOKEN|CREDENTIAL|PRIVATE_KEY|_KEY$/;
 // The roles that keep no state of their own in memory: each must scale by an HPA.
 const STATELESS_SERVICES = ["services/api.service.ts", "services/supply.service.ts", "services/order.service.ts", "services/claiming.service.ts"];
@@ -40,16 +41,16 @@ function kustomize(dir: string): Obj[] {
 	return parseAllDocuments(r.stdout).map(d => d.toJS() as Obj).filter(Boolean);
 }
 
-/** The overlay built with the multi-region component switched on (as it will be once its services exist). */
-function buildWithMultiRegion(overlay: string): Obj[] {
+/** The overlay built with the not-yet-enabled roles switched on (as it will be once their services exist). */
+function buildWithFutureRoles(overlay: string): Obj[] {
 	const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "wallet-k8s-"));
 	try {
 		const src = path.join(K8S, "overlays", overlay);
 		for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(tmp, f));
 		const k = fs.readFileSync(path.join(tmp, "kustomization.yaml"), "utf8");
-		if (new RegExp(`^\\s*- ${MULTI_REGION}$`, "m").test(k)) return kustomize(src);
-		const enabled = k.replace(`# - ${MULTI_REGION}`, `- ${MULTI_REGION}`);
-		if (enabled === k) throw new Error(`${overlay}/kustomization.yaml has no "# - ${MULTI_REGION}" line to switch on`);
+		if (new RegExp(`^\\s*- ${NOT_YET}$`, "m").test(k)) return kustomize(src);
+		const enabled = k.replace(`# - ${NOT_YET}`, `- ${NOT_YET}`);
+		if (enabled === k) throw new Error(`${overlay}/kustomization.yaml has no "# - ${NOT_YET}" line to switch on`);
 		fs.writeFileSync(path.join(tmp, "kustomization.yaml"), enabled.replaceAll("../../", `${path.relative(tmp, K8S)}/`));
 		return kustomize(tmp);
 	} finally {
@@ -193,13 +194,13 @@ describe("k8s manifests", () => {
 	beforeAll(() => {
 		if (!hasKubectl) return;
 		for (const o of OVERLAYS) built[o] = kustomize(path.join(K8S, "overlays", o));
-		allRoles = buildWithMultiRegion(OVERLAYS[0]);
+		allRoles = buildWithFutureRoles(OVERLAYS[0]);
 		const core = deployments(built[OVERLAYS[0]]).find(d => !servicesOf(d).includes("services/api.service.ts"))!;
 		READY_SCRIPT = walletContainer(core).readinessProbe.exec.command[2];
 	});
 
 	const each = (fn: (name: string, objs: Obj[]) => void) => () => {
-		for (const [name, objs] of [...Object.entries(built), [`${OVERLAYS[0]}+multi-region`, allRoles] as const]) fn(name, objs);
+		for (const [name, objs] of [...Object.entries(built), [`${OVERLAYS[0]}+future-roles`, allRoles] as const]) fn(name, objs);
 	};
 
 	it("has one overlay per region of the code's default REGIONS", () => {
@@ -207,7 +208,7 @@ describe("k8s manifests", () => {
 	});
 
 	it.skipIf(!hasKubectl)("builds every overlay into objects valid against the Kubernetes schemas, with no unknown fields", async () => {
-		for (const [name, objs] of [...Object.entries(built), ["multi-region", allRoles] as const]) {
+		for (const [name, objs] of [...Object.entries(built), ["future-roles", allRoles] as const]) {
 			expect(objs.length, name).toBeGreaterThan(20);
 			for (const o of objs) {
 				await validate(o).catch(err => {
@@ -372,7 +373,7 @@ describe("k8s manifests", () => {
 		const files = fs.readdirSync(path.join(ROOT, "services")).filter(f => f.endsWith(".service.ts")).map(f => `services/${f}`);
 		const future = deployments(allRoles).flatMap(servicesOf).filter(f => !deployments(built[OVERLAYS[0]]).flatMap(servicesOf).includes(f));
 		const arrived = future.filter(f => files.includes(f));
-		expect(arrived, `these files exist now: switch on ${MULTI_REGION} in every overlay`).toEqual([]);
+		expect(arrived, `these files exist now: switch on ${NOT_YET} in every overlay`).toEqual([]);
 		for (const [name, objs] of Object.entries(built)) {
 			const run = deployments(objs).flatMap(servicesOf);
 			expect(run.filter(f => !files.includes(f)), `${name} runs missing files`).toEqual([]);

@@ -46,15 +46,23 @@ async function loadModule(dir: string): Promise<Module> {
 const first = (v: any) => (Array.isArray(v) ? v[0] : v);
 const ref = (name: string) => "${" + name + "}";
 
-function gatewayPort(): number {
+function envFile(file: string): Record<string, string> {
 	const env: Record<string, string> = {};
-	for (const line of fs.readFileSync(path.join(ROOT, "k8s", "base", "config.env"), "utf8").split("\n")) {
+	for (const line of fs.readFileSync(path.join(ROOT, "k8s", file), "utf8").split("\n")) {
 		const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
 		if (m) env[m[1]] = m[2];
 	}
+	return env;
+}
+
+/** The gateway's port as its pods load it: config.env and the region's region.env (KAFKA_BROKERS is per region). */
+function gatewayPort(): number {
 	// The secrets come from a Secret at run time; a node with NATS_URL set refuses to load without them.
 	const secrets = { JWT_SECRET: "stand-in-jwt-secret-of-at-least-32-chars", INTERNAL_SECRET: "stand-in-internal-secret-of-at-least-32-chars" };
-	return loadConfig({ ...env, ...secrets }).port;
+	const overlays = fs.readdirSync(path.join(ROOT, "k8s", "overlays"));
+	const ports = new Set(overlays.map(o => loadConfig({ ...envFile("base/config.env"), ...envFile(`overlays/${o}/region.env`), ...secrets }).port));
+	if (ports.size !== 1) throw new Error(`the overlays' gateways listen on different ports: ${[...ports].join(", ")}`);
+	return [...ports][0];
 }
 
 function readinessPath(): string {
