@@ -61,7 +61,7 @@ BEGIN
   VALUES (v_claim, s.id, (p->>'orderId')::uuid, p->>'claimerId', v_amount, p->>'orderRegion');
   UPDATE supplies SET reserved = reserved + v_amount, version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
   PERFORM emit('supply', s.id, s.version, 'SupplyReserved', p->>'region', s.home_region, w.epoch,
-               api_supply(s) || jsonb_build_object('claimId', v_claim));
+               api_supply(s) || jsonb_build_object('claimId', v_claim, 'holdAmount', trim_scale(v_amount)::text));
   RETURN jsonb_build_object('ok', true, 'replayed', false, 'supply', api_supply(s));
 END $$;
 
@@ -79,7 +79,7 @@ BEGIN
   UPDATE supplies SET reserved = reserved - h.amount, spent = spent + CASE WHEN v_to = 'settled' THEN h.amount ELSE 0 END,
          version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
   PERFORM emit('supply', s.id, s.version, CASE WHEN v_to = 'settled' THEN 'SupplySpent' ELSE 'SupplyReleased' END,
-               p_region, s.home_region, w.epoch, api_supply(s) || jsonb_build_object('claimId', v_claim));
+               p_region, s.home_region, w.epoch, api_supply(s) || jsonb_build_object('claimId', v_claim, 'holdAmount', trim_scale(h.amount)::text));
   RETURN api_supply(s);
 END $$;
 

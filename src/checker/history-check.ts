@@ -245,6 +245,16 @@ const CLAIM_DELTAS: Record<string, { reserved: bigint; spent: bigint }> = {
 	ClaimReleased: { reserved: -1n, spent: 0n },
 	ClaimSettled: { reserved: -1n, spent: 1n },
 };
+/**
+ * Events of a hold (a claim written by another region, docs/multi-region.md): the supply's region writes them,
+ * each naming its claim and amount, and each stands for one event of that claim (or, for a voided claim, a
+ * reserve and its release stand for nothing).
+ */
+const HOLD_DELTAS: Record<string, { reserved: bigint; spent: bigint; claimEvent: string }> = {
+	SupplyReserved: { reserved: 1n, spent: 0n, claimEvent: "ClaimCreated" },
+	SupplyReleased: { reserved: -1n, spent: 0n, claimEvent: "ClaimReleased" },
+	SupplySpent: { reserved: -1n, spent: 1n, claimEvent: "ClaimSettled" },
+};
 const SUPPLY_STATUS: Record<string, string> = {
 	SupplyCreated: "active",
 	SupplyPaused: "paused",
@@ -315,7 +325,20 @@ function rebuildSupplies(db: Db, byAggregate: Map<string, Event[]>, byTx: Map<st
 			state.status = SUPPLY_STATUS[e.type] ?? state.status;
 			const after = previousInTx.get(e.tx);
 			previousInTx.set(e.tx, e);
-			for (const c of byTx.get(e.tx) ?? []) {
+			const hold = p.claimId !== undefined && p.holdAmount !== undefined ? HOLD_DELTAS[e.type] : undefined;
+			if (hold) {
+				const amount = units(p.holdAmount) ?? 0n;
+				state.reserved += hold.reserved * amount;
+				state.spent += hold.spent * amount;
+				const c = (byAggregate.get(p.claimId) ?? []).find(x => x.type === hold.claimEvent);
+				if (c) {
+					if (used.has(c)) add("orphan-event", c.aggregateId, `${c.type} (v${c.version}) explained by two events of supply ${id}`);
+					used.add(c);
+				} else if (e.type !== "SupplyReserved" || !evs.some(x => x.type === "SupplyReleased" && x.payload?.claimId === p.claimId))
+					// Only a reserve that was given back may stand without its claim (a voided claim id).
+					add("orphan-event", id, `${e.type} v${e.version} holds for claim ${p.claimId}, which has no ${hold.claimEvent}`);
+			}
+			for (const c of hold ? [] : (byTx.get(e.tx) ?? [])) {
 				const d = CLAIM_DELTAS[c.type];
 				if (!d || c.aggregateType !== "claim" || c.payload?.supplyId !== id) continue;
 				if (c.source === e.source && (c.id > e.id || (after && c.id < after.id))) continue;

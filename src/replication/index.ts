@@ -1,6 +1,7 @@
 // Which event log a region uses, from its configuration.
 import type { Config } from "../../config";
 import type { EventLog } from "./event-log";
+import { KafkaEventLog } from "./kafka-log";
 import { MemoryEventLog } from "./memory-log";
 
 /** The regions of one process (the embedded default) share one in-memory log per namespace. */
@@ -20,7 +21,15 @@ export async function eventLogFor(cfg: Config, log?: (level: string, message: st
 		if (!m) shared.set(cfg.namespace, (m = new MemoryEventLog()));
 		return { log: m, closeOnStop: false };
 	}
-	throw new Error("REPLICATION=kafka: the Kafka adapter is not wired yet");
+	return {
+		log: new KafkaEventLog({
+			brokers: r.kafkaBrokers,
+			clientId: `${cfg.namespace}-${cfg.region}-${cfg.nodeID ?? process.pid}`,
+			prefix: r.topicPrefix,
+			log,
+		}),
+		closeOnStop: true,
+	};
 }
 
 /** Consumer group of a region's appliers: every region reads every other region's events in its own group. */
