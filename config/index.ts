@@ -78,6 +78,16 @@ export interface Config {
 		topicPrefix: string;
 		relayBatch: number;
 		relayPollMs: number;
+		/** How a region calls another (forwarded writes, holds): in-process (regions of one process) or not at all. */
+		link: "memory" | "off";
+		kafka: {
+			sessionTimeoutMs: number;
+			maxWaitMs: number;
+			ssl: boolean;
+			sasl?: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string };
+			/** "stretched": one cluster, every region reads `<prefix>.events.<source>`; "mirrored": MirrorMaker 2 copies, `<source>.<prefix>.events.<source>`. */
+			topology: "stretched" | "mirrored";
+		};
 	};
 }
 
@@ -176,6 +186,26 @@ function natsOptions(env: Env): Config["nats"] {
 	return { user, password, token, nkeySeed, tls: ca || cert ? { ca, cert, key } : undefined };
 }
 
+function kafkaOptions(env: Env): Config["replication"]["kafka"] {
+	const mechanism = str(env, "KAFKA_SASL_MECHANISM");
+	const username = str(env, "KAFKA_SASL_USERNAME");
+	const password = str(env, "KAFKA_SASL_PASSWORD");
+	if (mechanism && !["plain", "scram-sha-256", "scram-sha-512"].includes(mechanism))
+		throw new ConfigError(`KAFKA_SASL_MECHANISM must be plain, scram-sha-256 or scram-sha-512, got "${mechanism}"`);
+	if (mechanism && !(username && password)) throw new ConfigError("KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD");
+	if (!mechanism && (username || password)) throw new ConfigError("KAFKA_SASL_USERNAME/PASSWORD need KAFKA_SASL_MECHANISM");
+	const topology = str(env, "KAFKA_TOPOLOGY") ?? "stretched";
+	if (topology !== "stretched" && topology !== "mirrored") throw new ConfigError(`KAFKA_TOPOLOGY must be stretched or mirrored, got "${topology}"`);
+	return {
+		// A real Kafka refuses less than its group.min.session.timeout.ms (6 s by default); the test broker wants 3 s.
+		sessionTimeoutMs: int(env, "KAFKA_SESSION_TIMEOUT_MS", 10_000, 1000, 300_000),
+		maxWaitMs: int(env, "KAFKA_MAX_WAIT_MS", 100, 1, 10_000),
+		ssl: bool(env, "KAFKA_SSL", false),
+		sasl: mechanism ? { mechanism: mechanism as "plain", username: username!, password: password! } : undefined,
+		topology,
+	};
+}
+
 function embeddedDatabase(env: Env): string {
 	const name = str(env, "EMBEDDED_DATABASE") ?? "postgres";
 	if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new ConfigError(`EMBEDDED_DATABASE must be a plain lower-case database name, got "${name}"`);
@@ -212,6 +242,9 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 	if (!["kafka", "memory", "off"].includes(replication))
 		throw new ConfigError(`REPLICATION must be kafka, memory or off, got "${replication}"`);
 	if (replication === "kafka" && kafkaBrokers.length === 0) throw new ConfigError("REPLICATION=kafka needs KAFKA_BROKERS (host:port,...)");
+	const kafka = kafkaOptions(env);
+	const link = str(env, "LINK") ?? (replication === "memory" ? "memory" : "off");
+	if (link !== "memory" && link !== "off") throw new ConfigError(`LINK must be memory or off, got "${link}"`);
 	if (!(threshold > 0 && threshold <= 1)) throw new ConfigError("BREAKER_THRESHOLD must be a number in (0, 1]");
 	return {
 		env: nodeEnv,
@@ -295,6 +328,8 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			topicPrefix: str(env, "KAFKA_TOPIC_PREFIX") ?? str(env, "NAMESPACE") ?? "wallet",
 			relayBatch: int(env, "RELAY_BATCH", 500, 1, 10_000),
 			relayPollMs: int(env, "RELAY_POLL_MS", 20, 1, 60_000),
+			link,
+			kafka,
 		},
 	};
 }

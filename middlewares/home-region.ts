@@ -30,7 +30,7 @@ async function ownerOf(pool: Pool | undefined, home: string): Promise<string | u
 export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware {
 	let broker: ServiceBroker;
 	const theLink =
-		link ?? (cfg.replication.mode === "memory" ? new InProcessLink(cfg.namespace, cfg.region, identityFor(cfg).internal) : undefined);
+		link ?? (cfg.replication.link === "memory" ? new InProcessLink(cfg.namespace, cfg.region, identityFor(cfg).internal) : undefined);
 	return {
 		name: "HomeRegion",
 		created(b: ServiceBroker) {
@@ -38,7 +38,7 @@ export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware
 			if (theLink) setRegionLink(b, theLink);
 		},
 		async started() {
-			if (cfg.replication.mode === "memory") registerLocalRegion(cfg.namespace, cfg.region, broker);
+			if (cfg.replication.link === "memory") registerLocalRegion(cfg.namespace, cfg.region, broker);
 		},
 		async stopped() {
 			unregisterLocalRegion(cfg.namespace, cfg.region, broker);

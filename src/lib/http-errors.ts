@@ -22,6 +22,8 @@ const UNAVAILABLE = new Set([
 	"DATABASE_BUSY",
 	// this region does not write that entity now (failover, an old epoch): nothing was written
 	"NOT_OWNER",
+	// another region this write needs (a supply held there) cannot be reached now: nothing was written here
+	"REGION_UNREACHABLE",
 ]);
 
 const DEFAULT_CODES: Record<number, string> = {

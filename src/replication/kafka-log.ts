@@ -11,6 +11,7 @@ import {
 	type EachBatchPayload,
 	type Producer,
 	type RetryOptions,
+	type SASLOptions,
 } from "kafkajs";
 import { eventKey, topicFor, type Delivery, type EventLog, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
 
@@ -35,6 +36,15 @@ export interface KafkaEventLogOptions {
 	/** What reaches `log` (default WARN). */
 	logLevel?: logLevel;
 	log?: (level: KafkaLogLevel, message: string) => void;
+	/** TLS to the brokers (a managed Kafka), and SASL credentials. */
+	ssl?: boolean;
+	sasl?: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string };
+	/**
+	 * The topic another region's events are read from. Default: the topic that region publishes to (one
+	 * stretched cluster). With one Kafka per region linked by MirrorMaker 2's default replication policy, the
+	 * copy is named `<source alias>.<topic>`: `(source, topic) => \`${source}.${topic}\``.
+	 */
+	remoteTopic?: (source: string, topic: string) => string;
 }
 
 const LEVELS: Record<number, KafkaLogLevel> = {
@@ -48,7 +58,8 @@ const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
 export class KafkaEventLog implements EventLog {
 	private readonly kafka: Kafka;
-	private readonly o: Required<Omit<KafkaEventLogOptions, "log" | "clientId" | "logLevel">>;
+	private readonly o: Required<Omit<KafkaEventLogOptions, "log" | "clientId" | "logLevel" | "ssl" | "sasl" | "remoteTopic">>;
+	private readonly remoteTopic: (source: string) => string;
 	private readonly retry: RetryOptions;
 	private producing?: Promise<Producer>;
 	private admining?: Promise<Admin>;
@@ -66,6 +77,8 @@ export class KafkaEventLog implements EventLog {
 			requestTimeout: options.requestTimeout ?? 10_000,
 			retries: options.retries ?? 5,
 		};
+		const remote = options.remoteTopic;
+		this.remoteTopic = source => (remote ? remote(source, topicFor(this.o.prefix, source)) : topicFor(this.o.prefix, source));
 		// Explicit, because kafkajs swaps in other defaults when NODE_ENV=test.
 		this.retry = { initialRetryTime: 100, maxRetryTime: 1_000, multiplier: 2, factor: 0.2, retries: this.o.retries };
 		const log = options.log;
@@ -75,6 +88,8 @@ export class KafkaEventLog implements EventLog {
 			connectionTimeout: this.o.connectionTimeout,
 			requestTimeout: this.o.requestTimeout,
 			enforceRequestTimeout: true,
+			...(options.ssl ? { ssl: true } : {}),
+			...(options.sasl ? { sasl: options.sasl as SASLOptions } : {}),
 			retry: this.retry,
 			logLevel: options.logLevel ?? logLevel.WARN,
 			// kafkajs logs to stdout by default; here it goes to the caller's logger or nowhere.
@@ -110,7 +125,7 @@ export class KafkaEventLog implements EventLog {
 	async subscribe(options: SubscribeOptions): Promise<Subscription> {
 		this.assertOpen();
 		const { group, sources, handler, onError } = options;
-		const sourceOf = new Map(sources.map(s => [topicFor(this.o.prefix, s), s]));
+		const sourceOf = new Map(sources.map(s => [this.remoteTopic(s), s]));
 		const consumer = this.kafka.consumer({
 			groupId: group,
 			sessionTimeout: this.o.sessionTimeout,
@@ -186,7 +201,7 @@ export class KafkaEventLog implements EventLog {
 
 	async backlog(group: string, source: string): Promise<number> {
 		this.assertOpen();
-		const topic = topicFor(this.o.prefix, source);
+		const topic = this.remoteTopic(source);
 		const admin = await this.admin();
 		const [ends, committed] = await Promise.all([
 			admin.fetchTopicOffsets(topic),

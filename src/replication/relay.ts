@@ -25,6 +25,9 @@ interface OutboxRow {
 	payload: Record<string, unknown>;
 }
 
+/** How often a standby relay checks whether the active one is gone. */
+const STANDBY_MS = 1000;
+
 export function toReplEvent(r: OutboxRow): ReplEvent {
 	return {
 		eventId: r.event_id,
@@ -61,15 +64,16 @@ export class OutboxRelay {
 		private readonly options: RelayOptions,
 	) {}
 
-	/** Publishes one batch; the number published (0: nothing due, or another node is relaying). */
+	/** Publishes one batch; the number published, or -1 when another node is the active relay. */
 	async tick(): Promise<number> {
 		return withTx(this.pool, async c => {
+			const lock = await c.query<{ mine: boolean }>(`SELECT pg_try_advisory_xact_lock($1) AS mine`, [RELAY_LOCK]);
+			if (!lock.rows[0].mine) return -1;
 			const { rows } = await c.query<OutboxRow>(
-				`SELECT o.id::text, o.event_id, o.aggregate_type, o.aggregate_id, o.aggregate_version, o.event_type, o.region,
-				        o.home_region, o.epoch, o.tx_id::text, o.schema_version, o.created_at, o.payload
-				   FROM (SELECT pg_try_advisory_xact_lock($1) AS mine) l, LATERAL (
-				     SELECT * FROM outbox WHERE l.mine AND published_at IS NULL ORDER BY id LIMIT $2) o`,
-				[RELAY_LOCK, this.options.batch],
+				`SELECT id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region,
+				        home_region, epoch, tx_id::text, schema_version, created_at, payload
+				   FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`,
+				[this.options.batch],
 			);
 			if (rows.length === 0) return 0;
 			await this.log.publish(this.options.region, rows.map(toReplEvent));
@@ -87,8 +91,9 @@ export class OutboxRelay {
 				let n = 0;
 				try {
 					n = await this.tick();
-					if (n) this.options.onPublished?.(n);
-					backoff = this.options.pollMs;
+					if (n > 0) this.options.onPublished?.(n);
+					// A standby looks again only now and then: the active relay holds the lock while it lives.
+					backoff = n < 0 ? Math.max(this.options.pollMs, STANDBY_MS) : this.options.pollMs;
 				} catch (err) {
 					this.options.onError?.(err as Error);
 					backoff = Math.min(backoff * 2, 2000);
