@@ -14,13 +14,16 @@ DROP INDEX claims_idempotency;
 CREATE UNIQUE INDEX claims_idempotency ON claims (claimer_id, idempotency_key, region);
 
 -- What this region has applied from each other region: for GET /regions and the lag gauges.
+-- One row per source and lane (the log's partition): lanes are applied side by side and must not queue on one row.
 CREATE TABLE replication_progress (
-  source          text PRIMARY KEY,
+  source          text NOT NULL,
+  lane            integer NOT NULL DEFAULT 0,
   applied         bigint NOT NULL DEFAULT 0,
   skipped         bigint NOT NULL DEFAULT 0,
   last_event_at   timestamptz,
   last_applied_at timestamptz,
-  last_lag_ms     integer
+  last_lag_ms     integer,
+  PRIMARY KEY (source, lane)
 );
 
 CREATE FUNCTION ts(v jsonb) RETURNS timestamptz LANGUAGE sql IMMUTABLE AS
@@ -101,9 +104,10 @@ BEGIN
     END IF;
     newest := greatest(newest, ts(e->'createdAt'));
   END LOOP;
-  INSERT INTO replication_progress AS r (source, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
-  VALUES (p->>'source', applied, skipped, newest, clock_timestamp(), (extract(epoch FROM clock_timestamp() - newest) * 1000)::integer)
-  ON CONFLICT (source) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
+  INSERT INTO replication_progress AS r (source, lane, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
+  VALUES (p->>'source', coalesce((p->>'lane')::integer, 0), applied, skipped, newest, clock_timestamp(),
+          (extract(epoch FROM clock_timestamp() - newest) * 1000)::integer)
+  ON CONFLICT (source, lane) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
     last_event_at = greatest(r.last_event_at, EXCLUDED.last_event_at), last_applied_at = EXCLUDED.last_applied_at,
     last_lag_ms = EXCLUDED.last_lag_ms;
   RETURN jsonb_build_object('applied', applied, 'skipped', skipped, 'changed', changed);

@@ -272,9 +272,10 @@ BEGIN
     END IF;
     newest := greatest(newest, ts(e->'createdAt'));
   END LOOP;
-  INSERT INTO replication_progress AS r (source, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
-  VALUES (p->>'source', applied, skipped, newest, clock_timestamp(), (extract(epoch FROM clock_timestamp() - newest) * 1000)::integer)
-  ON CONFLICT (source) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
+  INSERT INTO replication_progress AS r (source, lane, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
+  VALUES (p->>'source', coalesce((p->>'lane')::integer, 0), applied, skipped, newest, clock_timestamp(),
+          (extract(epoch FROM clock_timestamp() - newest) * 1000)::integer)
+  ON CONFLICT (source, lane) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
     last_event_at = greatest(r.last_event_at, EXCLUDED.last_event_at), last_applied_at = EXCLUDED.last_applied_at,
     last_lag_ms = EXCLUDED.last_lag_ms;
   RETURN jsonb_build_object('applied', applied, 'skipped', skipped, 'changed', changed);
@@ -401,9 +402,10 @@ BEGIN
     END IF;
     newest := greatest(newest, ts(e->'createdAt'));
   END LOOP;
-  INSERT INTO replication_progress AS r (source, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
-  VALUES (p->>'source', applied, skipped, newest, clock_timestamp(), (extract(epoch FROM clock_timestamp() - newest) * 1000)::integer)
-  ON CONFLICT (source) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
+  INSERT INTO replication_progress AS r (source, lane, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
+  VALUES (p->>'source', coalesce((p->>'lane')::integer, 0), applied, skipped, newest, clock_timestamp(),
+          (extract(epoch FROM clock_timestamp() - newest) * 1000)::integer)
+  ON CONFLICT (source, lane) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
     last_event_at = greatest(r.last_event_at, EXCLUDED.last_event_at), last_applied_at = EXCLUDED.last_applied_at,
     last_lag_ms = EXCLUDED.last_lag_ms;
   RETURN jsonb_build_object('applied', applied, 'skipped', skipped, 'changed', changed);

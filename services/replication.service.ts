@@ -65,8 +65,12 @@ const ReplicationService: WalletService<ReplicationThis> = {
 			timeout: 3000,
 			async handler(this: ReplicationThis): Promise<ReplicationStatus> {
 				const cfg = appConfig(this.broker);
+				// The lanes of a source summed; the lag of its newest apply.
 				const { rows } = await this.pool.query(
-					`SELECT source, applied, skipped, last_event_at, last_applied_at, last_lag_ms FROM replication_progress`,
+					`SELECT source, sum(applied) AS applied, sum(skipped) AS skipped, max(last_event_at) AS last_event_at,
+					        max(last_applied_at) AS last_applied_at,
+					        (array_agg(last_lag_ms ORDER BY last_applied_at DESC NULLS LAST))[1] AS last_lag_ms
+					   FROM replication_progress GROUP BY source`,
 				);
 				const backlog = await this.applier?.backlog().catch(() => undefined);
 				const sources = cfg.regions

@@ -21,7 +21,7 @@ export interface ApplyResult {
 /** Applies one delivery in `region`'s database (the region settles its own holds as claim events arrive). */
 export async function applyDelivery(pool: Pool, region: string, d: Delivery): Promise<ApplyResult> {
 	const { rows } = await pool.query<{ r: ApplyResult }>(`SELECT apply_events($1::jsonb) AS r`, [
-		JSON.stringify({ source: d.source, region, events: d.events }),
+		JSON.stringify({ source: d.source, lane: d.lane ?? 0, region, events: d.events }),
 	]);
 	return rows[0].r;
 }

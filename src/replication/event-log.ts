@@ -30,6 +30,8 @@ export interface ReplEvent {
 export interface Delivery {
 	source: string;
 	events: ReplEvent[];
+	/** The log's partition they came from: deliveries of different lanes may be handled side by side. */
+	lane?: number;
 }
 
 export interface SubscribeOptions {

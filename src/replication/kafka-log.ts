@@ -149,7 +149,7 @@ export class KafkaEventLog implements EventLog {
 			// Handlers may outlast the session timeout: kafkajs heartbeats only between batches.
 			const beat = setInterval(() => p.heartbeat().catch(() => {}), this.o.heartbeatInterval);
 			try {
-				delivery = { source, events: batch.messages.map(m => parse(m.value, `${where}@${m.offset}`)) };
+				delivery = { source, lane: batch.partition, events: batch.messages.map(m => parse(m.value, `${where}@${m.offset}`)) };
 				await handler(delivery);
 			} catch (err) {
 				const n = (failures.get(where) ?? 0) + 1;
@@ -177,7 +177,8 @@ export class KafkaEventLog implements EventLog {
 		try {
 			await consumer.connect();
 			await consumer.subscribe({ topics: [...sourceOf.keys()], fromBeginning: true });
-			await consumer.run({ eachBatchAutoResolve: false, eachBatch });
+			// Partitions are independent (one key stays in one): apply them side by side.
+			await consumer.run({ eachBatchAutoResolve: false, partitionsConsumedConcurrently: 4, eachBatch });
 		} catch (err) {
 			await consumer.disconnect().catch(() => {});
 			throw new Error(`kafka: subscribing ${group} to ${sources.join(", ")} failed: ${(err as Error).message}`, { cause: err });

@@ -75,48 +75,46 @@ export class MemoryEventLog implements EventLog {
 		const maxBatch = this.options.maxBatch ?? 500;
 		const retryMs = this.options.retryMs ?? 200;
 		let running = true;
-		let wake: (() => void) | undefined;
-		const loops = options.sources.map(async name => {
+		// One loop per source and partition: partitions are independent lanes, applied side by side (as Kafka does).
+		const lane = async (name: string, p: number) => {
 			const s = this.source(name);
 			const offsets = this.committed(options.group, name);
 			while (running) {
-				let delivered = false;
-				for (let p = 0; p < PARTITIONS && running; p++) {
-					// A group that fell behind the retention resumes at the oldest event kept (Kafka's "earliest").
-					if (offsets[p] < s.base[p]) offsets[p] = s.base[p];
-					const from = offsets[p] - s.base[p];
-					const events = s.partitions[p].slice(from, from + maxBatch);
-					if (events.length === 0) continue;
-					const delivery: Delivery = { source: name, events: structuredClone(events) };
+				// A group that fell behind the retention resumes at the oldest event kept (Kafka's "earliest").
+				if (offsets[p] < s.base[p]) offsets[p] = s.base[p];
+				const from = offsets[p] - s.base[p];
+				const events = s.partitions[p].slice(from, from + maxBatch);
+				if (events.length) {
+					const delivery: Delivery = { source: name, lane: p, events: structuredClone(events) };
 					try {
 						await options.handler(delivery);
 						offsets[p] += events.length;
-						delivered = true;
+						continue;
 					} catch (err) {
 						options.onError?.(err as Error, delivery);
-						await new Promise(r => setTimeout(r, retryMs));
 					}
 				}
-				if (!delivered && running) {
-					await new Promise<void>(resolve => {
-						const done = () => {
-							s.waiters.delete(done);
-							clearTimeout(timer);
-							resolve();
-						};
-						// A periodic look as well: a redelivery after a rejection must not wait for new events.
-						const timer = setTimeout(done, retryMs);
-						s.waiters.add(done);
-						wake = done;
-					});
-				}
+				if (!running) break;
+				// Nothing new (or a rejected batch to redeliver after a pause): wait for a publish or the timer.
+				await new Promise<void>(resolve => {
+					const done = () => {
+						s.waiters.delete(done);
+						wakers.delete(done);
+						clearTimeout(timer);
+						resolve();
+					};
+					const timer = setTimeout(done, retryMs);
+					s.waiters.add(done);
+					wakers.add(done);
+				});
 			}
-		});
+		};
+		const wakers = new Set<() => void>();
+		const loops = options.sources.flatMap(name => Array.from({ length: PARTITIONS }, (_, p) => lane(name, p)));
 		const sub = {
 			stop: async () => {
 				running = false;
-				wake?.();
-				for (const name of options.sources) for (const w of [...this.source(name).waiters]) w();
+				for (const w of [...wakers]) w();
 				await Promise.all(loops);
 				this.subs.delete(sub);
 			},
