@@ -24,10 +24,11 @@ function start(): ChildProcess {
 		if (v !== undefined && !["DATABASE_URL", "REDIS_URL", "NATS_URL", "VITEST", "VITEST_POOL_ID", "VITEST_WORKER_ID"].includes(k)) env[k] = v;
 	const child = spawn(
 		process.execPath,
-		["--import", "tsx", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "moleculer.config.ts", "--mask", "**/*.service.ts", "services"],
+		// What `npm start` runs, with one region: scripts/start.ts hands over to moleculer-runner.
+		["--import", "tsx", "scripts/start.ts"],
 		{
 			cwd: ROOT,
-			env: { ...env, NODE_ENV: "development", LOG_FORMAT: "json", LOG_LEVEL: "warn", DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(pgPort), METRICS_PORT: "0" },
+			env: { ...env, REGIONS: "us-central1", NODE_ENV: "development", LOG_FORMAT: "json", LOG_LEVEL: "warn", DATA_DIR: dataDir, PORT: String(port), EMBEDDED_PG_PORT: String(pgPort), METRICS_PORT: "0" },
 			stdio: ["ignore", "pipe", "pipe"],
 		},
 	);
