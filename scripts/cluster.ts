@@ -1,0 +1,313 @@
+// `npm run cluster -- <command>`: a local multi-region cluster on real parts, as separate processes, for people,
+// tests, drills and benchmarks. Per region: a nats-server of its own, a database on the local PostgreSQL, a Redis
+// key space (the cacher's prefix carries the region), and several Moleculer nodes (`npm start` with the
+// region's environment). Between regions: the Kafka test broker (librdkafka's mock, or KAFKA_BROKERS) carries
+// the events and the region link. State (pids, ports, secrets, logs) lives in CLUSTER_DIR (default `.cluster/`).
+//
+//   up [--regions N] [--nodes M]   start everything; prints each region's API and metrics ports once all are ready
+//   status                         JSON: regions, nodes, pids, URLs, health
+//   kill REGION                    SIGKILL every process of the region (its nodes and its NATS)
+//   start REGION                   start a killed region again, with the same settings
+//   down                           stop everything and drop the cluster's databases
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import pg from "pg";
+import { startKafkaMock } from "../src/replication/kafka-mock";
+import { topicFor } from "../src/replication/event-log";
+
+const ROOT = path.resolve(__dirname, "..");
+const DIR = path.resolve(process.env.CLUSTER_DIR ?? path.join(ROOT, ".cluster"));
+const STATE = path.join(DIR, "state.json");
+const PG_ADMIN = process.env.CLUSTER_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const REDIS = process.env.CLUSTER_REDIS_URL ?? "redis://127.0.0.1:6379";
+const ALL_REGIONS = ["us-central1", "europe-west1", "asia-east1", "us-east1", "europe-north1"];
+const NAMESPACE = "wallet";
+
+interface NodeState {
+	name: string;
+	nodeID: string;
+	services: string[];
+	apiPort?: number;
+	metricsPort: number;
+	pid?: number;
+}
+
+interface RegionState {
+	name: string;
+	natsPort: number;
+	natsPid?: number;
+	database: string;
+	apiUrl: string;
+	nodes: NodeState[];
+}
+
+interface State {
+	dir: string;
+	kafka: { bootstrap: string[]; holderPid?: number; external: boolean };
+	secrets: { jwt: string; internal: string };
+	regions: RegionState[];
+}
+
+const log = (m: string) => process.stderr.write(`${m}\n`);
+const read = (): State => {
+	if (!fs.existsSync(STATE)) throw new Error(`No cluster in ${DIR}: run \`npm run cluster -- up\` first`);
+	return JSON.parse(fs.readFileSync(STATE, "utf8"));
+};
+const write = (s: State) => fs.writeFileSync(STATE, JSON.stringify(s, null, 2));
+const alive = (pid?: number) => {
+	if (!pid) return false;
+	try {
+		process.kill(pid, 0);
+		return true;
+	} catch {
+		return false;
+	}
+};
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+const flag = (name: string, def: number) => {
+	const i = process.argv.indexOf(`--${name}`);
+	const v = i > 0 ? Number(process.argv[i + 1]) : def;
+	if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
+	return v;
+};
+
+/** A process that outlives this command: its own session, output to a log file. */
+function detached(name: string, cmd: string, args: string[], env: Record<string, string> = {}): number {
+	fs.mkdirSync(path.join(DIR, "logs"), { recursive: true });
+	const out = fs.openSync(path.join(DIR, "logs", `${name}.log`), "a");
+	const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", out, out], detached: true });
+	child.unref();
+	return child.pid!;
+}
+
+function nodeEnv(s: State, r: RegionState, n: NodeState): Record<string, string> {
+	return {
+		NODE_ENV: "development",
+		LOG_FORMAT: "json",
+		LOG_LEVEL: process.env.CLUSTER_LOG_LEVEL ?? "info",
+		NAMESPACE,
+		REGION: r.name,
+		REGIONS: s.regions.map(x => x.name).join(","),
+		NODE_ID: n.nodeID,
+		SERVICES: n.services.map(x => `services/${x}.service.ts`).join(","),
+		DATABASE_URL: dbUrl(r.database),
+		NATS_URL: `nats://127.0.0.1:${r.natsPort}`,
+		REDIS_URL: REDIS,
+		JWT_SECRET: s.secrets.jwt,
+		INTERNAL_SECRET: s.secrets.internal,
+		KAFKA_BROKERS: s.kafka.bootstrap.join(","),
+		// The test broker answers an empty fetch only after the whole wait, and rebalances slowly (kafka-mock.md).
+		KAFKA_SESSION_TIMEOUT_MS: s.kafka.external ? "10000" : "3000",
+		KAFKA_MAX_WAIT_MS: s.kafka.external ? "100" : "10",
+		REPLICATION: "kafka",
+		PORT: String(n.apiPort ?? 0),
+		METRICS_PORT: String(n.metricsPort),
+		...(process.env.CLUSTER_NODE_ENV ? Object.fromEntries(process.env.CLUSTER_NODE_ENV.split(",").map(kv => kv.split("=", 2) as [string, string])) : {}),
+	};
+}
+
+function dbUrl(database: string) {
+	const u = new URL(PG_ADMIN);
+	u.pathname = `/${database}`;
+	return u.toString();
+}
+
+async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+	const c = new pg.Client({ connectionString: PG_ADMIN });
+	await c.connect();
+	try {
+		return await fn(c);
+	} finally {
+		await c.end();
+	}
+}
+
+function startNats(r: RegionState) {
+	r.natsPid = detached(`${r.name}-nats`, process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server", ["-a", "127.0.0.1", "-p", String(r.natsPort)]);
+}
+
+function startNodes(s: State, r: RegionState) {
+	for (const n of r.nodes) n.pid = detached(n.name, process.execPath, ["--import", "tsx", "scripts/start.ts"], nodeEnv(s, r, n));
+}
+
+async function ready(r: RegionState, timeoutMs = 90_000) {
+	const until = Date.now() + timeoutMs;
+	for (;;) {
+		const ok = await fetch(`${r.apiUrl.replace("/api/v1", "")}/health/ready`, { signal: AbortSignal.timeout(2000) })
+			.then(x => x.status === 200)
+			.catch(() => false);
+		if (ok) return;
+		const dead = r.nodes.find(n => !alive(n.pid));
+		if (dead) throw new Error(`${dead.name} exited: see ${path.join(DIR, "logs", `${dead.name}.log`)}`);
+		if (Date.now() > until) throw new Error(`${r.name} was not ready in ${timeoutMs} ms (logs in ${path.join(DIR, "logs")})`);
+		await sleep(250);
+	}
+}
+
+/** Holds the Kafka test broker for the cluster's lifetime (the broker stops when its stdin closes). */
+async function kafkaHolder(regions: string[]) {
+	const mock = await startKafkaMock({ topics: regions.map(r => ({ name: topicFor(NAMESPACE, r), partitions: 4 })) });
+	fs.writeFileSync(path.join(DIR, "kafka.json"), JSON.stringify({ bootstrap: mock.bootstrap }));
+	const stop = async () => {
+		await mock.stop();
+		process.exit(0);
+	};
+	process.on("SIGTERM", () => void stop());
+	process.on("SIGINT", () => void stop());
+	setInterval(() => undefined, 1 << 30);
+}
+
+async function up() {
+	if (fs.existsSync(STATE) && read().regions.some(r => r.nodes.some(n => alive(n.pid))))
+		throw new Error(`A cluster is already running from ${DIR}: \`npm run cluster -- down\` first`);
+	const count = flag("regions", 3);
+	const nodes = flag("nodes", 2);
+	if (count > ALL_REGIONS.length) throw new Error(`--regions is at most ${ALL_REGIONS.length}`);
+	fs.rmSync(DIR, { recursive: true, force: true });
+	fs.mkdirSync(DIR, { recursive: true });
+	const names = ALL_REGIONS.slice(0, count);
+	const base = Number(process.env.CLUSTER_PORT_BASE ?? 4000);
+	const external = !!process.env.KAFKA_BROKERS;
+	const s: State = {
+		dir: DIR,
+		kafka: { bootstrap: external ? process.env.KAFKA_BROKERS!.split(",") : [], external },
+		secrets: { jwt: randomBytes(32).toString("base64url"), internal: randomBytes(32).toString("base64url") },
+		regions: names.map((name, i) => ({
+			name,
+			natsPort: base + 100 + i,
+			database: `wallet_cluster_${name.replace(/-/g, "_")}`,
+			apiUrl: `http://127.0.0.1:${base + i * 10}/api/v1`,
+			// Node 0: the gateway, supply and order, replication and the region link; the others: the order actor.
+			nodes: Array.from({ length: nodes }, (_, k) => ({
+				name: `${name}-n${k}`,
+				nodeID: `${name}-n${k}`,
+				services: k === 0 ? ["api", "supply", "order", "replication", "link"].filter(x => fs.existsSync(path.join(ROOT, "services", `${x}.service.ts`))) : ["claiming"],
+				apiPort: k === 0 ? base + i * 10 : undefined,
+				metricsPort: base + 1000 + i * 10 + k,
+			})),
+		})),
+	};
+	if (nodes === 1) s.regions.forEach(r => r.nodes[0].services.push("claiming"));
+	if (!external) {
+		const holder = detached("kafka", process.execPath, ["--import", "tsx", "scripts/cluster.ts", "kafka-holder", ...names], { CLUSTER_DIR: DIR });
+		const file = path.join(DIR, "kafka.json");
+		for (let i = 0; !fs.existsSync(file); i++) {
+			if (i > 200 || !alive(holder)) throw new Error(`The Kafka test broker did not start: see ${path.join(DIR, "logs", "kafka.log")}`);
+			await sleep(100);
+		}
+		s.kafka = { bootstrap: JSON.parse(fs.readFileSync(file, "utf8")).bootstrap, holderPid: holder, external };
+	}
+	await admin(async c => {
+		for (const r of s.regions) {
+			await c.query(`DROP DATABASE IF EXISTS ${r.database} WITH (FORCE)`);
+			await c.query(`CREATE DATABASE ${r.database}`);
+		}
+	});
+	for (const r of s.regions) startNats(r);
+	write(s);
+	await sleep(300);
+	for (const r of s.regions) startNodes(s, r);
+	write(s);
+	await Promise.all(s.regions.map(r => ready(r)));
+	console.log(`cluster up (${DIR}): ${s.regions.length} regions × ${nodes} nodes, Kafka ${s.kafka.bootstrap.join(",")}`);
+	for (const r of s.regions)
+		console.log(`  ${r.name.padEnd(14)} API ${r.apiUrl}   metrics ${r.nodes.map(n => n.metricsPort).join(",")}   NATS :${r.natsPort}`);
+	console.log(`  tokens: JWT_SECRET=${s.secrets.jwt} npm run -s token -- <user>`);
+}
+
+async function status() {
+	const s = read();
+	const regions = await Promise.all(
+		s.regions.map(async r => ({
+			name: r.name,
+			apiUrl: r.apiUrl,
+			ready: await fetch(`${r.apiUrl.replace("/api/v1", "")}/health/ready`, { signal: AbortSignal.timeout(2000) })
+				.then(x => x.status === 200)
+				.catch(() => false),
+			nats: { port: r.natsPort, pid: r.natsPid, alive: alive(r.natsPid) },
+			database: r.database,
+			nodes: r.nodes.map(n => ({ nodeID: n.nodeID, services: n.services, pid: n.pid, alive: alive(n.pid), metricsPort: n.metricsPort })),
+		})),
+	);
+	console.log(JSON.stringify({ dir: s.dir, kafka: { ...s.kafka, alive: s.kafka.external || alive(s.kafka.holderPid) }, regions }, null, 2));
+}
+
+function region(s: State, name: string | undefined): RegionState {
+	const r = s.regions.find(x => x.name === name);
+	if (!r) throw new Error(`No region "${name}" in this cluster (${s.regions.map(x => x.name).join(", ")})`);
+	return r;
+}
+
+async function kill(name?: string) {
+	const s = read();
+	const r = region(s, name);
+	for (const pid of [...r.nodes.map(n => n.pid), r.natsPid]) if (alive(pid)) process.kill(pid!, "SIGKILL");
+	console.log(`killed ${r.name}: ${r.nodes.length} nodes and its NATS`);
+}
+
+async function start(name?: string) {
+	const s = read();
+	const r = region(s, name);
+	if (r.nodes.some(n => alive(n.pid))) throw new Error(`${r.name} is running: \`kill\` it first`);
+	if (!alive(r.natsPid)) startNats(r);
+	await sleep(300);
+	startNodes(s, r);
+	write(s);
+	await ready(r);
+	console.log(`started ${r.name}: API ${r.apiUrl}`);
+}
+
+async function stopPid(pid: number | undefined, ms = 10_000) {
+	if (!alive(pid)) return;
+	process.kill(pid!, "SIGTERM");
+	for (const until = Date.now() + ms; alive(pid) && Date.now() < until; ) await sleep(100);
+	if (alive(pid)) process.kill(pid!, "SIGKILL");
+}
+
+async function down() {
+	if (!fs.existsSync(STATE)) return console.log(`no cluster in ${DIR}`);
+	const s = read();
+	await Promise.all(s.regions.flatMap(r => r.nodes.map(n => stopPid(n.pid))));
+	await Promise.all(s.regions.map(r => stopPid(r.natsPid)));
+	await stopPid(s.kafka.holderPid);
+	await admin(async c => {
+		for (const r of s.regions) await c.query(`DROP DATABASE IF EXISTS ${r.database} WITH (FORCE)`);
+	}).catch(err => log(`databases not dropped: ${(err as Error).message}`));
+	fs.rmSync(DIR, { recursive: true, force: true });
+	console.log("cluster down");
+}
+
+async function main() {
+	const [cmd, arg] = process.argv.slice(2);
+	switch (cmd) {
+		case "up":
+			return up();
+		case "status":
+			return status();
+		case "kill":
+			return kill(arg);
+		case "start":
+			return start(arg);
+		case "down":
+			return down();
+		case "kafka-holder":
+			return kafkaHolder(process.argv.slice(3));
+		case "partition":
+		case "heal":
+			throw new Error(`"${cmd}" arrives with the failover drills (docs/multi-region.md, "Not yet")`);
+		default:
+			throw new Error("usage: npm run cluster -- up [--regions N] [--nodes M] | status | kill REGION | start REGION | down");
+	}
+}
+
+main().then(
+	() => {
+		if (process.argv[2] !== "kafka-holder") process.exit(0);
+	},
+	err => {
+		log(`cluster: ${(err as Error).message}`);
+		process.exit(1);
+	},
+);
