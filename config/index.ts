@@ -78,8 +78,11 @@ export interface Config {
 		topicPrefix: string;
 		relayBatch: number;
 		relayPollMs: number;
-		/** How a region calls another (forwarded writes, holds): in-process (regions of one process) or not at all. */
-		link: "memory" | "off";
+		/**
+		 * How a region calls another (forwarded writes, holds): in-process (regions of one process), over
+		 * Moleculer's Kafka transporter on a global namespace (the `link` service), or not at all.
+		 */
+		link: "memory" | "kafka" | "off";
 		kafka: {
 			sessionTimeoutMs: number;
 			maxWaitMs: number;
@@ -87,6 +90,16 @@ export interface Config {
 			sasl?: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string };
 			/** "stretched": one cluster, every region reads `<prefix>.events.<source>`; "mirrored": MirrorMaker 2 copies, `<source>.<prefix>.events.<source>`. */
 			topology: "stretched" | "mirrored";
+		};
+		/** The global broker of LINK=kafka (services/link.service.ts, src/regions/bridge.ts). */
+		linkKafka: {
+			/** `<NAMESPACE>-global` by default: the same in every region. */
+			namespace: string;
+			brokers: string[];
+			/** How long an empty fetch waits: every forwarded call waits up to this for its request and its answer. */
+			maxWaitMs: number;
+			heartbeatIntervalSec: number;
+			heartbeatTimeoutSec: number;
 		};
 	};
 }
@@ -206,6 +219,24 @@ function kafkaOptions(env: Env): Config["replication"]["kafka"] {
 	};
 }
 
+function linkKafkaOptions(env: Env, kafkaBrokers: string[]): Config["replication"]["linkKafka"] {
+	const namespace = str(env, "LINK_NAMESPACE") ?? `${str(env, "NAMESPACE") ?? "wallet"}-global`;
+	// Part of every Kafka topic name of the link (MOL-<namespace>.<CMD>), and Moleculer splits those names on dots.
+	if (!/^[A-Za-z0-9_-]{1,100}$/.test(namespace)) throw new ConfigError(`LINK_NAMESPACE must be letters, digits, "_" or "-", got "${namespace}"`);
+	const own = str(env, "LINK_KAFKA_BROKERS");
+	const heartbeatIntervalSec = int(env, "LINK_HEARTBEAT_INTERVAL_SEC", 1, 1, 60);
+	const heartbeatTimeoutSec = int(env, "LINK_HEARTBEAT_TIMEOUT_SEC", 3, 2, 600);
+	if (heartbeatTimeoutSec <= heartbeatIntervalSec)
+		throw new ConfigError("LINK_HEARTBEAT_TIMEOUT_SEC must be greater than LINK_HEARTBEAT_INTERVAL_SEC");
+	return {
+		namespace,
+		brokers: own ? own.split(",").map(s => s.trim()).filter(Boolean) : kafkaBrokers,
+		maxWaitMs: int(env, "LINK_MAX_WAIT_MS", 5, 1, 10_000),
+		heartbeatIntervalSec,
+		heartbeatTimeoutSec,
+	};
+}
+
 function embeddedDatabase(env: Env): string {
 	const name = str(env, "EMBEDDED_DATABASE") ?? "postgres";
 	if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new ConfigError(`EMBEDDED_DATABASE must be a plain lower-case database name, got "${name}"`);
@@ -243,8 +274,10 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		throw new ConfigError(`REPLICATION must be kafka, memory or off, got "${replication}"`);
 	if (replication === "kafka" && kafkaBrokers.length === 0) throw new ConfigError("REPLICATION=kafka needs KAFKA_BROKERS (host:port,...)");
 	const kafka = kafkaOptions(env);
-	const link = str(env, "LINK") ?? (replication === "memory" ? "memory" : "off");
-	if (link !== "memory" && link !== "off") throw new ConfigError(`LINK must be memory or off, got "${link}"`);
+	const link = str(env, "LINK") ?? (replication === "kafka" ? "kafka" : replication === "memory" ? "memory" : "off");
+	if (link !== "memory" && link !== "kafka" && link !== "off") throw new ConfigError(`LINK must be memory, kafka or off, got "${link}"`);
+	const linkKafka = linkKafkaOptions(env, kafkaBrokers);
+	if (link === "kafka" && linkKafka.brokers.length === 0) throw new ConfigError("LINK=kafka needs LINK_KAFKA_BROKERS or KAFKA_BROKERS (host:port,...)");
 	if (!(threshold > 0 && threshold <= 1)) throw new ConfigError("BREAKER_THRESHOLD must be a number in (0, 1]");
 	return {
 		env: nodeEnv,
@@ -328,8 +361,9 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			topicPrefix: str(env, "KAFKA_TOPIC_PREFIX") ?? str(env, "NAMESPACE") ?? "wallet",
 			relayBatch: int(env, "RELAY_BATCH", 500, 1, 10_000),
 			relayPollMs: int(env, "RELAY_POLL_MS", 20, 1, 60_000),
-			link,
+			link: link as Config["replication"]["link"],
 			kafka,
+			linkKafka,
 		},
 	};
 }

@@ -9,7 +9,8 @@ import type { Pool } from "pg";
 import type { Config } from "../config";
 import { M } from "../src/lib/metrics";
 import { identityFor } from "../src/lib/identity";
-import { InProcessLink, registerLocalRegion, setRegionLink, unregisterLocalRegion, type RegionLink } from "../src/regions/link";
+import { unreachable } from "../src/regions/bridge";
+import { InProcessLink, registerLocalRegion, ServiceLink, setRegionLink, unregisterLocalRegion, type RegionLink } from "../src/regions/link";
 
 type Meta = {
 	assertion?: string;
@@ -29,12 +30,14 @@ async function ownerOf(pool: Pool | undefined, home: string): Promise<string | u
 
 export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware {
 	let broker: ServiceBroker;
-	const theLink =
+	let theLink =
 		link ?? (cfg.replication.link === "memory" ? new InProcessLink(cfg.namespace, cfg.region, identityFor(cfg).internal) : undefined);
 	return {
 		name: "HomeRegion",
 		created(b: ServiceBroker) {
 			broker = b;
+			// Across processes: through this region's link service (services/link.service.ts).
+			if (!theLink && cfg.replication.link === "kafka") theLink = new ServiceLink(b, cfg.region, identityFor(cfg).internal);
 			if (theLink) setRegionLink(b, theLink);
 		},
 		async started() {
@@ -53,7 +56,8 @@ export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware
 					if (e?.type !== "NOT_OWNER" || ctx.meta.$forwarded || !theLink) throw err;
 					const home = e.data?.homeRegion;
 					const owner = home ? await ownerOf((ctx.service as unknown as { pool?: Pool })?.pool, home) : undefined;
-					if (!owner || owner === cfg.region || !theLink.reachable(owner)) throw err;
+					if (!owner || owner === cfg.region) throw err;
+					if (!theLink.reachable(owner)) throw unreachable(owner);
 					// The caller's own credential travels: the owner verifies it as this region did.
 					const meta: Meta = { $forwarded: cfg.region };
 					if (ctx.meta.assertion !== undefined) meta.assertion = ctx.meta.assertion;
@@ -63,6 +67,7 @@ export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware
 						meta,
 						requestID: ctx.requestID ?? undefined,
 						timeout: action.timeout ?? cfg.requestTimeoutMs,
+						caller: ctx,
 					});
 					if (meta.$statusCode !== undefined) ctx.meta.$statusCode = meta.$statusCode;
 					if (meta.$location !== undefined) ctx.meta.$location = meta.$location;

@@ -31,6 +31,7 @@ import {
 import { getClaim, listClaims } from "../src/store/queries";
 import { claimIdFor, confirmHold, endHold, ownerOf, unconfirmedHolds, voidClaim } from "../src/store/holds";
 import { regionLink } from "../src/regions/link";
+import { serviceContext } from "../src/lib/request-context";
 
 type Meta = { user: User; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string> };
 type Ctx<P = Record<string, any>> = Context<P, Meta>;
@@ -234,7 +235,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 				owner,
 				"supply.hold",
 				{ claimId, supplyId: cmd.supplyId, orderId: cmd.orderId, claimerId: cmd.userId, asset: need.asset, amount: need.amount, orderRegion: cfg.region },
-				{ meta: {}, asRegion: true, requestID: ctx.requestID ?? undefined, timeout: timeout() },
+				{ meta: {}, asRegion: true, requestID: ctx.requestID ?? undefined, timeout: timeout(), caller: ctx },
 			).catch((err: Errors.MoleculerError) => {
 				// That region no longer writes the supply (its ownership is moving): not this order's NOT_OWNER.
 				if (err?.type === "NOT_OWNER")
@@ -245,7 +246,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			if (second.ok) return { ...second.value, supply: second.value.replayed ? second.value.supply : supply };
 			if ((await voidClaim(this.pool, claimId)) === "void") {
 				await link
-					.call(owner, "supply.releaseHold", { claimId }, { meta: {}, asRegion: true, requestID: ctx.requestID ?? undefined, timeout: timeout() })
+					.call(owner, "supply.releaseHold", { claimId }, { meta: {}, asRegion: true, requestID: ctx.requestID ?? undefined, timeout: timeout(), caller: ctx })
 					.catch((err: Error) => this.logger.warn(`Hold of void claim ${claimId} not released yet (its region will): ${err.message}`));
 			}
 			throw second.error;
@@ -265,7 +266,13 @@ const ClaimingService: WalletService<ClaimingThis> = {
 				const owner = await ownerOf(this.pool, h.orderRegion);
 				if (!owner || !link.reachable(owner)) continue;
 				try {
-					const fate = await link.call<"claimed" | "void">(owner, "claiming.voidClaim", { claimId: h.claimId }, { meta: {}, asRegion: true, timeout: 5000 });
+					const fate = await link.call<"claimed" | "void">(owner, "claiming.voidClaim", { claimId: h.claimId }, {
+						meta: {},
+						asRegion: true,
+						timeout: 5000,
+						// Outside any request: the claiming service itself asks (across processes `link.forward` is internal).
+						caller: serviceContext(this),
+					});
 					if (fate === "void") {
 						const supply = await endHold(this.pool, cfg.region, h.claimId, "released");
 						if (supply) await this.invalidate({ supply });

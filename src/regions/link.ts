@@ -3,8 +3,9 @@
 // the embedded default and of tests share a process) and, across processes, Moleculer's own transporter on
 // a global namespace (docs/multi-region.md).
 import { randomUUID } from "node:crypto";
-import type { ServiceBroker } from "moleculer";
+import type { Context, ServiceBroker } from "moleculer";
 import type { InternalAuth } from "../lib/identity";
+import { LINK_ANSWER_META, type LinkEnvelope } from "./bridge";
 
 export interface LinkCallOptions {
 	meta: Record<string, unknown>;
@@ -13,6 +14,11 @@ export interface LinkCallOptions {
 	requestID?: string;
 	/** Every remote call has a deadline. */
 	timeout: number;
+	/**
+	 * The context of the service that calls (an action's, or serviceContext(service) outside a request): across
+	 * processes the call goes through `link.forward`, an internal action, so a trusted service must make it.
+	 */
+	caller?: Context;
 }
 
 export interface RegionLink {
@@ -56,6 +62,42 @@ export class InProcessLink implements RegionLink {
 		if (opts.asRegion) opts.meta.$link = this.auth.signLink(this.region, action, requestID);
 		// A call without a parent context keeps the meta object itself, so what the action sets comes back.
 		return target.call<T, unknown>(action, params, { meta: opts.meta, requestID, timeout: opts.timeout });
+	}
+}
+
+/**
+ * Regions in other processes (LINK=kafka): a call goes through this region's `link.forward` (services/link.service.ts)
+ * to the other region's link node on the global broker, which runs it there (src/regions/bridge.ts).
+ */
+export class ServiceLink implements RegionLink {
+	constructor(
+		private readonly broker: ServiceBroker,
+		private readonly region: string,
+		private readonly auth: InternalAuth,
+	) {}
+
+	/**
+	 * A link node serves this region and, when it is this node, it sees a link node of `region` on the global
+	 * namespace (a link node elsewhere in the region checks that on each call: REGION_UNREACHABLE).
+	 */
+	reachable(region: string): boolean {
+		if (this.broker.registry.getActionEndpoints("link.forward")?.hasAvailable() !== true) return false;
+		const local = this.broker.getLocalService("link") as unknown as { reaches?(region: string): boolean } | undefined;
+		return local?.reaches ? local.reaches(region) : true;
+	}
+
+	async call<T>(region: string, action: string, params: unknown, opts: LinkCallOptions): Promise<T> {
+		if (!opts.caller) throw new Error(`A call of ${action} in region ${region} needs the calling service's context (opts.caller)`);
+		const requestID = opts.requestID ?? opts.caller.requestID ?? randomUUID();
+		if (opts.asRegion) opts.meta.$link = this.auth.signLink(this.region, action, requestID);
+		const envelope = await opts.caller.call<LinkEnvelope<T>, unknown>(
+			"link.forward",
+			{ region, action, params, meta: opts.meta },
+			{ requestID, timeout: opts.timeout },
+		);
+		const answered = (envelope?.meta ?? {}) as Record<string, unknown>;
+		for (const k of LINK_ANSWER_META) if (answered[k] !== undefined) opts.meta[k] = answered[k];
+		return envelope?.result as T;
 	}
 }
 

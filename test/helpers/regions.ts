@@ -1,5 +1,6 @@
 // Several regions in one test process: each region its own database and its own broker(s) (no transporter
-// between regions), joined only by the event log, as in the embedded default.
+// between regions), joined only by the event log, as in the embedded default (or, with the link service and
+// LINK=kafka, by the global brokers on Kafka, as across processes).
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
@@ -26,8 +27,20 @@ export interface TestRegions {
 	stop(): Promise<void>;
 }
 
-export async function startTestRegions(o: { count?: number; env?: Record<string, string> } = {}): Promise<TestRegions> {
-	const namespace = `t${randomBytes(4).toString("hex")}`;
+/** The node id of a test region's broker. */
+export const regionNodeID = (name: string) => `${name}-0`;
+
+export interface TestRegionsOptions {
+	count?: number;
+	env?: Record<string, string>;
+	/** A fresh one by default; given when something must be prepared for it first (e.g. the link's Kafka topics). */
+	namespace?: string;
+	/** Services each region's broker runs besides SERVICES and replication (e.g. the link). */
+	services?: ServiceSchema[];
+}
+
+export async function startTestRegions(o: TestRegionsOptions = {}): Promise<TestRegions> {
+	const namespace = o.namespace ?? `t${randomBytes(4).toString("hex")}`;
 	const names = REGION_NAMES.slice(0, o.count ?? 2);
 	const dbs: TestDatabase[] = [];
 	const regions: TestRegion[] = [];
@@ -40,9 +53,10 @@ export async function startTestRegions(o: { count?: number; env?: Record<string,
 				namespace,
 				env: { REGIONS: names.join(","), REGION: name, REPLICATION: "memory", RELAY_POLL_MS: "10", ...o.env },
 			});
-			const broker = new ServiceBroker(brokerOptions(cfg, { nodeID: `${name}-0`, skipProcessEventRegistration: true }));
+			const broker = new ServiceBroker(brokerOptions(cfg, { nodeID: regionNodeID(name), skipProcessEventRegistration: true }));
 			for (const s of Object.values(SERVICES)) broker.createService(s as ServiceSchema);
 			broker.createService(ReplicationService as ServiceSchema);
+			for (const s of o.services ?? []) broker.createService(s);
 			regions.push({ name, cfg, broker, db, apiUrl: "" });
 		}
 		await Promise.all(regions.map(r => r.broker.start()));
