@@ -16,6 +16,7 @@ import path from "node:path";
 import pg from "pg";
 import { startKafkaMock } from "../src/replication/kafka-mock";
 import { topicFor } from "../src/replication/event-log";
+import { linkNodeID, linkTopics } from "../src/regions/bridge";
 
 const ROOT = path.resolve(__dirname, "..");
 const DIR = path.resolve(process.env.CLUSTER_DIR ?? path.join(ROOT, ".cluster"));
@@ -102,6 +103,8 @@ function nodeEnv(s: State, r: RegionState, n: NodeState): Record<string, string>
 		KAFKA_SESSION_TIMEOUT_MS: s.kafka.external ? "10000" : "3000",
 		KAFKA_MAX_WAIT_MS: s.kafka.external ? "100" : "10",
 		REPLICATION: "kafka",
+		LINK: "kafka",
+		LINK_MAX_WAIT_MS: s.kafka.external ? "100" : "5",
 		PORT: String(n.apiPort ?? 0),
 		METRICS_PORT: String(n.metricsPort),
 		...(process.env.CLUSTER_NODE_ENV ? Object.fromEntries(process.env.CLUSTER_NODE_ENV.split(",").map(kv => kv.split("=", 2) as [string, string])) : {}),
@@ -148,7 +151,10 @@ async function ready(r: RegionState, timeoutMs = 90_000) {
 
 /** Holds the Kafka test broker for the cluster's lifetime (the broker stops when its stdin closes). */
 async function kafkaHolder(regions: string[]) {
-	const mock = await startKafkaMock({ topics: regions.map(r => ({ name: topicFor(NAMESPACE, r), partitions: 4 })) });
+	// The test broker cannot create topics on request: the events' topics, and the region link's (Moleculer's
+	// Kafka transporter, one set per link node: node 0 of each region).
+	const link = linkTopics(`${NAMESPACE}-global`, regions.map(r => linkNodeID(r, `${r}-n0`))).map(name => ({ name, partitions: 1 }));
+	const mock = await startKafkaMock({ topics: [...regions.map(r => ({ name: topicFor(NAMESPACE, r), partitions: 4 })), ...link] });
 	fs.writeFileSync(path.join(DIR, "kafka.json"), JSON.stringify({ bootstrap: mock.bootstrap }));
 	const stop = async () => {
 		await mock.stop();

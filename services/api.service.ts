@@ -321,6 +321,8 @@ const ApiService: WalletService = {
 		// Refreshed in the background, never on a request's path. Unknown (no header) while it cannot be read.
 		const refresh = async () => {
 			try {
+				// Not yet (or no longer) registered: unknown, without asking (and without a warning per second).
+				if (!this.broker.registry.hasService("replication")) throw new Error("no replication service");
 				const s = (await serviceContext(this).call("replication.status", undefined, { timeout: 2000 })) as ReplicationStatus;
 				this.replicaLagMs = Math.max(0, ...s.sources.map(x => (x.backlog ? (x.lastLagMs ?? 0) + Date.now() - Date.parse(x.lastAppliedAt ?? "") || 0 : (x.lastLagMs ?? 0))));
 			} catch {
