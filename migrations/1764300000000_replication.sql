@@ -22,7 +22,7 @@ CREATE TABLE replication_progress (
   skipped         bigint NOT NULL DEFAULT 0,
   last_event_at   timestamptz,
   last_applied_at timestamptz,
-  last_lag_ms     integer,
+  last_lag_ms     bigint,
   PRIMARY KEY (source, lane)
 );
 
@@ -106,7 +106,7 @@ BEGIN
   END LOOP;
   INSERT INTO replication_progress AS r (source, lane, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
   VALUES (p->>'source', coalesce((p->>'lane')::integer, 0), applied, skipped, newest, clock_timestamp(),
-          (extract(epoch FROM clock_timestamp() - newest) * 1000)::integer)
+          (extract(epoch FROM clock_timestamp() - newest) * 1000)::bigint)
   ON CONFLICT (source, lane) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
     last_event_at = greatest(r.last_event_at, EXCLUDED.last_event_at), last_applied_at = EXCLUDED.last_applied_at,
     last_lag_ms = EXCLUDED.last_lag_ms;
