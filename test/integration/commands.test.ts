@@ -94,7 +94,12 @@ describe("a batch of commands (group commit)", () => {
 		try {
 			const outs = await runCommands(nodeA, cc, orders.map((o, i) => claimCmd(o, supply, "erin", `batch-${i}`)));
 			expect(outs.map(o => o.ok)).toEqual([true, false, true]);
-			expect(String(errorOf(outs[1]).message)).toMatch(/sabotaged row/);
+			// A bug, not a busy database: a plain error (a 500) with the SQL state and message, never "retry".
+			const err = errorOf(outs[1]);
+			expect(err.message).toBe("Order command failed: COMMAND_FAILED P0001 sabotaged row");
+			expect(err.details).toEqual({ sqlstate: "P0001", message: "sabotaged row" });
+			expect(err.code).toBeUndefined();
+			expect(err.retryable).toBeUndefined();
 		} finally {
 			await db.pool.query("DROP TRIGGER sabotage ON orders; DROP FUNCTION fail_order()");
 		}
@@ -216,6 +221,7 @@ describe("database-side limits", () => {
 			);
 			// The batch's own lock statement timed out: the whole call fails, nothing is written.
 			expect(err).toMatchObject({ code: 503, type: "DATABASE_BUSY", retryable: true, data: { sqlstate: "55P03" } });
+			expect(err.message).toBe("The database is busy; retry");
 			expect(Date.now() - started).toBeLessThan(3000);
 			expect(await lockWaits(db.pool)).toBe(0);
 		} finally {
@@ -223,5 +229,28 @@ describe("database-side limits", () => {
 			await holder.query("ROLLBACK");
 			holder.release();
 		}
+	});
+
+	it("a command of a batch stuck on a lock inside its own step gives up alone, as a retryable 503", async () => {
+		const supplies = [await seedSupply(db.pool, "lee"), await seedSupply(db.pool, "lee")];
+		const orders = [await seedOrder(db.pool, "bob", "0.1"), await seedOrder(db.pool, "bob", "0.1"), await seedOrder(db.pool, "bob", "0.1")];
+		// Another node's claim with the key "lt-2" has written its claim and not committed yet.
+		const holder = await db.pool.connect();
+		await holder.query("BEGIN");
+		await holder.query(`SELECT order_commands($1::jsonb)`, [JSON.stringify({ ...cc, cmds: [claimCmd(orders[0], supplies[0], "lee", "lt-2")] })]);
+		const limited = new pg.Pool({ connectionString: db.url, max: 1, lock_timeout: 300 });
+		try {
+			// The same key for another order waits on that uncommitted claim (the key's unique index), past lock_timeout.
+			const outs = await runCommands(limited, cc, [claimCmd(orders[1], supplies[1], "lee", "lt-2"), claimCmd(orders[2], supplies[1], "lee", "lt-3")]);
+			expect(errorOf(outs[0])).toMatchObject({ code: 503, type: "DATABASE_BUSY", retryable: true, data: { sqlstate: "55P03" } });
+			expect(errorOf(outs[0]).message).toBe("The database is busy; retry");
+			expect(outs[1].ok).toBe(true);
+		} finally {
+			await limited.end();
+			await holder.query("ROLLBACK");
+			holder.release();
+		}
+		const { rows } = await db.pool.query("SELECT order_id FROM claims WHERE claimer_id = 'lee'");
+		expect(rows.map(r => r.order_id)).toEqual([orders[2]]);
 	});
 });
