@@ -17,6 +17,8 @@ output "k8s_region_env" {
     "CLOUDSQL_INSTANCE=${m.database_connection_name}",
     "DATABASE_URL=postgres://${urlencode(m.database_user)}@127.0.0.1:5432/${m.database_name}",
     "KAFKA_BROKERS=${m.kafka_bootstrap}",
+    "KAFKA_SERVICE_ACCOUNT=${m.kafka_service_account}",
+    "LINK_KAFKA_BROKERS=${module.region[var.link_region].kafka_bootstrap}",
     "",
   ]) }
 }
@@ -34,4 +36,9 @@ output "image_repository" {
 output "secrets_service_accounts" {
   description = "Per region, the Google service account to annotate the External Secrets Operator's Kubernetes service account with."
   value       = { for r, m in module.region : r => m.secrets_service_account }
+}
+
+output "kafka_service_accounts" {
+  description = "Per region, the Google service account the wallet pods' Kafka clients log in as; its key is the wallet-<region>-kafka-password secret (docs/deploy.md step 4)."
+  value       = { for r, m in module.region : r => m.kafka_service_account }
 }

@@ -26,6 +26,16 @@ variable "regions" {
   }
 }
 
+variable "link_region" {
+  type        = string
+  description = "The region whose Kafka also carries the region link in every region (LINK_KAFKA_BROKERS): the link needs one cluster all regions reach, and MirrorMaker copies only the event topics (docs/deploy.md)."
+  default     = "us-central1"
+  validation {
+    condition     = contains(keys(var.regions), var.link_region)
+    error_message = "link_region must be one of var.regions."
+  }
+}
+
 variable "domain" {
   type        = string
   description = "Public host name of the API (a Google-managed certificate is issued for it)."

@@ -2,11 +2,15 @@
 // builds them (environment from the ConfigMaps, SERVICES, the image's start command), on this machine's
 // PostgreSQL and Redis. Only what points at Google Cloud is swapped for the local servers, and the ports
 // for free ones. NATS is a private nats-server with the manifests' nats.conf (one server, no routes), so it
-// requires the token as in a cluster. The region's Kafka (KAFKA_BROKERS, a Google Cloud address) is swapped
-// for the in-process event log, REPLICATION=memory: this machine has no Kafka, and the Kafka adapter is not wired
-// into src/replication yet (REPLICATION=kafka refuses to start); the relay and the applier still run for real on
-// the database. The probes must pass at the manifests' paths, a claim must cross the roles and its events leave
-// the outbox, and SIGTERM must stop every role inside the time the kubelet gives it.
+// requires the token as in a cluster. Kafka is the one thing with no local substitute: the region's Kafka
+// (KAFKA_BROKERS) and the link's (LINK_KAFKA_BROKERS, one region's Kafka in every overlay) are Google Cloud
+// addresses behind TLS and SASL, and this machine has no such Kafka. So the replication role runs with the
+// in-process event log, REPLICATION=memory (the relay and the applier still run for real on the database), and
+// with LINK=off: this is one region alone, with no other region to call, so its link service starts no global
+// broker (an in-process link, LINK=memory, would only pretend the other regions share this process). The role
+// still loads services/link.service.ts with the rest of its SERVICES, and its Kafka credentials still go through
+// the configuration's checks. The probes must pass at the manifests' paths, a claim must cross the roles and its
+// events leave the outbox, and SIGTERM must stop every role inside the time the kubelet gives it.
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -36,6 +40,8 @@ const SECRETS: Record<string, string> = {
 	INTERNAL_SECRET: "deploy-test-internal-secret-not-the-jwt-one",
 	NATS_TOKEN: `nats${randomBytes(32).toString("hex")}`,
 	REDIS_URL,
+	// Only the replication role takes it; nothing here connects to Kafka (above).
+	KAFKA_SASL_PASSWORD: "deploy-test-stand-in-kafka-key",
 };
 const hasKubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
 if (!hasKubectl) console.warn("deploy integration: kubectl is not installed; skipping (the manifests cannot be built)");
@@ -57,6 +63,10 @@ async function environment(c: any, objs: Obj[], local: Record<string, string>): 
 		if (e.value !== undefined) env[e.name] = e.value;
 		else if (e.valueFrom?.fieldRef) env[e.name] = `${c.name}-${randomBytes(3).toString("hex")}`;
 		else if (e.valueFrom?.secretKeyRef) env[e.name] = SECRETS[e.valueFrom.secretKeyRef.key] ?? "";
+		else if (e.valueFrom?.configMapKeyRef) {
+			const { name, key } = e.valueFrom.configMapKeyRef;
+			env[e.name] = objs.find(o => o.kind === "ConfigMap" && o.metadata.name === name)?.data?.[key] ?? "";
+		}
 	}
 	return { ...env, ...local, PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp" };
 }
@@ -165,9 +175,12 @@ describe.skipIf(!hasKubectl)("the k8s manifests, run on this machine", () => {
 		DATABASE_URL: db.url,
 		NATS_URL: nats.url,
 		NAMESPACE: namespace,
-		// The region's Kafka, swapped for the in-process log (above): nothing here reaches KAFKA_BROKERS.
+		// The region's Kafka, swapped for the in-process log, and no region link (above): nothing here reaches
+		// KAFKA_BROKERS or LINK_KAFKA_BROKERS.
 		REPLICATION: "memory",
 		KAFKA_BROKERS: "",
+		LINK: "off",
+		LINK_KAFKA_BROKERS: "",
 		...extra,
 	});
 
@@ -209,6 +222,13 @@ describe.skipIf(!hasKubectl)("the k8s manifests, run on this machine", () => {
 			expect(await waitProbe(r, c.readinessProbe, budget), `${r.name} readiness\n${r.output}`).toBe(true);
 			expect(await probeOnce(r, c.livenessProbe), `${r.name} liveness`).toBe(true);
 		}
+		// The replication role is also the region's link: its link service started (with LINK=off it opens no global
+		// broker), and its Kafka settings are the manifests' (TLS, SASL/PLAIN as the region's kafka service account).
+		const replication = roles.find(r => r.name === "wallet-replication")!;
+		expect(replication.output, "the link service did not start in the replication role").toMatch(/Service 'link' started/);
+		const kafka = loadConfig(replication.env).replication.kafka;
+		expect(kafka.ssl).toBe(true);
+		expect(kafka.sasl).toEqual({ mechanism: "plain", username: expect.stringMatching(/^wallet-kafka-us-central1@/), password: SECRETS.KAFKA_SASL_PASSWORD });
 	}, 180_000);
 
 	it("serves a claim across the roles, with tokens of the configured issuer and audience", async () => {

@@ -25,6 +25,8 @@ const EMBEDDED_ONLY = ["DATA_DIR", "EMBEDDED_PG_PORT", "EMBEDDED_DATABASE"];
 const SECRET_NAME = /SECRET|PASSWORD|TOKEN|CREDENTIAL|PRIVATE_KEY|_KEY$/;
 // The roles that keep no state of their own in memory: each must scale by an HPA.
 const STATELESS_SERVICES = ["services/api.service.ts", "services/supply.service.ts", "services/order.service.ts", "services/claiming.service.ts"];
+// The services with Kafka clients: the event log's relay and applier, and the region link's global broker.
+const KAFKA_SERVICES = ["services/replication.service.ts", "services/link.service.ts"];
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> };
 type Container = { name: string; image: string; env?: any[]; envFrom?: any[]; ports?: { name?: string; containerPort: number }[]; [k: string]: any };
@@ -322,6 +324,30 @@ describe("k8s manifests", () => {
 				if (v in env && env[v] !== "") expect(fromSecret.has(v), `${name} ${d.metadata.name}: ${v} must come from a Secret`).toBe(true);
 		}
 	}));
+
+	it.skipIf(!hasKubectl)("gives the Kafka clients TLS and SASL, the Kafka key to no other role, and every region the same link Kafka", () => {
+		const linkBrokers = new Set<string>();
+		for (const [name, objs] of [...Object.entries(built), [`${OVERLAYS[0]}+future-roles`, allRoles] as const]) {
+			const pods = [...deployments(objs), ...objs.filter(o => o.kind === "Job")];
+			const kafkaRoles = pods.filter(d => d.kind === "Deployment" && servicesOf(d).some(f => KAFKA_SERVICES.includes(f)));
+			expect(kafkaRoles.length, `${name}: a role runs the Kafka clients`).toBeGreaterThan(0);
+			for (const d of pods) {
+				const where = `${name} ${d.kind}/${d.metadata.name}`;
+				const cfg = loadConfig(containerEnv(walletContainer(d), objs).env);
+				if (kafkaRoles.includes(d)) {
+					expect(cfg.replication.mode, where).toBe("kafka");
+					expect(cfg.replication.link, where).toBe("kafka");
+					expect(cfg.replication.kafka.ssl, `${where}: Managed Kafka takes TLS only`).toBe(true);
+					expect(cfg.replication.kafka.sasl?.mechanism, where).toBe("plain");
+					expect(cfg.replication.kafka.sasl?.username, `${where}: the region's kafka service account`).toMatch(new RegExp(`^wallet-kafka-${cfg.region}@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$`));
+					expect(cfg.replication.kafka.topology, where).toBe("mirrored");
+					for (const b of cfg.replication.linkKafka.brokers) linkBrokers.add(b);
+				} else expect(cfg.replication.kafka.sasl, `${where} runs no Kafka client and must not hold the Kafka key`).toBeUndefined();
+			}
+		}
+		// Every region's link nodes must meet on one Kafka, or no region ever sees another.
+		expect([...linkBrokers]).toHaveLength(1);
+	});
 
 	it.skipIf(!hasKubectl)("runs no container as root, privileged, with a writable root filesystem or with capabilities", each((name, objs) => {
 		for (const { owner, pod } of podTemplates(objs)) {

@@ -187,6 +187,27 @@ describe("terraform", () => {
 		expect(unvalidated, "root variables without validation").toEqual([]);
 	});
 
+	it("creates every secret the ExternalSecret reads, and lets the External Secrets account of each region read it", () => {
+		const external = k8sDocs("base/secrets.yaml").find(d => d.kind === "ExternalSecret");
+		// The base names the region REGION (k8s/components/region puts the overlay's region in its place).
+		const wanted = external.spec.data.map((d: any) => d.remoteRef.key as string).sort();
+		const region = modules["./modules/region"];
+		const secretsOf = (m: Module) =>
+			Object.entries<any>(m.resource.google_secret_manager_secret ?? {}).map(([name, r]) => ({ name, id: String(first(r).secret_id).replace(ref("var.region"), "REGION") }));
+		const shared = secretsOf(root);
+		const perRegion = secretsOf(region);
+		expect([...shared, ...perRegion].map(x => x.id).sort()).toEqual(wanted);
+		// Shared ones come in as variables of the region module; its own are granted by reference.
+		const grants = JSON.stringify(first(region.resource.google_secret_manager_secret_iam_member.secrets).for_each);
+		for (const { name } of perRegion) expect(grants, `wallet-REGION secret ${name} is not readable by the External Secrets account`).toContain(`google_secret_manager_secret.${name}.id`);
+		const call = first(root.module.region);
+		for (const { name } of shared) {
+			const variable = Object.entries<string>(call).find(([, v]) => v === ref(`google_secret_manager_secret.${name}.id`))?.[0];
+			expect(variable, `shared secret ${name} is not passed to the region module`).toBeTruthy();
+			expect(grants, `shared secret ${name} is not readable by the External Secrets account`).toContain(`var.${variable}`);
+		}
+	});
+
 	it("keeps secrets out of state and grants no broad roles", () => {
 		for (const m of all()) {
 			for (const type of ["random_password", "random_string", "tls_private_key", "google_secret_manager_secret_version", "google_service_account_key"])

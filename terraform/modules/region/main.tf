@@ -1,5 +1,6 @@
 # One region: a private regional GKE cluster, Cloud SQL for PostgreSQL on a private IP, Memorystore for Redis,
-# a Managed Kafka cluster with a Kafka Connect cluster (MirrorMaker 2), and the service accounts the pods use.
+# a Managed Kafka cluster with its event topic and a Kafka Connect cluster (MirrorMaker 2), and the service
+# accounts the pods use.
 
 data "google_compute_zones" "available" {
   region = var.region
@@ -69,7 +70,7 @@ resource "google_artifact_registry_repository_iam_member" "nodes_pull" {
 }
 
 # The wallet pods (Kubernetes service account wallet/wallet through Workload Identity): connect to this
-# region's Cloud SQL as an IAM user, and nothing else.
+# region's Cloud SQL as an IAM user, and nothing else (Kafka takes the kafka account's key, below).
 resource "google_service_account" "app" {
   account_id   = "wallet-app-${var.region}"
   display_name = "wallet pods in ${var.region}"
@@ -128,12 +129,27 @@ resource "google_secret_manager_secret" "nats_token" {
   }
 }
 
+# The password of the region's Kafka client (KAFKA_SASL_PASSWORD): the base64-encoded JSON key of the kafka
+# service account below. The key is made with gcloud and added as a version (docs/deploy.md step 4), never by
+# terraform, so it is in no state.
+resource "google_secret_manager_secret" "kafka_password" {
+  secret_id = "wallet-${var.region}-kafka-password"
+  replication {
+    user_managed {
+      replicas {
+        location = var.region
+      }
+    }
+  }
+}
+
 resource "google_secret_manager_secret_iam_member" "secrets" {
   for_each = {
-    jwt        = var.jwt_secret_id
-    internal   = var.internal_secret_id
-    redis      = google_secret_manager_secret.redis_url.id
-    nats_token = google_secret_manager_secret.nats_token.id
+    jwt            = var.jwt_secret_id
+    internal       = var.internal_secret_id
+    redis          = google_secret_manager_secret.redis_url.id
+    nats_token     = google_secret_manager_secret.nats_token.id
+    kafka_password = google_secret_manager_secret.kafka_password.id
   }
   secret_id = each.value
   role      = "roles/secretmanager.secretAccessor"
@@ -326,9 +342,31 @@ resource "google_managed_kafka_connect_cluster" "this" {
   }
 }
 
-# Pods produce and consume with the app service account (SASL/OAUTHBEARER).
-resource "google_project_iam_member" "app_kafka" {
+# The region's event topic, which its outbox relay publishes to (KAFKA_TOPIC_PREFIX "wallet", k8s/base/config.env):
+# the app creates no event topic (it publishes and subscribes with topic auto-creation off), so it is provisioned
+# here. Events of one key stay in one partition, so the count is set once, generously: adding partitions later
+# moves keys to other partitions and breaks their order. MirrorMaker 2 creates the copies in the other regions
+# (`<region>.wallet.events.<region>`) with the same partitions.
+resource "google_managed_kafka_topic" "events" {
+  topic_id           = "wallet.events.${var.region}"
+  cluster            = google_managed_kafka_cluster.this.cluster_id
+  location           = var.region
+  partition_count    = 12
+  replication_factor = 3
+}
+
+# The Kafka client of the wallet pods (the event log and the region link, both in the replication role):
+# SASL/PLAIN over TLS as this service account, its password a key of it (the app's Kafka clients speak PLAIN and
+# SCRAM, not Google's OAUTHBEARER). An account of its own, so that the long-lived key opens Kafka and nothing else
+# (the app account also logs in to Cloud SQL). Project-wide, like every managedkafka.client grant: it reaches this
+# region's cluster and the link's (var.link_region at the root), which is another region's for all but one.
+resource "google_service_account" "kafka" {
+  account_id   = "wallet-kafka-${var.region}"
+  display_name = "Kafka client of the wallet pods in ${var.region}"
+}
+
+resource "google_project_iam_member" "kafka_client" {
   project = var.project_id
   role    = "roles/managedkafka.client"
-  member  = "serviceAccount:${google_service_account.app.email}"
+  member  = "serviceAccount:${google_service_account.kafka.email}"
 }

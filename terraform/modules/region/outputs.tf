@@ -13,6 +13,11 @@ output "app_service_account" {
   value       = google_service_account.app.email
 }
 
+output "kafka_service_account" {
+  description = "Email of the Google service account the wallet pods' Kafka clients log in as (KAFKA_SASL_USERNAME)."
+  value       = google_service_account.kafka.email
+}
+
 output "secrets_service_account" {
   description = "Email of the Google service account the External Secrets Operator uses."
   value       = google_service_account.secrets.email
