@@ -1,15 +1,17 @@
 // The monitoring assets against a running region: the domain series move when the domain acts, and
 // every metric (and label) that monitoring/grafana/region-dashboard.json and
 // monitoring/prometheus/alerts.yml query is one the region's Prometheus endpoint really exports.
+// The region replicates: two regions in this process (REPLICATION=memory, startTestRegions), each
+// running every service and the replication service, as production regions do; the checks scrape the
+// first one's node, and the second one is where its replication and forwarded writes come from and go.
 import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { Errors, type ServiceBroker, type ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
-import { startTestRegion, type Region } from "../helpers/cluster";
 import { Client, item } from "../helpers/http";
+import { converged, startTestRegions, type TestRegion, type TestRegions } from "../helpers/regions";
 
 const ROOT = join(__dirname, "..", "..");
 const DASHBOARD = join(ROOT, "monitoring", "grafana", "region-dashboard.json");
@@ -231,7 +233,9 @@ const templateLabels = (s: string) => [...s.matchAll(/\$labels\.([a-zA-Z_][a-zA-
 // ---------------------------------------------------------------------------------------------
 // The region
 
-let region: Region & { db: TestDatabase };
+let regions: TestRegions;
+/** The region whose node is scraped; `other` replicates with it. */
+let region: TestRegion, other: TestRegion;
 let broker: ServiceBroker;
 let metricsUrl: string;
 let shopper: Client, buyer: Client;
@@ -246,10 +250,10 @@ async function scrape(): Promise<Scrape> {
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 beforeAll(async () => {
-	region = await startTestRegion({
-		redisUrl: REDIS_URL,
-		nodes: [["api", "supply", "order", "claiming"]],
+	regions = await startTestRegions({
+		count: 2,
 		env: {
+			REDIS_URL,
 			// a claim's hold runs out quickly, so the sweeper releases one
 			CLAIM_HOLD_SEC: "2",
 			SWEEP_INTERVAL_MS: "100",
@@ -260,7 +264,8 @@ beforeAll(async () => {
 			BREAKER_HALF_OPEN_MS: "200",
 		},
 	});
-	broker = region.brokers[0];
+	[region, other] = regions.regions;
+	broker = region.broker;
 	const reporter = (broker.metrics as any).reporter?.[0];
 	expect(reporter?.server, "the Prometheus reporter is configured").toBeDefined();
 	if (!reporter.server.listening) await new Promise(r => reporter.server.once("listening", r));
@@ -270,7 +275,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-	await region?.stop();
+	await regions?.stop();
 });
 
 async function supply(amount = "10") {
@@ -356,12 +361,81 @@ const probeFaults = once(async () => {
 	);
 });
 
+/** A supply written in the other region (published there, applied here with its lag), then paused through
+ * this region: this region does not write the other's home region, so the pause is forwarded there. */
+const forwardedWrite = once(async () => {
+	const there = await Client.as(other.apiUrl, "mon-remote");
+	const here = await Client.as(region.apiUrl, "mon-remote");
+	const s = await there.post("/api/v1/supplies", { asset: "ETH", amount: "1" });
+	expect(s.status, JSON.stringify(s.body)).toBe(201);
+	await converged(regions);
+	const paused = await here.post(`/api/v1/supplies/${s.body.id}/pause`);
+	expect(paused.status, JSON.stringify(paused.body)).toBe(200);
+	await converged(regions);
+	return paused;
+});
+
+/** Both regions' relays publish a batch and then cannot commit it (a trigger refuses to mark the rows
+ * published, as when a relay dies between its publish and its commit): each such round is a relay error, and
+ * the batch goes out again, which the receiving region skips as repeated. Both regions at once, so this
+ * region counts relay errors of its own and skips what the other sends twice. */
+const relayFaults = once(async () => {
+	for (const r of regions.regions)
+		await r.db.pool.query(
+			`CREATE FUNCTION mon_refuse_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+			 BEGIN RAISE EXCEPTION 'monitoring test: the outbox rows cannot be marked published'; END $$;
+			 CREATE TRIGGER mon_refuse_mark BEFORE UPDATE OF published_at ON outbox FOR EACH ROW EXECUTE FUNCTION mon_refuse_mark()`,
+		);
+	try {
+		for (const r of regions.regions) {
+			const writer = await Client.as(r.apiUrl, "mon-relay");
+			const s = await writer.post("/api/v1/supplies", { asset: "ETH", amount: "1" });
+			expect(s.status, JSON.stringify(s.body)).toBe(201);
+		}
+		await expect
+			.poll(
+				async () => {
+					const s = await scrape();
+					const errors = value(s, "wallet_replication_relay_errors_total") ?? 0;
+					const skipped = value(s, "wallet_replication_applied_total", { source: other.name, result: "skipped" }) ?? 0;
+					return errors > 0 && skipped > 0;
+				},
+				{ timeout: 15_000, interval: 100 },
+			)
+			.toBe(true);
+	} finally {
+		for (const r of regions.regions)
+			await r.db.pool.query(`DROP TRIGGER IF EXISTS mon_refuse_mark ON outbox; DROP FUNCTION IF EXISTS mon_refuse_mark()`);
+	}
+	// the relays back off (2 s at most) and then publish the rows for good
+	await converged(regions);
+});
+
+/** This region's applier fails while its apply function is away (renamed): each delivery of the other
+ * region's write is an apply error of that source, redelivered until it applies, once the function is back. */
+const applyFaults = once(async () => {
+	const applied0 = value(await scrape(), "wallet_replication_applied_total", { source: other.name, result: "applied" }) ?? 0;
+	await region.db.pool.query(`ALTER FUNCTION apply_events(jsonb) RENAME TO mon_apply_events_away`);
+	try {
+		const writer = await Client.as(other.apiUrl, "mon-apply");
+		const s = await writer.post("/api/v1/supplies", { asset: "ETH", amount: "1" });
+		expect(s.status, JSON.stringify(s.body)).toBe(201);
+		await expect
+			.poll(async () => value(await scrape(), "wallet_replication_apply_errors_total", { source: other.name }) ?? 0, { timeout: 15_000, interval: 100 })
+			.toBeGreaterThan(0);
+	} finally {
+		await region.db.pool.query(`ALTER FUNCTION mon_apply_events_away(jsonb) RENAME TO apply_events`);
+	}
+	await converged(regions);
+	return { applied0 };
+});
+
 describe("the Prometheus endpoint", () => {
 	it("answers with the Moleculer and domain metrics, labelled with region, namespace and nodeID", async () => {
 		const s = await scrape();
 		for (const name of ["moleculer_broker_started", "process_memory_rss", "wallet_db_pool_connections"]) expect(s.names).toContain(name);
 		const started = s.samples.find(x => x.name === "moleculer_broker_started")!;
-		expect(started.labels).toMatchObject({ region: region.cfg.region, namespace: region.namespace, nodeID: broker.nodeID });
+		expect(started.labels).toMatchObject({ region: region.cfg.region, namespace: regions.namespace, nodeID: broker.nodeID });
 		for (const state of ["total", "idle", "waiting"]) expect(value(s, "wallet_db_pool_connections", { state })).toBeGreaterThanOrEqual(0);
 	});
 });
@@ -443,6 +517,67 @@ describe("domain series move when the domain acts", () => {
 	});
 });
 
+describe("replication series move when the regions replicate", () => {
+	const APPLIED = "wallet_replication_applied_total";
+
+	it("this region's writes are published, the other's applied here with their lag, and the backlog drains", async () => {
+		const before = await scrape();
+		const published0 = value(before, "wallet_replication_published_total") ?? 0;
+		const applied0 = value(before, APPLIED, { source: other.name, result: "applied" }) ?? 0;
+		const lagged0 = value(before, "wallet_replication_lag_bucket", { source: other.name, le: "+Inf" }) ?? 0;
+
+		await supply("2");
+		const there = await Client.as(other.apiUrl, "mon-remote-2");
+		expect((await there.post("/api/v1/supplies", { asset: "ETH", amount: "2" })).status).toBe(201);
+		await converged(regions);
+
+		// the counters move right after the commits converged() saw: poll
+		await expect.poll(async () => value(await scrape(), "wallet_replication_published_total") ?? 0).toBeGreaterThan(published0);
+		await expect.poll(async () => value(await scrape(), APPLIED, { source: other.name, result: "applied" }) ?? 0).toBeGreaterThan(applied0);
+		const s = await scrape();
+		expect(s.types.get("wallet_replication_lag")).toBe("histogram");
+		// every delivered event is timed, applied or not; within the top bucket in a test
+		const lagged = value(s, "wallet_replication_lag_bucket", { source: other.name, le: "+Inf" })!;
+		expect(lagged).toBeGreaterThan(lagged0);
+		expect(value(s, "wallet_replication_lag_bucket", { source: other.name, le: "10000" })).toBe(lagged);
+		const lag = s.samples.find(x => x.name === "wallet_replication_lag_bucket" && x.labels.source === other.name);
+		expect(lag?.labels).toMatchObject({ region: region.name, namespace: regions.namespace, nodeID: broker.nodeID });
+		// this region never applies its own events
+		expect(value(s, APPLIED, { source: region.name })).toBeUndefined();
+		// the relay drains the outbox: the gauge (sampled every 5 s) comes back to 0
+		await expect.poll(async () => value(await scrape(), "wallet_outbox_backlog"), { timeout: 15_000, interval: 500 }).toBe(0);
+	});
+
+	it("a write through this region of an entity homed in the other is forwarded, counted by target", async () => {
+		const before = value(await scrape(), "wallet_forwarded_total", { target: other.name }) ?? 0;
+		const paused = await forwardedWrite();
+		expect(paused.headers.get("x-region")).toBe(other.name);
+		const s = await scrape();
+		expect(value(s, "wallet_forwarded_total", { target: other.name })).toBe(before + 1);
+		expect(value(s, "wallet_forwarded_total", { target: region.name })).toBeUndefined();
+	});
+
+	it("a relay round that publishes but cannot commit is a relay error; the batch sent again is skipped as repeated", async () => {
+		const before = await scrape();
+		const errors0 = value(before, "wallet_replication_relay_errors_total") ?? 0;
+		const skipped0 = value(before, APPLIED, { source: other.name, result: "skipped" }) ?? 0;
+		await relayFaults();
+		const after = await scrape();
+		expect(value(after, "wallet_replication_relay_errors_total")).toBeGreaterThan(errors0);
+		expect(value(after, APPLIED, { source: other.name, result: "skipped" })).toBeGreaterThan(skipped0);
+		// the relay recovered: nothing is left unpublished
+		await expect.poll(async () => value(await scrape(), "wallet_outbox_backlog"), { timeout: 15_000, interval: 500 }).toBe(0);
+	});
+
+	it("an apply that fails is an apply error of its source, redelivered until it applies", async () => {
+		const errors0 = value(await scrape(), "wallet_replication_apply_errors_total", { source: other.name }) ?? 0;
+		const { applied0 } = await applyFaults();
+		await expect.poll(async () => value(await scrape(), APPLIED, { source: other.name, result: "applied" }) ?? 0).toBeGreaterThan(applied0);
+		const s = await scrape();
+		expect(value(s, "wallet_replication_apply_errors_total", { source: other.name })).toBeGreaterThan(errors0);
+	});
+});
+
 describe("the dashboard and the alert rules", () => {
 	const dashboard = JSON.parse(readFileSync(DASHBOARD, "utf8"));
 	const rules = parseYamlSubset(readFileSync(ALERTS, "utf8")) as any;
@@ -491,8 +626,25 @@ describe("the dashboard and the alert rules", () => {
 			"wallet_ratelimit_rejections_total",
 			"wallet_outbox_backlog",
 			"wallet_conflicts_total",
+			// the Replication row
+			"histogram_quantile(0.5, sum by (region, source, le) (rate(wallet_replication_lag_bucket",
+			"histogram_quantile(0.99, sum by (region, source, le) (rate(wallet_replication_lag_bucket",
+			"wallet_replication_published_total",
+			'wallet_replication_applied_total{region=~"$region", namespace=~"$namespace", nodeID=~"$nodeID", result="applied"}',
+			'wallet_replication_applied_total{region=~"$region", namespace=~"$namespace", nodeID=~"$nodeID", result="skipped"}',
+			"wallet_replication_apply_errors_total",
+			"wallet_replication_relay_errors_total",
+			"wallet_forwarded_total",
 		])
 			expect(exprs).toContain(needed);
+		// the replication panels (and a backlog panel) sit in the Replication row: the panels below a row up to the next
+		const rows = panels.filter(p => p.type === "row").sort((a, b) => a.gridPos.y - b.gridPos.y);
+		const rowOf = (p: any) => rows.filter(r => r.gridPos.y <= p.gridPos.y).at(-1)?.title;
+		const uses = (p: any, re: RegExp) => (p.targets ?? []).some((t: any) => re.test(t.expr));
+		const replication = panels.filter(p => uses(p, /wallet_replication_|wallet_forwarded_/));
+		expect(replication.length).toBeGreaterThanOrEqual(5);
+		for (const p of replication) expect(rowOf(p), p.title).toBe("Replication");
+		expect(panels.filter(p => rowOf(p) === "Replication" && uses(p, /wallet_outbox_backlog/)).length).toBe(1);
 	});
 
 	it("alerts.yml is a valid rules file: groups of alerts with severity, summary and description", () => {
@@ -528,8 +680,25 @@ describe("the dashboard and the alert rules", () => {
 			"wallet_claim_duration_bucket",
 			"moleculer_request_bulkhead_queue_size",
 			'wallet_db_pool_connections{job="wallet-backend", state="waiting"}',
+			'histogram_quantile(0.99, sum by (region, namespace, source, le) (rate(wallet_replication_lag_bucket{job="wallet-backend"}[5m]))) > 250',
+			'histogram_quantile(0.99, sum by (region, namespace, source, le) (rate(wallet_replication_lag_bucket{job="wallet-backend"}[5m]))) > 5000',
+			'wallet_replication_apply_errors_total{job="wallet-backend"}',
+			'wallet_replication_relay_errors_total{job="wallet-backend"}',
+			'max by (region, namespace) (wallet_outbox_backlog{job="wallet-backend"}) > 10000',
 		])
 			expect(all).toContain(needed);
+		// the replication alerts: how long each condition must hold, and how loud
+		const byName = new Map<string, any>(rules.groups.flatMap((g: any) => g.rules).map((r: any) => [r.alert, r]));
+		for (const [name, hold, severity] of [
+			["WalletReplicationLagHigh", "5m", "warning"],
+			["WalletReplicationLagCritical", "2m", "critical"],
+			["WalletReplicationApplyErrors", "5m", "critical"],
+			["WalletReplicationRelayErrors", "5m", "critical"],
+			["WalletOutboxBacklogCritical", "10m", "critical"],
+		])
+			expect({ name, for: byName.get(name)?.for, severity: byName.get(name)?.labels.severity }).toEqual({ name, for: hold, severity });
+		// the relay drains the outbox now: no text may still say nothing is published
+		expect(JSON.stringify(rules)).not.toMatch(/relay ships|no outbox relay|nothing is published and/i);
 	});
 
 	it("the PromQL extractor finds metrics and nothing else", () => {
@@ -544,12 +713,16 @@ describe("the dashboard and the alert rules", () => {
 
 	it("every metric and label they query is exported by the region", async () => {
 		// series that appear on their first event: claims, 409s, sweeper releases, 429s, breakers,
-		// retries, timeouts (no-ops when the tests above drove them already). The breaker half-opens
-		// BREAKER_HALF_OPEN_MS after it opened.
+		// retries, timeouts, replication (events published and applied with their lag, skipped repeats,
+		// relay and apply errors) and forwarded writes (no-ops when the tests above drove them already).
+		// The breaker half-opens BREAKER_HALF_OPEN_MS after it opened.
 		await wonAndLostClaims();
 		await expiredClaim();
 		await rateLimited();
 		await probeFaults();
+		await forwardedWrite();
+		await relayFaults();
+		await applyFaults();
 		await expect.poll(async () => (await scrape()).names.has("moleculer_circuit_breaker_half_opened_active"), { timeout: 5_000 }).toBe(true);
 		const s = await scrape();
 
@@ -617,7 +790,19 @@ describe("the dashboard and the alert rules", () => {
 		expect(problems).toEqual([]);
 		// the extractor did find the metrics (an extractor that finds nothing would pass the loop above)
 		expect(found.size).toBeGreaterThanOrEqual(20);
-		for (const m of ["up", "wallet_claim_duration_bucket", "moleculer_request_time_bucket", "moleculer_circuit_breaker_opened_active", "wallet_outbox_backlog"])
+		for (const m of [
+			"up",
+			"wallet_claim_duration_bucket",
+			"moleculer_request_time_bucket",
+			"moleculer_circuit_breaker_opened_active",
+			"wallet_outbox_backlog",
+			"wallet_replication_lag_bucket",
+			"wallet_replication_published_total",
+			"wallet_replication_applied_total",
+			"wallet_replication_apply_errors_total",
+			"wallet_replication_relay_errors_total",
+			"wallet_forwarded_total",
+		])
 			expect(found).toContain(m);
 	});
 });
