@@ -2,6 +2,7 @@
 // a bad value stops the process at start with a message that names it.
 import { randomBytes } from "node:crypto";
 import path from "node:path";
+import { parseFailpoints, type Failpoints } from "../src/lib/failpoints";
 
 export interface AssetConfig {
 	decimals: number;
@@ -69,6 +70,8 @@ export interface Config {
 	claimBatch: { concurrency: number; maxItems: number; windowMs: number };
 	sweepBatch: number;
 	outboxRetentionSec: number;
+	/** Test and drill hooks (src/lib/failpoints.ts); never in production. */
+	failpoints: Failpoints;
 	/** Server-side limits of every pooled connection, so a stalled lock cannot hold connections without bound. */
 	pgTimeouts: { statementMs: number; lockMs: number; idleInTxMs: number };
 	/** How events cross regions (docs/multi-region.md): Kafka, the in-process twin, or not at all (one region). */
@@ -274,6 +277,19 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		throw new ConfigError(`REPLICATION must be kafka, memory or off, got "${replication}"`);
 	if (replication === "kafka" && kafkaBrokers.length === 0) throw new ConfigError("REPLICATION=kafka needs KAFKA_BROKERS (host:port,...)");
 	const kafka = kafkaOptions(env);
+	// A hold is checked with the order's region only after every claim that could still write it has passed its
+	// deadline: otherwise the check would void a claim in flight (safe, but an abandoned attempt).
+	const holdConfirmSec = int(env, "HOLD_CONFIRM_SEC", 30, 1);
+	const requestTimeoutMs = int(env, "REQUEST_TIMEOUT_MS", 10000, 100);
+	if (holdConfirmSec * 1000 <= requestTimeoutMs)
+		throw new ConfigError(`HOLD_CONFIRM_SEC (${holdConfirmSec} s) must be longer than REQUEST_TIMEOUT_MS (${requestTimeoutMs} ms)`);
+	if (nodeEnv === "production" && str(env, "FAILPOINTS")) throw new ConfigError("FAILPOINTS is for tests and drills: refused in production");
+	let failpoints: Failpoints;
+	try {
+		failpoints = parseFailpoints(str(env, "FAILPOINTS"));
+	} catch (err) {
+		throw new ConfigError((err as Error).message);
+	}
 	const link = str(env, "LINK") ?? (replication === "kafka" ? "kafka" : replication === "memory" ? "memory" : "off");
 	if (link !== "memory" && link !== "kafka" && link !== "off") throw new ConfigError(`LINK must be memory, kafka or off, got "${link}"`);
 	const linkKafka = linkKafkaOptions(env, kafkaBrokers);
@@ -314,7 +330,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		authCacheSize: int(env, "AUTH_CACHE_SIZE", 10000, 0, 10_000_000),
 		assets: parseAssets(str(env, "ASSETS") ?? DEFAULT_ASSETS),
 		claimHoldSec: int(env, "CLAIM_HOLD_SEC", 300, 1),
-		holdConfirmSec: int(env, "HOLD_CONFIRM_SEC", 30, 1),
+		holdConfirmSec,
 		orderTtlSec: int(env, "ORDER_TTL_SEC", 86400, 1, orderMaxTtlSec),
 		orderMaxTtlSec,
 		sweepIntervalMs: int(env, "SWEEP_INTERVAL_MS", 1000, 50),
@@ -328,7 +344,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			syncMs: int(env, "RATE_LIMIT_SYNC_MS", 100, 10, 60_000),
 		},
 		readyCacheMs: int(env, "READY_CACHE_MS", 1000, 0, 60_000),
-		requestTimeoutMs: int(env, "REQUEST_TIMEOUT_MS", 10000, 100),
+		requestTimeoutMs,
 		trustedServices: (str(env, "TRUSTED_SERVICES") ?? "api,supply,order,claiming").split(",").map(s => s.trim()),
 		metrics: { enabled: bool(env, "METRICS_ENABLED", true), port: int(env, "METRICS_PORT", 3030, 0, 65535) },
 		tracing: {
@@ -350,6 +366,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		},
 		sweepBatch: int(env, "SWEEP_BATCH", 1000, 1, 100_000),
 		outboxRetentionSec: int(env, "OUTBOX_RETENTION_SEC", 7 * 86400, 60),
+		failpoints,
 		pgTimeouts: {
 			statementMs: int(env, "PG_STATEMENT_TIMEOUT_MS", 5000, 0),
 			lockMs: int(env, "PG_LOCK_TIMEOUT_MS", 2000, 0),

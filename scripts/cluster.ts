@@ -14,6 +14,8 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import pg from "pg";
+import { loadConfig } from "../config";
+import { signToken } from "../src/lib/jwt";
 import { startKafkaMock } from "../src/replication/kafka-mock";
 import { topicFor } from "../src/replication/event-log";
 import { linkNodeID, linkTopics } from "../src/regions/bridge";
@@ -61,9 +63,14 @@ const alive = (pid?: number) => {
 	if (!pid) return false;
 	try {
 		process.kill(pid, 0);
-		return true;
 	} catch {
 		return false;
+	}
+	// A killed process whose parent is gone may linger as a zombie until it is reaped: dead all the same.
+	try {
+		return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+	} catch {
+		return true;
 	}
 };
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -107,7 +114,8 @@ function nodeEnv(s: State, r: RegionState, n: NodeState): Record<string, string>
 		LINK_MAX_WAIT_MS: s.kafka.external ? "100" : "5",
 		PORT: String(n.apiPort ?? 0),
 		METRICS_PORT: String(n.metricsPort),
-		...(process.env.CLUSTER_NODE_ENV ? Object.fromEntries(process.env.CLUSTER_NODE_ENV.split(",").map(kv => kv.split("=", 2) as [string, string])) : {}),
+		// More settings for every node, as a JSON object (tests and drills: failpoints, shorter timers).
+		...(process.env.CLUSTER_NODE_ENV ? (JSON.parse(process.env.CLUSTER_NODE_ENV) as Record<string, string>) : {}),
 	};
 }
 
@@ -135,13 +143,21 @@ function startNodes(s: State, r: RegionState) {
 	for (const n of r.nodes) n.pid = detached(n.name, process.execPath, ["--import", "tsx", "scripts/start.ts"], nodeEnv(s, r, n));
 }
 
-async function ready(r: RegionState, timeoutMs = 90_000) {
+/** Ready to serve, and linked: every other region's link answers (the region link joins Kafka after start). */
+async function ready(s: State, r: RegionState, timeoutMs = 90_000) {
 	const until = Date.now() + timeoutMs;
+	const token = await signToken(loadConfig({ JWT_SECRET: s.secrets.jwt, NODE_ENV: "test" }).jwt, "cluster", ["order:read"]);
 	for (;;) {
 		const ok = await fetch(`${r.apiUrl.replace("/api/v1", "")}/health/ready`, { signal: AbortSignal.timeout(2000) })
 			.then(x => x.status === 200)
 			.catch(() => false);
-		if (ok) return;
+		const linked =
+			ok &&
+			(await fetch(`${r.apiUrl}/regions`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) })
+				.then(x => x.json() as Promise<{ regions: { name: string; health: string }[] }>)
+				.then((b: { regions: { name: string; health: string }[] }) => b.regions.every(x => x.health === "up" || !s.regions.some(y => y.name === x.name && alive(y.nodes[0].pid))))
+				.catch(() => false));
+		if (linked) return;
 		const dead = r.nodes.find(n => !alive(n.pid));
 		if (dead) throw new Error(`${dead.name} exited: see ${path.join(DIR, "logs", `${dead.name}.log`)}`);
 		if (Date.now() > until) throw new Error(`${r.name} was not ready in ${timeoutMs} ms (logs in ${path.join(DIR, "logs")})`);
@@ -216,7 +232,7 @@ async function up() {
 	await sleep(300);
 	for (const r of s.regions) startNodes(s, r);
 	write(s);
-	await Promise.all(s.regions.map(r => ready(r)));
+	await Promise.all(s.regions.map(r => ready(s, r)));
 	console.log(`cluster up (${DIR}): ${s.regions.length} regions × ${nodes} nodes, Kafka ${s.kafka.bootstrap.join(",")}`);
 	for (const r of s.regions)
 		console.log(`  ${r.name.padEnd(14)} API ${r.apiUrl}   metrics ${r.nodes.map(n => n.metricsPort).join(",")}   NATS :${r.natsPort}`);
@@ -249,7 +265,9 @@ function region(s: State, name: string | undefined): RegionState {
 async function kill(name?: string) {
 	const s = read();
 	const r = region(s, name);
-	for (const pid of [...r.nodes.map(n => n.pid), r.natsPid]) if (alive(pid)) process.kill(pid!, "SIGKILL");
+	const pids = [...r.nodes.map(n => n.pid), r.natsPid].filter(alive);
+	for (const pid of pids) process.kill(pid!, "SIGKILL");
+	for (const until = Date.now() + 5000; pids.some(alive) && Date.now() < until; ) await sleep(50);
 	console.log(`killed ${r.name}: ${r.nodes.length} nodes and its NATS`);
 }
 
@@ -261,7 +279,7 @@ async function start(name?: string) {
 	await sleep(300);
 	startNodes(s, r);
 	write(s);
-	await ready(r);
+	await ready(s, r);
 	console.log(`started ${r.name}: API ${r.apiUrl}`);
 }
 

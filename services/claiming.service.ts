@@ -31,6 +31,7 @@ import {
 import { getClaim, listClaims } from "../src/store/queries";
 import { claimIdFor, confirmHold, endHold, ownerOf, unconfirmedHolds, voidClaim } from "../src/store/holds";
 import { regionLink } from "../src/regions/link";
+import { failpoint } from "../src/lib/failpoints";
 import { serviceContext } from "../src/lib/request-context";
 
 type Meta = { user: User; $statusCode?: number; $location?: string; $responseHeaders?: Record<string, string> };
@@ -242,6 +243,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 					throw new Errors.MoleculerRetryableError("The supply's region is changing owner; retry", 503, "REGION_UNREACHABLE", { homeRegion: need.homeRegion });
 				throw err;
 			});
+			await failpoint(cfg.failpoints, "after-hold");
 			const second = await this.batcher.submit({ ...cmd, claimId, held: true }, deadline);
 			if (second.ok) return { ...second.value, supply: second.value.replayed ? second.value.supply : supply };
 			if ((await voidClaim(this.pool, claimId)) === "void") {

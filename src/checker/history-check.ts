@@ -330,13 +330,18 @@ function rebuildSupplies(db: Db, byAggregate: Map<string, Event[]>, byTx: Map<st
 				const amount = units(p.holdAmount) ?? 0n;
 				state.reserved += hold.reserved * amount;
 				state.spent += hold.spent * amount;
-				const c = (byAggregate.get(p.claimId) ?? []).find(x => x.type === hold.claimEvent);
+				const claimEvents = byAggregate.get(p.claimId) ?? [];
+				const c = claimEvents.find(x => x.type === hold.claimEvent);
 				if (c) {
 					if (used.has(c)) add("orphan-event", c.aggregateId, `${c.type} (v${c.version}) explained by two events of supply ${id}`);
 					used.add(c);
-				} else if (e.type !== "SupplyReserved" || !evs.some(x => x.type === "SupplyReleased" && x.payload?.claimId === p.claimId))
-					// Only a reserve that was given back may stand without its claim (a voided claim id).
-					add("orphan-event", id, `${e.type} v${e.version} holds for claim ${p.claimId}, which has no ${hold.claimEvent}`);
+				} else {
+					// A claim that was never written (its id voided): its reserve must have been given back, and the
+					// give-back is all that may follow. Anything else without its claim event is funds moved for nothing.
+					const givenBack = evs.some(x => x.type === "SupplyReleased" && x.payload?.claimId === p.claimId);
+					const voided = claimEvents.length === 0 && (e.type === "SupplyReleased" || (e.type === "SupplyReserved" && givenBack));
+					if (!voided) add("orphan-event", id, `${e.type} v${e.version} holds for claim ${p.claimId}, which has no ${hold.claimEvent}`);
+				}
 			}
 			for (const c of hold ? [] : (byTx.get(e.tx) ?? [])) {
 				const d = CLAIM_DELTAS[c.type];

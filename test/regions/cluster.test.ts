@@ -2,77 +2,26 @@
 // processes (own NATS, own database, several nodes), joined by the Kafka test broker for events and the region
 // link. A supply created in A, an order in B, claimed through C, completed through A; forwarded writes answer as
 // local ones; a replayed key through another region returns the first claim; every region ends with the same rows.
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { promisify } from "node:util";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkHistory } from "../../src/checker/history-check";
 import { checkInvariants } from "../../src/checker/invariants";
-import { signToken } from "../../src/lib/jwt";
-import { loadConfig } from "../../config";
-import { Client, item } from "../helpers/http";
+import { item } from "../helpers/http";
+import { clusterUp, type ClusterRegion, type LocalCluster } from "../helpers/local-cluster";
 
-const run = promisify(execFile);
-const ROOT = path.resolve(__dirname, "..", "..");
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wallet-cluster-"));
-// Away from the ports fetch refuses (6000, 6665-6669, ...) and from other tests' random ports.
-const portBase = 41_000 + Math.floor(Math.random() * 40) * 200;
-const env = { ...process.env, CLUSTER_DIR: dir, CLUSTER_PORT_BASE: String(portBase), CLUSTER_LOG_LEVEL: "warn" };
-const cluster = (...args: string[]) => run(process.execPath, ["--import", "tsx", "scripts/cluster.ts", ...args], { cwd: ROOT, env, timeout: 240_000 });
-
-interface Region {
-	name: string;
-	apiUrl: string;
-	database: string;
-}
-let regions: Region[];
-let secret: string;
-let pools: pg.Pool[];
-
+let cl: LocalCluster;
+let regions: ClusterRegion[];
+let pools: LocalCluster["pools"];
 beforeAll(async () => {
-	const up = await cluster("up", "--regions", "3", "--nodes", "2");
-	expect(up.stdout).toContain("cluster up");
-	const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
-	regions = state.regions;
-	secret = state.secrets.jwt;
-	pools = regions.map(r => {
-		const u = new URL(process.env.TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres");
-		u.pathname = `/${r.database}`;
-		const p = new pg.Pool({ connectionString: u.toString(), max: 2 });
-		p.on("error", () => undefined);
-		return p;
-	});
+	cl = await clusterUp({ regions: 3, nodes: 2 });
+	regions = cl.regions;
+	pools = cl.pools;
 }, 240_000);
+afterAll(async () => cl?.down(), 120_000);
 
-afterAll(async () => {
-	await Promise.all((pools ?? []).map(p => p.end()));
-	await cluster("down").catch(err => console.error(`cluster down: ${err.message}`));
-	fs.rmSync(dir, { recursive: true, force: true });
-}, 120_000);
-
-const jwt = () => loadConfig({ JWT_SECRET: secret, NODE_ENV: "test" }).jwt;
-const scopes = ["supply:read", "supply:write", "order:read", "order:write", "claim:read", "claim:write"];
-const as = async (r: Region, user: string) => new Client(r.apiUrl.replace("/api/v1", ""), await signToken(jwt(), user, scopes));
-
-async function sameEverywhere(timeoutMs = 30_000) {
-	const q = (p: pg.Pool) =>
-		Promise.all([
-			p.query(`SELECT id, amount::text, reserved::text, spent::text, status, version FROM supplies ORDER BY id`),
-			p.query(`SELECT id, status, claim_id, version FROM orders ORDER BY id`),
-			p.query(`SELECT id, status, version FROM claims ORDER BY id`),
-		]).then(rs => JSON.stringify(rs.map(r => r.rows)));
-	const until = Date.now() + timeoutMs;
-	for (;;) {
-		const snaps = await Promise.all(pools.map(q));
-		if (snaps.every(s => s === snaps[0])) return JSON.parse(snaps[0]);
-		if (Date.now() > until) throw new Error("the regions did not converge");
-		await new Promise(r => setTimeout(r, 100));
-	}
-}
+const as = (r: ClusterRegion, user: string) => cl.as(r, user);
+const sameEverywhere = () => cl.converged();
+const cluster = (...args: string[]) => cl.cmd(...args);
 
 describe("npm run cluster: three regions as processes", () => {
 	it("a supply in A, an order in B, claimed through C, completed through A", async () => {

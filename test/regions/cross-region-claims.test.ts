@@ -10,7 +10,7 @@ import { converged, startTestRegions, type TestRegions } from "../helpers/region
 
 let rs: TestRegions;
 beforeAll(async () => {
-	rs = await startTestRegions({ count: 3, env: { HOLD_CONFIRM_SEC: "1", SWEEP_INTERVAL_MS: "200" } });
+	rs = await startTestRegions({ count: 3, env: { HOLD_CONFIRM_SEC: "3", REQUEST_TIMEOUT_MS: "2500", SWEEP_INTERVAL_MS: "200" } });
 });
 afterAll(async () => rs?.stop());
 
@@ -112,7 +112,7 @@ describe("a claim across regions (order in A, supply in B)", () => {
 		const req = (claimId: string) => ({ claimId, supplyId: supply.id, orderId: order.id, claimerId: "jack", asset: "ETH", amount: "0.4", orderRegion: a.name, region: b.name });
 		expect((await b.db.pool.query(`SELECT supply_hold($1::jsonb) AS r`, [JSON.stringify(req(orphan))])).rows[0].r.ok).toBe(true);
 		expect((await b.db.pool.query(`SELECT reserved::text FROM supplies WHERE id = $1`, [supply.id])).rows[0].reserved).toBe("0.400000000000000000");
-		// B's resolver asks A after HOLD_CONFIRM_SEC (1 s here): A voids the id and B releases the funds.
+		// B's resolver asks A after HOLD_CONFIRM_SEC (3 s here): A voids the id and B releases the funds.
 		const until = Date.now() + 10_000;
 		while ((await holds(b)).find(h => h.claim_id === orphan)!.status !== "released" && Date.now() < until) await new Promise(r => setTimeout(r, 100));
 		expect((await holds(b)).find(h => h.claim_id === orphan)!.status).toBe("released");

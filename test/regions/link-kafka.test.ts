@@ -59,7 +59,8 @@ beforeAll(async () => {
 			// busy test machine does not make the regions lose each other.
 			LINK_HEARTBEAT_TIMEOUT_SEC: "10",
 			// B's resolver asks A about a hold whose claim has not shown up after 1 s.
-			HOLD_CONFIRM_SEC: "1",
+			HOLD_CONFIRM_SEC: "3",
+			REQUEST_TIMEOUT_MS: "2500",
 			SWEEP_INTERVAL_MS: "200",
 		},
 	});

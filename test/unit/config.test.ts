@@ -232,3 +232,18 @@ describe("list variables", () => {
 		expect(() => parseAssets("ETH:18,ETH:6")).toThrow(/ETH twice/);
 	});
 });
+
+describe("claims across regions and failpoints", () => {
+	it("wants HOLD_CONFIRM_SEC longer than a claim's deadline, so no check voids a claim in flight", () => {
+		expect(loadConfig({ HOLD_CONFIRM_SEC: "11", REQUEST_TIMEOUT_MS: "10000" }).holdConfirmSec).toBe(11);
+		expect(() => loadConfig({ HOLD_CONFIRM_SEC: "10", REQUEST_TIMEOUT_MS: "10000" })).toThrow(/HOLD_CONFIRM_SEC \(10 s\) must be longer than REQUEST_TIMEOUT_MS/);
+	});
+
+	it("reads FAILPOINTS for tests and drills, and refuses them in production", () => {
+		expect(loadConfig({ FAILPOINTS: "after-hold=pause:1500" }).failpoints).toEqual({ "after-hold": { pauseMs: 1500 } });
+		expect(loadConfig({}).failpoints).toEqual({});
+		expect(() => loadConfig({ FAILPOINTS: "after-hold=crash" })).toThrow(/FAILPOINTS entry "after-hold=crash"/);
+		expect(() => loadConfig({ FAILPOINTS: "nowhere=pause:1" })).toThrow(/NAME one of after-hold/);
+		expect(() => loadConfig({ NODE_ENV: "production", JWT_SECRET: "x".repeat(32), FAILPOINTS: "after-hold=pause:1" })).toThrow(/refused in production/);
+	});
+});

@@ -1,0 +1,97 @@
+// `npm run cluster` driven from a test, as a user drives it: its own state folder and ports, the databases of its
+// regions for the checkers, tokens signed with its secret.
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import pg from "pg";
+import { loadConfig } from "../../config";
+import { signToken } from "../../src/lib/jwt";
+import { PG_ADMIN_URL } from "./env";
+import { Client } from "./http";
+
+const run = promisify(execFile);
+const ROOT = path.resolve(__dirname, "..", "..");
+const SCOPES = ["supply:read", "supply:write", "order:read", "order:write", "claim:read", "claim:write"];
+
+export interface ClusterRegion {
+	name: string;
+	apiUrl: string;
+	database: string;
+}
+
+export interface LocalCluster {
+	dir: string;
+	regions: ClusterRegion[];
+	pools: pg.Pool[];
+	cmd(...args: string[]): Promise<{ stdout: string; stderr: string }>;
+	/** What `cluster kill REGION` does, at once (a crash at an exact step cannot wait for a command to start). */
+	killNow(region: ClusterRegion): void;
+	as(region: ClusterRegion, user: string): Promise<Client>;
+	/** Waits until every region's rows are equal; returns them (supplies, orders, claims). */
+	converged(timeoutMs?: number): Promise<any[][]>;
+	down(): Promise<void>;
+}
+
+export async function clusterUp(o: { regions: number; nodes: number; env?: Record<string, string> }): Promise<LocalCluster> {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wallet-cluster-"));
+	// Away from the ports fetch refuses (6000, 6665-6669, ...) and from other tests' random ports.
+	const portBase = 41_000 + Math.floor(Math.random() * 40) * 200;
+	const env = {
+		...process.env,
+		CLUSTER_DIR: dir,
+		CLUSTER_PORT_BASE: String(portBase),
+		CLUSTER_LOG_LEVEL: "warn",
+		CLUSTER_PG_URL: PG_ADMIN_URL,
+		...(o.env ? { CLUSTER_NODE_ENV: JSON.stringify(o.env) } : {}),
+	};
+	const cmd = (...args: string[]) => run(process.execPath, ["--import", "tsx", "scripts/cluster.ts", ...args], { cwd: ROOT, env, timeout: 240_000 });
+	await cmd("up", "--regions", String(o.regions), "--nodes", String(o.nodes));
+	const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
+	const jwt = loadConfig({ JWT_SECRET: state.secrets.jwt, NODE_ENV: "test" }).jwt;
+	const pools = (state.regions as ClusterRegion[]).map(r => {
+		const u = new URL(PG_ADMIN_URL);
+		u.pathname = `/${r.database}`;
+		const p = new pg.Pool({ connectionString: u.toString(), max: 2 });
+		p.on("error", () => undefined);
+		return p;
+	});
+	const snapshot = (p: pg.Pool) =>
+		Promise.all([
+			p.query(`SELECT id, amount::text, reserved::text, spent::text, status, version FROM supplies ORDER BY id`),
+			p.query(`SELECT id, status, claim_id, version FROM orders ORDER BY id`),
+			p.query(`SELECT id, status, version FROM claims ORDER BY id`),
+		]).then(rs => JSON.stringify(rs.map(r => r.rows)));
+	return {
+		dir,
+		regions: state.regions,
+		pools,
+		cmd,
+		killNow(region) {
+			const now = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
+			const r = now.regions.find((x: ClusterRegion) => x.name === region.name);
+			for (const pid of [...r.nodes.map((n: { pid: number }) => n.pid), r.natsPid])
+				try {
+					process.kill(pid, "SIGKILL");
+				} catch {
+					// already gone
+				}
+		},
+		as: async (r, user) => new Client(r.apiUrl.replace("/api/v1", ""), await signToken(jwt, user, SCOPES)),
+		async converged(timeoutMs = 30_000) {
+			const until = Date.now() + timeoutMs;
+			for (;;) {
+				const snaps = await Promise.all(pools.map(snapshot));
+				if (snaps.every(s => s === snaps[0])) return JSON.parse(snaps[0]);
+				if (Date.now() > until) throw new Error("the regions did not converge");
+				await new Promise(r => setTimeout(r, 100));
+			}
+		},
+		async down() {
+			await Promise.all(pools.map(p => p.end()));
+			await cmd("down").catch(err => console.error(`cluster down: ${err.message}`));
+			fs.rmSync(dir, { recursive: true, force: true });
+		},
+	};
+}
