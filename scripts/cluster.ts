@@ -26,7 +26,10 @@ const STATE = path.join(DIR, "state.json");
 const PG_ADMIN = process.env.CLUSTER_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const REDIS = process.env.CLUSTER_REDIS_URL ?? "redis://127.0.0.1:6379";
 const ALL_REGIONS = ["us-central1", "europe-west1", "asia-east1", "us-east1", "europe-north1"];
-const NAMESPACE = "wallet";
+// Several clusters may run side by side (tests): each its own namespace (NATS subjects, Redis keys, Kafka topics)
+// and databases.
+const NAMESPACE = process.env.CLUSTER_NAME ?? "wallet";
+if (!/^[a-z][a-z0-9]{0,20}$/.test(NAMESPACE)) throw new Error("CLUSTER_NAME must be lower-case letters and digits");
 
 interface NodeState {
 	name: string;
@@ -199,7 +202,7 @@ async function up() {
 		regions: names.map((name, i) => ({
 			name,
 			natsPort: base + 100 + i,
-			database: `wallet_cluster_${name.replace(/-/g, "_")}`,
+			database: `${NAMESPACE}_${name.replace(/-/g, "_")}`,
 			apiUrl: `http://127.0.0.1:${base + i * 10}/api/v1`,
 			// Node 0: the gateway, supply and order, replication and the region link; the others: the order actor.
 			nodes: Array.from({ length: nodes }, (_, k) => ({

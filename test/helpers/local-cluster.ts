@@ -41,6 +41,7 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 	const env = {
 		...process.env,
 		CLUSTER_DIR: dir,
+		CLUSTER_NAME: `c${Math.random().toString(36).slice(2, 10)}`,
 		CLUSTER_PORT_BASE: String(portBase),
 		CLUSTER_LOG_LEVEL: "warn",
 		CLUSTER_PG_URL: PG_ADMIN_URL,
