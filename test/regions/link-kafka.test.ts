@@ -13,6 +13,7 @@ import { regionLink } from "../../src/regions/link";
 import { topicFor } from "../../src/replication/event-log";
 import { kafkaForTests, type TestKafka } from "../../src/replication/kafka-mock";
 import { claimIdFor } from "../../src/store/holds";
+import { forwardedWritesFlow } from "../helpers/forwarding-flow";
 import { Client, item, tokenFor } from "../helpers/http";
 import { converged, REGION_NAMES, regionNodeID, startTestRegions, type TestRegion, type TestRegions } from "../helpers/regions";
 
@@ -76,78 +77,26 @@ const p50 = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length
 const p90 = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length * 0.9)];
 
 describe("the region link over Kafka", () => {
-	it("forwards writes to the home region and answers exactly as there", async () => {
-		const [a, b] = rs.regions;
-		const shopperA = await Client.as(a.apiUrl, "carol");
-		const shopperB = await Client.as(b.apiUrl, "carol");
-		const buyerA = await Client.as(a.apiUrl, "dave");
-		const buyerB = await Client.as(b.apiUrl, "dave");
-		const supply = (await shopperA.post("/api/v1/supplies", { asset: "ETH", amount: "1" })).body;
-		const order = (await buyerA.post("/api/v1/orders", { asset: "ETH", items: [item("0.25")] })).body;
-		const other = (await buyerA.post("/api/v1/orders", { asset: "ETH", items: [item("0.5")] })).body;
-		await converged(rs, 30_000);
-
-		const paused = await shopperB.post(`/api/v1/supplies/${supply.id}/pause`);
-		expect(paused.status).toBe(200);
-		expect(paused.headers.get("x-region")).toBe(a.name);
-		expect(paused.body).toMatchObject({ id: supply.id, status: "paused", version: 2 });
-		// A refusal made by the owner comes back as it is (type, code and details cross the link).
-		const again = await shopperB.post(`/api/v1/supplies/${supply.id}/pause`);
-		expect(again.status).toBe(409);
-		expect(again.body.error.code).toBe("INVALID_TRANSITION");
-		expect((await shopperB.post(`/api/v1/supplies/${supply.id}/resume`)).status).toBe(200);
-		await converged(rs, 30_000);
-
-		const key = randomUUID();
-		const claim = await shopperB.post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
-		expect(claim.status).toBe(201);
-		expect(claim.headers.get("x-region")).toBe(a.name);
-		expect(claim.headers.get("location")).toBe(`/api/v1/claims/${claim.body.id}`);
-		expect(claim.body).toMatchObject({ orderId: order.id, supplyId: supply.id, region: a.name, status: "active" });
-		// What the owner's action set in meta crosses back in the envelope: status, Location and the replay header.
-		const answered: Record<string, unknown> = { token: await tokenFor("carol") };
-		const viaLink = await regionLink(b.broker)!.call<{ id: string }>(
-			a.name,
-			"claiming.claim",
-			{ orderId: order.id, supplyId: supply.id, idempotencyKey: key },
-			{ meta: answered, timeout: 5000, caller: asSupply(b) },
-		);
-		expect(viaLink.id).toBe(claim.body.id);
-		expect(answered).toMatchObject({
-			$statusCode: 201,
-			$location: expect.stringContaining(claim.body.id),
-			$responseHeaders: { "Idempotent-Replayed": "true" },
-		});
-		const replay = await shopperA.post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
-		expect(replay.status).toBe(201);
-		expect(replay.headers.get("idempotent-replayed")).toBe("true");
-		expect(replay.body.id).toBe(claim.body.id);
-		await converged(rs, 30_000);
-		// ... and through B again, once B has the claim too.
-		const replayB = await shopperB.post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
-		expect(replayB.status).toBe(201);
-		expect(replayB.headers.get("idempotent-replayed")).toBe("true");
-		expect(replayB.body.id).toBe(claim.body.id);
-
-		const done = await buyerB.post(`/api/v1/orders/${order.id}/complete`);
-		expect(done.status).toBe(200);
-		expect(done.headers.get("x-region")).toBe(a.name);
-		expect(done.body.status).toBe("completed");
-		await converged(rs, 30_000);
-		const second = await shopperB.post("/api/v1/claims", { orderId: other.id, supplyId: supply.id }, { "Idempotency-Key": randomUUID() });
-		expect(second.status).toBe(201);
-		await converged(rs, 30_000);
-		const released = await shopperB.post(`/api/v1/claims/${second.body.id}/release`);
-		expect(released.status).toBe(200);
-		expect(released.headers.get("x-region")).toBe(a.name);
-		expect(released.body.status).toBe("released");
-
-		// B wrote nothing: every event of these entities came from A.
-		expect((await b.db.pool.query(`SELECT count(*)::int AS n FROM outbox`)).rows[0].n).toBe(0);
-		const rows = await converged(rs, 30_000);
-		expect(rows.supplies[0]).toMatchObject({ spent: "0.250000000000000000", reserved: "0.000000000000000000" });
-		expect((await checkInvariants([a.db.pool, b.db.pool])).violations).toEqual([]);
-	});
+	it("forwards writes to the home region and answers exactly as there", () =>
+		forwardedWritesFlow(rs, {
+			convergeMs: 30_000,
+			// What the owner's action set in meta crosses back in the envelope: status, Location and the replay header.
+			afterClaim: async ({ a, b, order, supply, key, claim }) => {
+				const answered: Record<string, unknown> = { token: await tokenFor("carol") };
+				const viaLink = await regionLink(b.broker)!.call<{ id: string }>(
+					a.name,
+					"claiming.claim",
+					{ orderId: order.id, supplyId: supply.id, idempotencyKey: key },
+					{ meta: answered, timeout: 5000, caller: asSupply(b) },
+				);
+				expect(viaLink.id).toBe(claim.id);
+				expect(answered).toMatchObject({
+					$statusCode: 201,
+					$location: expect.stringContaining(claim.id),
+					$responseHeaders: { "Idempotent-Replayed": "true" },
+				});
+			},
+		}));
 
 	it("holds a supply across regions (order in A, supply in B) over the link, and completes", async () => {
 		const [a, b] = rs.regions;
