@@ -217,6 +217,7 @@ async function up() {
 	if (nodes === 1) s.regions.forEach(r => r.nodes[0].services.push("claiming"));
 	if (!external) {
 		const holder = detached("kafka", process.execPath, ["--import", "tsx", "scripts/cluster.ts", "kafka-holder", ...names], { CLUSTER_DIR: DIR });
+		fs.writeFileSync(path.join(DIR, "kafka.pid"), String(holder));
 		const file = path.join(DIR, "kafka.json");
 		for (let i = 0; !fs.existsSync(file); i++) {
 			if (i > 200 || !alive(holder)) throw new Error(`The Kafka test broker did not start: see ${path.join(DIR, "logs", "kafka.log")}`);
@@ -306,11 +307,22 @@ async function down() {
 	console.log("cluster down");
 }
 
+/** The Kafka holder of an `up` that failed before it wrote its state. */
+function readHolderPid(): number | undefined {
+	const pidFile = path.join(DIR, "kafka.pid");
+	return fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, "utf8")) : undefined;
+}
+
 async function main() {
 	const [cmd, arg] = process.argv.slice(2);
 	switch (cmd) {
 		case "up":
-			return up();
+			// A cluster that could not come up is taken down again: no process or database is left behind.
+			return up().catch(async err => {
+				if (fs.existsSync(STATE)) await down().catch(() => undefined);
+				else await stopPid(readHolderPid()).catch(() => undefined);
+				throw err;
+			});
 		case "status":
 			return status();
 		case "kill":

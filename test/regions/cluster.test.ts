@@ -2,22 +2,43 @@
 // processes (own NATS, own database, several nodes), joined by the Kafka test broker for events and the region
 // link. A supply created in A, an order in B, claimed through C, completed through A; forwarded writes answer as
 // local ones; a replayed key through another region returns the first claim; every region ends with the same rows.
+// Then crashes at each step of a claim across regions (docs/multi-region.md, "Crash points"): the order's region
+// or the supply's is SIGKILLed while the order's actor stands between the hold (written in the supply's region)
+// and the claim, held there by a failpoint. After the restart: no double claim, no wrong balance, every region
+// equal, and no hold left standing past its bound. One file, one cluster: the tests run one after the other.
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { checkHistory } from "../../src/checker/history-check";
 import { checkInvariants } from "../../src/checker/invariants";
+import { claimIdFor } from "../../src/store/holds";
 import { item } from "../helpers/http";
 import { clusterUp, type ClusterRegion, type LocalCluster } from "../helpers/local-cluster";
 
+// Longer than any claim's deadline (REQUEST_TIMEOUT_MS), as the configuration demands.
+const HOLD_CONFIRM_SEC = 5;
 let cl: LocalCluster;
 let regions: ClusterRegion[];
 let pools: LocalCluster["pools"];
 beforeAll(async () => {
-	cl = await clusterUp({ regions: 3, nodes: 2 });
+	cl = await clusterUp({
+		regions: 3,
+		nodes: 2,
+		// The pause leaves time to kill a region between a claim's steps, well inside its 5 s action timeout.
+		env: { FAILPOINTS: "after-hold=pause:1500", HOLD_CONFIRM_SEC: String(HOLD_CONFIRM_SEC), REQUEST_TIMEOUT_MS: "4500", SWEEP_INTERVAL_MS: "250" },
+	});
 	regions = cl.regions;
 	pools = cl.pools;
 }, 240_000);
 afterAll(async () => cl?.down(), 120_000);
+// A failed test must not leave a region down for the next one.
+afterEach(async () => {
+	const status = JSON.parse((await cl.cmd("status")).stdout);
+	for (const r of status.regions)
+		if (!r.nodes.every((n: { alive: boolean }) => n.alive)) {
+			await cl.cmd("kill", r.name);
+			await cl.cmd("start", r.name);
+		}
+}, 120_000);
 
 const as = (r: ClusterRegion, user: string) => cl.as(r, user);
 const sameEverywhere = (timeoutMs?: number) => cl.converged(timeoutMs);
@@ -116,5 +137,101 @@ describe("npm run cluster: three regions as processes", () => {
 		expect((await checkHistory(pools)).violations).toEqual([]);
 		const redelivered = await pools[1].query(`SELECT coalesce(sum(skipped), 0)::int AS n FROM replication_progress WHERE source = $1`, [a.name]);
 		console.log(`applier kill: ${created} orders written in A during the kill; B skipped ${redelivered.rows[0].n} redelivered events`);
+	}, 180_000);
+});
+
+const holdOf = async (claimId: string) =>
+	(await cl.pools[1].query(`SELECT status FROM holds WHERE claim_id = $1`, [claimId])).rows[0]?.status as string | undefined;
+
+async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000, everyMs = 100): Promise<T> {
+	const end = Date.now() + ms;
+	for (;;) {
+		const v = await f();
+		if (ok(v)) return v;
+		if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(v)})`);
+		await new Promise(r => setTimeout(r, everyMs));
+	}
+}
+
+async function setup(shopper: string) {
+	const [a, b] = cl.regions;
+	const supply = (await (await cl.as(b, shopper)).post("/api/v1/supplies", { asset: "ETH", amount: "1" })).body;
+	const order = (await (await cl.as(a, `${shopper}-buyer`)).post("/api/v1/orders", { asset: "ETH", items: [item("0.4")] })).body;
+	await cl.converged();
+	return { supply, order };
+}
+
+async function checked() {
+	const rows = await cl.converged(60_000);
+	expect((await checkInvariants(cl.pools)).violations).toEqual([]);
+	const history = await checkHistory(cl.pools);
+	if (history.violations.length) console.log(JSON.stringify(history.violations, null, 1));
+	expect(history.violations).toEqual([]);
+	return rows;
+}
+
+describe("a claim across regions, crashed between its steps", () => {
+	it("the order's region dies after the hold: the hold is released once A is back and says the claim never came", async () => {
+		const [a, b] = cl.regions;
+		const { supply, order } = await setup("xena");
+		const key = randomUUID();
+		const claimId = claimIdFor("xena", key);
+		const answer = (await cl.as(a, "xena")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key }).catch(e => e);
+		await until("the hold in B", () => holdOf(claimId), s => s === "held", 10_000, 20);
+		cl.killNow(a);
+		// The client's answer never comes: an unknown outcome, not a refusal.
+		const got = await answer;
+		expect(got instanceof Error || got.status >= 500).toBe(true);
+		const killedAt = Date.now();
+		await cl.cmd("start", a.name);
+		// B asks A after HOLD_CONFIRM_SEC; A (back) voids the id; B gives the funds back.
+		await until("the hold released", () => holdOf(claimId), s => s === "released");
+		console.log(`orphaned hold released ${Date.now() - killedAt} ms after the kill (bound: restart + ${HOLD_CONFIRM_SEC} s + a sweep)`);
+		const rows = await checked();
+		expect(rows[0].find((s: { id: string }) => s.id === supply.id)).toMatchObject({ reserved: "0.000000000000000000" });
+		expect(rows[2].find((c: { id: string }) => c.id === claimId)).toBeUndefined();
+		// The key's first attempt was abandoned: a retry says so, and a new key claims.
+		const retry = await (await cl.as(a, "xena")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
+		expect(retry.status).toBe(409);
+		expect(retry.body.error.code).toBe("CLAIM_ABANDONED");
+		const fresh = await (await cl.as(b, "xena")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": randomUUID() });
+		expect(fresh.status, JSON.stringify(fresh.body)).toBe(201);
+		await checked();
+	});
+
+	it("the supply's region dies after the hold: the claim is written, settled while B is down, and B spends the funds when it is back", async () => {
+		const [a, b] = cl.regions;
+		const { supply, order } = await setup("yuri");
+		const key = randomUUID();
+		const claimId = claimIdFor("yuri", key);
+		const answer = (await cl.as(a, "yuri")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
+		await until("the hold in B", () => holdOf(claimId), s => s === "held", 10_000, 20);
+		cl.killNow(b);
+		// 201, or (on a loaded machine) a timeout: an unknown outcome, which a client settles by retrying the key.
+		let claim = await answer;
+		for (let i = 0; claim.status === 503 && i < 10; i++)
+			claim = await (await cl.as(a, "yuri")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
+		expect(claim.status, JSON.stringify(claim.body)).toBe(201);
+		expect(claim.body.id).toBe(claimId);
+		const done = await (await cl.as(a, "yuri-buyer")).post(`/api/v1/orders/${order.id}/complete`);
+		expect(done.status).toBe(200);
+		await cl.cmd("start", b.name);
+		await until("the hold settled", () => holdOf(claimId), s => s === "settled");
+		const rows = await checked();
+		expect(rows[0].find((s: { id: string }) => s.id === supply.id)).toMatchObject({ reserved: "0.000000000000000000", spent: "0.400000000000000000" });
+		expect(rows[1].find((o: { id: string }) => o.id === order.id)).toMatchObject({ status: "completed" });
+	});
+
+	it("the supply's region is down before the hold: 503, and nothing is written anywhere", async () => {
+		const [a, b] = cl.regions;
+		const { supply, order } = await setup("zoe");
+		await cl.cmd("kill", b.name);
+		const res = await (await cl.as(a, "zoe")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": randomUUID() });
+		expect(res.status).toBe(503);
+		expect(res.headers.get("retry-after")).toBeTruthy();
+		expect((await cl.pools[0].query(`SELECT count(*)::int AS n FROM claims WHERE order_id = $1`, [order.id])).rows[0].n).toBe(0);
+		await cl.cmd("start", b.name);
+		expect((await cl.pools[1].query(`SELECT count(*)::int AS n FROM holds WHERE supply_id = $1`, [supply.id])).rows[0].n).toBe(0);
+		await checked();
 	});
 });

@@ -86,7 +86,9 @@ describe("a race across three regions", () => {
 		// The race happened: some won, many lost to another claimer or to an empty supply, none failed.
 		expect(claims["201"]).toBeGreaterThanOrEqual(ORDERS / 2);
 		expect(claims["409"]).toBeGreaterThan(ORDERS);
-		expect(Object.keys(claims).filter(s => Number(s) >= 500)).toEqual([]);
+		// Under load a claim may be shed or time out (503, retryable: the checker holds it as an unknown outcome);
+		// any other 5xx is a bug.
+		expect(Object.keys(claims).filter(s => Number(s) >= 500 && s !== "503")).toEqual([]);
 		// Cross-region claims happened (supply and order homed apart) and so did same-region ones.
 		const won = rows.claims;
 		const home = (id: string, list: { id: string; home_region: string }[]) => list.find(x => x.id === id)!.home_region;
