@@ -149,7 +149,9 @@ function startNodes(s: State, r: RegionState) {
 /** Ready to serve, and linked: every other region's link answers (the region link joins Kafka after start). */
 async function ready(s: State, r: RegionState, timeoutMs = 90_000) {
 	const until = Date.now() + timeoutMs;
-	const token = await signToken(loadConfig({ JWT_SECRET: s.secrets.jwt, NODE_ENV: "test" }).jwt, "cluster", ["order:read"]);
+	const token = await signToken(loadConfig({ JWT_SECRET: s.secrets.jwt, NODE_ENV: "test" }).jwt, "cluster", ["order:read", "claim:read"]);
+	const api = (p: string) =>
+		fetch(`${r.apiUrl}${p}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) }).catch(() => undefined);
 	for (;;) {
 		const ok = await fetch(`${r.apiUrl.replace("/api/v1", "")}/health/ready`, { signal: AbortSignal.timeout(2000) })
 			.then(x => x.status === 200)
@@ -160,7 +162,8 @@ async function ready(s: State, r: RegionState, timeoutMs = 90_000) {
 				.then(x => x.json() as Promise<{ regions: { name: string; health: string }[] }>)
 				.then((b: { regions: { name: string; health: string }[] }) => b.regions.every(x => x.health === "up" || !s.regions.some(y => y.name === x.name && alive(y.nodes[0].pid))))
 				.catch(() => false));
-		if (linked) return;
+		// The order actor's nodes have joined the gateway's view too (a claims list reaches the claiming service).
+		if (linked && (await api("/claims"))?.status === 200) return;
 		const dead = r.nodes.find(n => !alive(n.pid));
 		if (dead) throw new Error(`${dead.name} exited: see ${path.join(DIR, "logs", `${dead.name}.log`)}`);
 		if (Date.now() > until) throw new Error(`${r.name} was not ready in ${timeoutMs} ms (logs in ${path.join(DIR, "logs")})`);

@@ -125,8 +125,9 @@ describe("NATS over TLS", () => {
 		const server = await natsServer(["--tls", "--tlscert", c.serverCert, "--tlskey", c.serverKey, "--tlsverify", "--tlscacert", c.ca]);
 		const good = { NATS_TLS_CA: c.ca, NATS_TLS_CERT: c.clientCert, NATS_TLS_KEY: c.clientKey };
 		await expectJoins(server.url, good);
-		// The server refuses a client without a certificate (TLS alert 42, bad certificate).
-		await expectRefused(server.url, good, { NATS_TLS_CA: c.ca }, { message: expect.stringMatching(/bad certificate/) });
+		// The server refuses a client without a certificate (TLS alert 42, bad certificate; with TLS 1.3 the client may
+		// see only the reset that follows the alert).
+		await expectRefused(server.url, good, { NATS_TLS_CA: c.ca }, { message: expect.stringMatching(/bad certificate|ECONNRESET/) });
 		// Without NATS_TLS_*, nats.js still upgrades (the server requires TLS) but cannot trust its certificate.
 		await expectRefused(server.url, good, {}, { message: expect.stringMatching(/unable to verify/) });
 	});

@@ -209,8 +209,10 @@ describe("a claim across regions, crashed between its steps", () => {
 		cl.killNow(b);
 		// 201, or (on a loaded machine) a timeout: an unknown outcome, which a client settles by retrying the key.
 		let claim = await answer;
-		for (let i = 0; claim.status === 503 && i < 10; i++)
+		for (let i = 0; claim.status === 503 && i < 30; i++) {
+			await new Promise(r => setTimeout(r, 500));
 			claim = await (await cl.as(a, "yuri")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
+		}
 		expect(claim.status, JSON.stringify(claim.body)).toBe(201);
 		expect(claim.body.id).toBe(claimId);
 		const done = await (await cl.as(a, "yuri-buyer")).post(`/api/v1/orders/${order.id}/complete`);
