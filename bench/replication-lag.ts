@@ -61,6 +61,8 @@ async function run(mode: "kafka" | "memory"): Promise<Run> {
 					KAFKA_BROKERS: kafka?.brokers.join(",") ?? "",
 					KAFKA_TOPIC_PREFIX: prefix,
 					KAFKA_SESSION_TIMEOUT_MS: kafka?.mock ? "3000" : "10000",
+					// The test broker answers an empty fetch only after the whole wait (kafka-mock.md).
+					KAFKA_MAX_WAIT_MS: kafka?.mock ? "10" : "100",
 					RATE_LIMIT: "10000000",
 					METRICS_ENABLED: "true",
 				},
