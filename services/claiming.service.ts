@@ -243,7 +243,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 					throw new Errors.MoleculerRetryableError("The supply's region is changing owner; retry", 503, "REGION_UNREACHABLE", { homeRegion: need.homeRegion });
 				throw err;
 			});
-			await failpoint(cfg.failpoints, "after-hold");
+			await failpoint(cfg.failpoints, "after-hold", line => this.logger.warn(`${line} (claim ${claimId})`));
 			const second = await this.batcher.submit({ ...cmd, claimId, held: true }, deadline);
 			if (second.ok) return { ...second.value, supply: second.value.replayed ? second.value.supply : supply };
 			if ((await voidClaim(this.pool, claimId)) === "void") {

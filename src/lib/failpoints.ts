@@ -16,8 +16,10 @@ export function parseFailpoints(raw: string | undefined): Failpoints {
 	return out;
 }
 
-/** Waits here if the failpoint is set. */
-export async function failpoint(points: Failpoints, name: (typeof FAILPOINT_NAMES)[number]): Promise<void> {
+/** Waits here if the failpoint is set, saying so first (a drill waits for that line before it strikes). */
+export async function failpoint(points: Failpoints, name: (typeof FAILPOINT_NAMES)[number], log?: (line: string) => void): Promise<void> {
 	const p = points[name];
-	if (p) await new Promise(r => setTimeout(r, p.pauseMs));
+	if (!p) return;
+	log?.(`Failpoint ${name}: pausing ${p.pauseMs} ms`);
+	await new Promise(r => setTimeout(r, p.pauseMs));
 }

@@ -7,6 +7,8 @@
 // and the claim, held there by a failpoint. After the restart: no double claim, no wrong balance, every region
 // equal, and no hold left standing past its bound. One file, one cluster: the tests run one after the other.
 import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { checkHistory } from "../../src/checker/history-check";
 import { checkInvariants } from "../../src/checker/invariants";
@@ -23,7 +25,8 @@ beforeAll(async () => {
 	cl = await clusterUp({
 		regions: 3,
 		nodes: 2,
-		// The pause leaves time to kill a region between a claim's steps, well inside its 5 s action timeout.
+		// The pause leaves time to kill a region between a claim's steps (the test waits for the failpoint's log line,
+		// so A has the hold's answer, and kills at once), well inside the claim's 5 s action timeout.
 		env: { FAILPOINTS: "after-hold=pause:1500", HOLD_CONFIRM_SEC: String(HOLD_CONFIRM_SEC), REQUEST_TIMEOUT_MS: "4500", SWEEP_INTERVAL_MS: "250" },
 	});
 	regions = cl.regions;
@@ -140,6 +143,18 @@ describe("npm run cluster: three regions as processes", () => {
 	}, 180_000);
 });
 
+/** A's order actor has the hold's answer and stands at the failpoint (its log line names the claim). */
+async function atFailpoint(claimId: string) {
+	const logs = path.join(cl.dir, "logs");
+	await until(
+		`the failpoint of claim ${claimId}`,
+		async () => fs.readdirSync(logs).some(f => f.endsWith(".log") && fs.readFileSync(path.join(logs, f), "utf8").includes(`(claim ${claimId})`)),
+		found => found,
+		15_000,
+		20,
+	);
+}
+
 const holdOf = async (claimId: string) =>
 	(await cl.pools[1].query(`SELECT status FROM holds WHERE claim_id = $1`, [claimId])).rows[0]?.status as string | undefined;
 
@@ -177,7 +192,8 @@ describe("a claim across regions, crashed between its steps", () => {
 		const key = randomUUID();
 		const claimId = claimIdFor("xena", key);
 		const answer = (await cl.as(a, "xena")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key }).catch(e => e);
-		await until("the hold in B", () => holdOf(claimId), s => s === "held", 10_000, 20);
+		await atFailpoint(claimId);
+		expect(await holdOf(claimId)).toBe("held");
 		cl.killNow(a);
 		// The client's answer never comes: an unknown outcome, not a refusal.
 		const got = await answer;
@@ -205,10 +221,13 @@ describe("a claim across regions, crashed between its steps", () => {
 		const key = randomUUID();
 		const claimId = claimIdFor("yuri", key);
 		const answer = (await cl.as(a, "yuri")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
-		await until("the hold in B", () => holdOf(claimId), s => s === "held", 10_000, 20);
+		await atFailpoint(claimId);
+		expect(await holdOf(claimId)).toBe("held");
 		cl.killNow(b);
 		// 201, or (on a loaded machine) a timeout: an unknown outcome, which a client settles by retrying the key.
+		const sentAt = Date.now();
 		let claim = await answer;
+		console.log(`claim across regions with B killed after its hold: ${claim.status} ${claim.body?.error?.code ?? ""} after ${Date.now() - sentAt} ms more`);
 		for (let i = 0; claim.status === 503 && i < 30; i++) {
 			await new Promise(r => setTimeout(r, 500));
 			claim = await (await cl.as(a, "yuri")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
