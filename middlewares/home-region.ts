@@ -8,6 +8,7 @@ import { Errors, type Context, type Middleware, type ServiceBroker } from "molec
 import type { Pool } from "pg";
 import type { Config } from "../config";
 import { M } from "../src/lib/metrics";
+import { ownerOf } from "../src/store/commands";
 import { identityFor } from "../src/lib/identity";
 import { unreachable } from "../src/regions/bridge";
 import { InProcessLink, registerLocalRegion, ServiceLink, setRegionLink, unregisterLocalRegion, type RegionLink } from "../src/regions/link";
@@ -20,13 +21,6 @@ type Meta = {
 	$location?: string;
 	$responseHeaders?: Record<string, string>;
 };
-
-/** Who writes `home` now, from this region's ownership table. */
-async function ownerOf(pool: Pool | undefined, home: string): Promise<string | undefined> {
-	if (!pool) return undefined;
-	const r = await pool.query<{ owner: string }>(`SELECT owner FROM ownership WHERE home_region = $1`, [home]);
-	return r.rows[0]?.owner;
-}
 
 export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware {
 	let broker: ServiceBroker;
@@ -55,7 +49,8 @@ export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware
 					const e = err as Errors.MoleculerError & { data?: { homeRegion?: string } };
 					if (e?.type !== "NOT_OWNER" || ctx.meta.$forwarded || !theLink) throw err;
 					const home = e.data?.homeRegion;
-					const owner = home ? await ownerOf((ctx.service as unknown as { pool?: Pool })?.pool, home) : undefined;
+					const pool = (ctx.service as unknown as { pool?: Pool })?.pool;
+					const owner = home && pool ? await ownerOf(pool, home) : undefined;
 					if (!owner || owner === cfg.region) throw err;
 					if (!theLink.reachable(owner)) throw unreachable(owner);
 					// The caller's own credential travels: the owner verifies it as this region did.

@@ -22,6 +22,7 @@ import { M, type ClaimOutcome } from "../src/lib/metrics";
 import { paging, status, uuid } from "../src/lib/params";
 import {
 	ensureOwnership,
+	ownerOf,
 	runCommands,
 	sweep,
 	type CommandResult,
@@ -29,7 +30,7 @@ import {
 	type Outcome,
 } from "../src/store/commands";
 import { getClaim, listClaims } from "../src/store/queries";
-import { claimIdFor, confirmHold, endHold, ownerOf, unconfirmedHolds, voidClaim } from "../src/store/holds";
+import { claimIdFor, confirmHold, endHold, unconfirmedHolds, voidClaim } from "../src/store/holds";
 import { regionLink } from "../src/regions/link";
 import { failpoint } from "../src/lib/failpoints";
 import { serviceContext } from "../src/lib/request-context";

@@ -66,3 +66,9 @@ export async function ensureOwnership(db: Pool, regions: string[]): Promise<Map<
 	const r = await db.query<{ home_region: string; owner: string; epoch: number }>(`SELECT home_region, owner, epoch FROM ownership`);
 	return new Map(r.rows.map(row => [row.home_region, { owner: row.owner, epoch: Number(row.epoch) }]));
 }
+
+/** Who writes `home` now, from this region's ownership table. */
+export async function ownerOf(db: Pool, home: string): Promise<string | undefined> {
+	const r = await db.query<{ owner: string }>(`SELECT owner FROM ownership WHERE home_region = $1`, [home]);
+	return r.rows[0]?.owner;
+}

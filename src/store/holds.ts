@@ -59,9 +59,3 @@ export async function unconfirmedHolds(db: Pool, olderThanSec: number, limit: nu
 export async function confirmHold(db: Pool, claimId: string): Promise<void> {
 	await db.query(`UPDATE holds SET status = 'confirmed', updated_at = now() WHERE claim_id = $1 AND status = 'held'`, [claimId]);
 }
-
-/** Who writes `home` now, from this region's ownership table. */
-export async function ownerOf(db: Pool, home: string): Promise<string | undefined> {
-	const r = await db.query<{ owner: string }>(`SELECT owner FROM ownership WHERE home_region = $1`, [home]);
-	return r.rows[0]?.owner;
-}
