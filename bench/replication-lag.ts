@@ -5,17 +5,12 @@
 // another. The same run over the in-memory event log is the reference (the relay's poll and the apply,
 // without Kafka). Bounded in time: --seconds S (default 15) at --rate R writes/s (default 1000).
 import { randomUUID } from "node:crypto";
-import type { AddressInfo } from "node:net";
-import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { Pool } from "undici";
-import { brokerOptions } from "../moleculer.config";
-import ReplicationService from "../services/replication.service";
 import { M } from "../src/lib/metrics";
 import { topicFor } from "../src/replication/event-log";
 import { kafkaForTests } from "../src/replication/kafka-mock";
-import { SERVICES, testConfig } from "../test/helpers/cluster";
-import { createTestDatabase, type TestDatabase } from "../test/helpers/db";
 import { tokenFor } from "../test/helpers/http";
+import { REGION_NAMES, startTestRegions, type TestRegions } from "../test/helpers/regions";
 import { percentile } from "./load";
 
 const arg = (name: string, def: number) => {
@@ -24,7 +19,7 @@ const arg = (name: string, def: number) => {
 };
 const SECONDS = arg("seconds", 15);
 const RATE = arg("rate", 1000);
-const REGIONS = ["us-central1", "europe-west1", "asia-east1"];
+const REGIONS = REGION_NAMES;
 
 interface Run {
 	mode: string;
@@ -42,44 +37,34 @@ interface Run {
 async function run(mode: "kafka" | "memory"): Promise<Run> {
 	const prefix = `lag${randomUUID().slice(0, 6)}`;
 	const kafka = mode === "kafka" ? await kafkaForTests(REGIONS.map(r => ({ name: topicFor(prefix, r), partitions: 4 }))) : undefined;
-	const dbs: TestDatabase[] = [];
-	const brokers: ServiceBroker[] = [];
 	const lags: number[] = [];
-	const namespace = `lag${randomUUID().slice(0, 6)}`;
+	let rs: TestRegions | undefined;
 	try {
-		for (const region of REGIONS) {
-			const db = await createTestDatabase();
-			dbs.push(db);
-			const cfg = testConfig({
-				databaseUrl: db.url,
-				namespace,
-				env: {
-					REGIONS: REGIONS.join(","),
-					REGION: region,
-					REPLICATION: mode,
-					LINK: "memory",
-					KAFKA_BROKERS: kafka?.brokers.join(",") ?? "",
-					KAFKA_TOPIC_PREFIX: prefix,
-					KAFKA_SESSION_TIMEOUT_MS: kafka?.mock ? "3000" : "10000",
-					// The test broker answers an empty fetch only after the whole wait (kafka-mock.md).
-					KAFKA_MAX_WAIT_MS: kafka?.mock ? "10" : "100",
-					RATE_LIMIT: "10000000",
-					METRICS_ENABLED: "true",
-				},
-			});
-			const broker = new ServiceBroker(brokerOptions(cfg, { nodeID: `${region}-lag`, skipProcessEventRegistration: true }));
-			for (const s of Object.values(SERVICES)) broker.createService(s as ServiceSchema);
-			broker.createService(ReplicationService as ServiceSchema);
-			// Every lag as it is observed, exactly (the metric's histogram has buckets only).
+		rs = await startTestRegions({
+			count: REGIONS.length,
+			env: {
+				REPLICATION: mode,
+				LINK: "memory",
+				KAFKA_BROKERS: kafka?.brokers.join(",") ?? "",
+				KAFKA_TOPIC_PREFIX: prefix,
+				KAFKA_SESSION_TIMEOUT_MS: kafka?.mock ? "3000" : "10000",
+				// The test broker answers an empty fetch only after the whole wait (kafka-mock.md).
+				KAFKA_MAX_WAIT_MS: kafka?.mock ? "10" : "100",
+				RATE_LIMIT: "10000000",
+				METRICS_ENABLED: "true",
+				// The default poll, as deployed (the test regions' own default is shorter).
+				RELAY_POLL_MS: "20",
+			},
+		});
+		// Every lag as it is observed, exactly (the metric's histogram has buckets only).
+		for (const { broker } of rs.regions) {
 			const observe = broker.metrics.observe.bind(broker.metrics);
 			broker.metrics.observe = ((name: string, value: number, labels?: Record<string, unknown>) => {
 				if (name === M.REPL_LAG) lags.push(value);
 				return observe(name, value, labels);
 			}) as typeof broker.metrics.observe;
-			brokers.push(broker);
 		}
-		await Promise.all(brokers.map(b => b.start()));
-		const urls = brokers.map(b => `http://127.0.0.1:${((b.getLocalService("api") as any).server.address() as AddressInfo).port}`);
+		const urls = rs.regions.map(r => r.apiUrl);
 		const pools = urls.map(u => new Pool(u, { connections: 32, pipelining: 1 }));
 		const tokens = await Promise.all(Array.from({ length: 30 }, (_, i) => tokenFor(`lag-user-${i}`)));
 		// Warm-up: every region's consumers joined (the test broker's first join takes seconds).
@@ -135,8 +120,7 @@ async function run(mode: "kafka" | "memory"): Promise<Run> {
 			convergeMs,
 		};
 	} finally {
-		await Promise.allSettled(brokers.map(b => b.stop()));
-		await Promise.allSettled(dbs.map(d => d.drop()));
+		await rs?.stop();
 		await kafka?.stop();
 	}
 }
