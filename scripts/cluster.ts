@@ -115,6 +115,8 @@ function nodeEnv(s: State, r: RegionState, n: NodeState): Record<string, string>
 		REPLICATION: "kafka",
 		LINK: "kafka",
 		LINK_MAX_WAIT_MS: s.kafka.external ? "100" : "5",
+		// Six node processes starting at once on a small machine can delay a heartbeat past the default 3 s.
+		LINK_HEARTBEAT_TIMEOUT_SEC: "6",
 		PORT: String(n.apiPort ?? 0),
 		METRICS_PORT: String(n.metricsPort),
 		// More settings for every node, as a JSON object (tests and drills: failpoints, shorter timers).
@@ -147,7 +149,7 @@ function startNodes(s: State, r: RegionState) {
 }
 
 /** Ready to serve, and linked: every other region's link answers (the region link joins Kafka after start). */
-async function ready(s: State, r: RegionState, timeoutMs = 90_000) {
+async function ready(s: State, r: RegionState, timeoutMs = 180_000) {
 	const until = Date.now() + timeoutMs;
 	const token = await signToken(loadConfig({ JWT_SECRET: s.secrets.jwt, NODE_ENV: "test" }).jwt, "cluster", ["order:read", "claim:read"]);
 	const api = (p: string) =>
@@ -297,7 +299,7 @@ async function stopPid(pid: number | undefined, ms = 10_000) {
 	if (alive(pid)) process.kill(pid!, "SIGKILL");
 }
 
-async function down() {
+async function down(keepLogs = false) {
 	if (!fs.existsSync(STATE)) return console.log(`no cluster in ${DIR}`);
 	const s = read();
 	await Promise.all(s.regions.flatMap(r => r.nodes.map(n => stopPid(n.pid))));
@@ -306,7 +308,8 @@ async function down() {
 	await admin(async c => {
 		for (const r of s.regions) await c.query(`DROP DATABASE IF EXISTS ${r.database} WITH (FORCE)`);
 	}).catch(err => log(`databases not dropped: ${(err as Error).message}`));
-	fs.rmSync(DIR, { recursive: true, force: true });
+	if (keepLogs) fs.rmSync(STATE, { force: true });
+	else fs.rmSync(DIR, { recursive: true, force: true });
 	console.log("cluster down");
 }
 
@@ -322,7 +325,8 @@ async function main() {
 		case "up":
 			// A cluster that could not come up is taken down again: no process or database is left behind.
 			return up().catch(async err => {
-				if (fs.existsSync(STATE)) await down().catch(() => undefined);
+				// Its logs stay, to read why.
+				if (fs.existsSync(STATE)) await down(true).catch(() => undefined);
 				else await stopPid(readHolderPid()).catch(() => undefined);
 				throw err;
 			});
