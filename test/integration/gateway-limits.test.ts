@@ -14,7 +14,8 @@ beforeAll(async () => {
 	region = await startTestRegion({
 		redisUrl: REDIS_URL,
 		nodes: [["api", "supply", "order", "claiming"]],
-		env: { RATE_LIMIT: "2", RATE_LIMIT_IP: "4", READY_CACHE_MS: "60000" },
+		// Windows are aligned to the clock: an hour-long one keeps a test's few requests inside one window.
+		env: { RATE_LIMIT: "2", RATE_LIMIT_IP: "4", RATE_LIMIT_WINDOW_SEC: "3600", READY_CACHE_MS: "60000" },
 	});
 	api = region.brokers[0].getLocalService("api");
 });
