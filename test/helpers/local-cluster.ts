@@ -10,6 +10,7 @@ import { loadConfig } from "../../config";
 import { signToken } from "../../src/lib/jwt";
 import { PG_ADMIN_URL } from "./env";
 import { Client } from "./http";
+import { readAtOnce } from "./regions";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -59,11 +60,11 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 		return p;
 	});
 	const snapshot = (p: pg.Pool) =>
-		Promise.all([
-			p.query(`SELECT id, amount::text, reserved::text, spent::text, status, version FROM supplies ORDER BY id`),
-			p.query(`SELECT id, status, claim_id, version FROM orders ORDER BY id`),
-			p.query(`SELECT id, status, version FROM claims ORDER BY id`),
-		]).then(rs => JSON.stringify(rs.map(r => r.rows)));
+		readAtOnce(p, [
+			`SELECT id, amount::text, reserved::text, spent::text, status, version FROM supplies ORDER BY id`,
+			`SELECT id, status, claim_id, version FROM orders ORDER BY id`,
+			`SELECT id, status, version FROM claims ORDER BY id`,
+		]).then(rows => JSON.stringify(rows));
 	return {
 		dir,
 		regions: state.regions,

@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
+import type pg from "pg";
 import type { Config } from "../../config";
 import { brokerOptions } from "../../moleculer.config";
 import ReplicationService from "../../services/replication.service";
@@ -80,14 +81,31 @@ export async function startTestRegions(o: TestRegionsOptions = {}): Promise<Test
 	};
 }
 
+/**
+ * Runs the queries in one REPEATABLE READ transaction. Read table by table outside one, a region could show its
+ * supplies before an apply and its orders after it, and two regions could look equal half-way through.
+ */
+export async function readAtOnce(pool: pg.Pool, sqls: string[]): Promise<any[][]> {
+	const client = await pool.connect();
+	try {
+		await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+		const rows: any[][] = [];
+		for (const sql of sqls) rows.push((await client.query(sql)).rows);
+		await client.query("COMMIT");
+		return rows;
+	} finally {
+		client.release();
+	}
+}
+
 /** The rows every region must agree on, in a comparable form. */
 export async function snapshot(r: TestRegion) {
-	const q = (sql: string) => r.db.pool.query(sql).then(x => x.rows);
-	return {
-		supplies: await q(`SELECT id, user_id, asset, amount::text, reserved::text, spent::text, status, home_region, version FROM supplies ORDER BY id`),
-		orders: await q(`SELECT id, user_id, asset, items, amount::text, status, claim_id, claimer_id, home_region, version FROM orders ORDER BY id`),
-		claims: await q(`SELECT id, order_id, claimer_id, supply_id, amount::text, status, idempotency_key, region, epoch, version FROM claims ORDER BY id`),
-	};
+	const [supplies, orders, claims] = await readAtOnce(r.db.pool, [
+		`SELECT id, user_id, asset, amount::text, reserved::text, spent::text, status, home_region, version FROM supplies ORDER BY id`,
+		`SELECT id, user_id, asset, items, amount::text, status, claim_id, claimer_id, home_region, version FROM orders ORDER BY id`,
+		`SELECT id, order_id, claimer_id, supply_id, amount::text, status, idempotency_key, region, epoch, version FROM claims ORDER BY id`,
+	]);
+	return { supplies, orders, claims };
 }
 
 /** Waits until every region's rows are equal (replication converged); returns the common snapshot. */
