@@ -8,6 +8,8 @@
 //   status                         JSON: regions, nodes, pids, URLs, health
 //   kill REGION                    SIGKILL every process of the region (its nodes and its NATS)
 //   start REGION                   start a killed region again, with the same settings
+//   partition REGION               cut the region off from Kafka (events and link) while it serves its own clients
+//   heal [REGION]                  undo partition (of every region without REGION)
 //   down                           stop everything and drop the cluster's databases
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -19,6 +21,7 @@ import { signToken } from "../src/lib/jwt";
 import { startKafkaMock } from "../src/replication/kafka-mock";
 import { topicFor } from "../src/replication/event-log";
 import { linkNodeID, linkTopics } from "../src/regions/bridge";
+import { cut, heal as healCuts, inCgroup, regionCgroup, removeCgroup } from "./partition";
 
 const ROOT = path.resolve(__dirname, "..");
 const DIR = path.resolve(process.env.CLUSTER_DIR ?? path.join(ROOT, ".cluster"));
@@ -47,6 +50,9 @@ interface RegionState {
 	database: string;
 	apiUrl: string;
 	nodes: NodeState[];
+	/** The cgroup its nodes run in (what `partition` cuts off); undefined where cgroups cannot be made. */
+	cgroup?: string;
+	partitioned?: boolean;
 }
 
 interface State {
@@ -145,7 +151,7 @@ function startNats(r: RegionState) {
 }
 
 function startNodes(s: State, r: RegionState) {
-	for (const n of r.nodes) n.pid = detached(n.name, process.execPath, ["--import", "tsx", "scripts/start.ts"], nodeEnv(s, r, n));
+	for (const n of r.nodes) n.pid = detached(n.name, ...inCgroup(r.cgroup, process.execPath, ["--import", "tsx", "scripts/start.ts"]), nodeEnv(s, r, n));
 }
 
 /** Ready to serve, and linked: every other region's link answers (the region link joins Kafka after start). */
@@ -209,6 +215,7 @@ async function up() {
 			natsPort: base + 100 + i,
 			database: `${NAMESPACE}_${name.replace(/-/g, "_")}`,
 			apiUrl: `http://127.0.0.1:${base + i * 10}/api/v1`,
+			cgroup: regionCgroup(NAMESPACE, name),
 			// Node 0: the gateway, supply and order, replication and the region link; the others: the order actor.
 			nodes: Array.from({ length: nodes }, (_, k) => ({
 				name: `${name}-n${k}`,
@@ -257,6 +264,7 @@ async function status() {
 			ready: await fetch(`${r.apiUrl.replace("/api/v1", "")}/health/ready`, { signal: AbortSignal.timeout(2000) })
 				.then(x => x.status === 200)
 				.catch(() => false),
+			partitioned: !!r.partitioned,
 			nats: { port: r.natsPort, pid: r.natsPid, alive: alive(r.natsPid) },
 			database: r.database,
 			nodes: r.nodes.map(n => ({ nodeID: n.nodeID, services: n.services, pid: n.pid, alive: alive(n.pid), metricsPort: n.metricsPort })),
@@ -292,6 +300,24 @@ async function start(name?: string) {
 	console.log(`started ${r.name}: API ${r.apiUrl}`);
 }
 
+function partition(name?: string) {
+	const s = read();
+	const r = region(s, name);
+	cut(NAMESPACE, r.name, r.cgroup, s.kafka.bootstrap);
+	r.partitioned = true;
+	write(s);
+	console.log(`partitioned ${r.name}: its nodes reach nothing on ${s.kafka.bootstrap.join(",")} (events, region link) until \`heal\``);
+}
+
+function heal(name?: string) {
+	const s = read();
+	if (name) region(s, name);
+	const healed = healCuts(NAMESPACE, name);
+	for (const r of s.regions) if (!name || r.name === name) r.partitioned = false;
+	write(s);
+	console.log(healed.length ? `healed ${healed.join(", ")}` : "nothing was cut");
+}
+
 async function stopPid(pid: number | undefined, ms = 10_000) {
 	if (!alive(pid)) return;
 	process.kill(pid!, "SIGTERM");
@@ -302,8 +328,10 @@ async function stopPid(pid: number | undefined, ms = 10_000) {
 async function down(keepLogs = false) {
 	if (!fs.existsSync(STATE)) return console.log(`no cluster in ${DIR}`);
 	const s = read();
+	healCuts(NAMESPACE);
 	await Promise.all(s.regions.flatMap(r => r.nodes.map(n => stopPid(n.pid))));
 	await Promise.all(s.regions.map(r => stopPid(r.natsPid)));
+	for (const r of s.regions) removeCgroup(r.cgroup);
 	await stopPid(s.kafka.holderPid);
 	await admin(async c => {
 		for (const r of s.regions) await c.query(`DROP DATABASE IF EXISTS ${r.database} WITH (FORCE)`);
@@ -341,10 +369,11 @@ async function main() {
 		case "kafka-holder":
 			return kafkaHolder(process.argv.slice(3));
 		case "partition":
+			return partition(arg);
 		case "heal":
-			throw new Error(`"${cmd}" arrives with the failover drills (docs/multi-region.md, "Not yet")`);
+			return heal(arg);
 		default:
-			throw new Error("usage: npm run cluster -- up [--regions N] [--nodes M] | status | kill REGION | start REGION | down");
+			throw new Error("usage: npm run cluster -- up [--regions N] [--nodes M] | status | kill REGION | start REGION | partition REGION | heal [REGION] | down");
 	}
 }
 

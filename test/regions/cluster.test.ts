@@ -33,9 +33,10 @@ beforeAll(async () => {
 	pools = cl.pools;
 }, 240_000);
 afterAll(async () => cl?.down(), 120_000);
-// A failed test must not leave a region down for the next one.
+// A failed test must not leave a region down or cut off for the next one.
 afterEach(async () => {
 	const status = JSON.parse((await cl.cmd("status")).stdout);
+	if (status.regions.some((r: { partitioned: boolean }) => r.partitioned)) await cl.cmd("heal");
 	for (const r of status.regions)
 		if (!r.nodes.every((n: { alive: boolean }) => n.alive)) {
 			await cl.cmd("kill", r.name);
@@ -113,6 +114,57 @@ describe("npm run cluster: three regions as processes", () => {
 		expect((await (await as(c, "wes")).get(`/api/v1/supplies/${supply.id}`)).status).toBe(200);
 		await cluster("start", a.name);
 		await expect.poll(async () => (await (await as(c, "wes")).post(`/api/v1/supplies/${supply.id}/pause`)).status, { timeout: 30_000, interval: 500 }).toBe(200);
+	});
+
+	it("partition C: C serves its own clients, what crosses to or from C answers 503, and after heal every region is equal", async () => {
+		const [a, , c] = regions;
+		const supplyC = (await (await as(c, "pia")).post("/api/v1/supplies", { asset: "ETH", amount: "2" })).body;
+		const orderA = (await (await as(a, "pia-buyer")).post("/api/v1/orders", { asset: "ETH", items: [item("0.5")] })).body;
+		await sameEverywhere();
+
+		await cluster("partition", c.name);
+		const health = async (from: ClusterRegion, of: ClusterRegion) =>
+			(await (await as(from, "pia")).get("/api/v1/regions")).body.regions.find((x: { name: string }) => x.name === of.name).health;
+		// Each side loses the other once the link's heartbeats stop: A sees C down, and C sees A down.
+		await expect.poll(() => health(a, c), { timeout: 30_000, interval: 500 }).toBe("down");
+		await expect.poll(() => health(c, a), { timeout: 30_000, interval: 500 }).toBe("down");
+
+		// C is alive: its own clients write what C owns.
+		const during = await (await as(c, "pia")).post("/api/v1/supplies", { asset: "ETH", amount: "1" });
+		expect(during.status).toBe(201);
+		expect(during.body.homeRegion).toBe(c.name);
+		expect((await (await as(c, "pia")).patch(`/api/v1/supplies/${supplyC.id}`, { amount: "2.5" })).status).toBe(200);
+		// A is alive too, for what A owns.
+		const orderDuring = await (await as(a, "pia-buyer")).post("/api/v1/orders", { asset: "ETH", items: [item("0.25")] });
+		expect(orderDuring.status).toBe(201);
+		// What needs the other side is refused, retryably: A's order through C, C's supply through A, and a claim
+		// in A that would hold C's funds.
+		const throughC = await (await as(c, "pia-buyer")).post(`/api/v1/orders/${orderA.id}/cancel`);
+		const throughA = await (await as(a, "pia")).post(`/api/v1/supplies/${supplyC.id}/pause`);
+		const claim = await (await as(a, "pia")).post("/api/v1/claims", { orderId: orderA.id, supplyId: supplyC.id }, { "Idempotency-Key": randomUUID() });
+		for (const refused of [throughC, throughA, claim]) {
+			expect(refused.status).toBe(503);
+			expect(refused.headers.get("retry-after")).toBeTruthy();
+		}
+		expect((await pools[0].query(`SELECT count(*)::int AS n FROM claims WHERE order_id = $1`, [orderA.id])).rows[0].n).toBe(0);
+		expect((await pools[2].query(`SELECT count(*)::int AS n FROM holds WHERE supply_id = $1`, [supplyC.id])).rows[0].n).toBe(0);
+
+		await cluster("heal", c.name);
+		expect(JSON.parse((await cluster("status")).stdout).regions.every((r: { partitioned: boolean }) => !r.partitioned)).toBe(true);
+		// What each side wrote alone reaches the other, and every region ends equal.
+		const [supplies, orders] = await sameEverywhere(60_000);
+		expect(supplies.map((x: { id: string }) => x.id)).toContain(during.body.id);
+		expect(orders.map((x: { id: string }) => x.id)).toContain(orderDuring.body.id);
+		// And the claim that was refused goes through once the link is back.
+		const key = randomUUID();
+		await expect
+			.poll(async () => (await (await as(c, "pia")).post("/api/v1/claims", { orderId: orderA.id, supplyId: supplyC.id }, { "Idempotency-Key": key })).status, {
+				timeout: 30_000,
+				interval: 500,
+			})
+			.toBe(201);
+		await sameEverywhere(30_000);
+		expect((await checkInvariants(pools)).violations).toEqual([]);
 	});
 
 	it("an applier killed mid-stream (its region's node SIGKILLed under writes) resumes without loss or double apply", async () => {
