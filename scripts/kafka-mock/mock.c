@@ -116,12 +116,16 @@ int main(int argc, char **argv) {
 	char line[1024], name[900], extra[2];
 	int partitions;
 	while (fgets(line, sizeof line, stdin)) {
-		const char *why = "unknown command (want: create TOPIC PARTITIONS)";
+		const char *why = "unknown command (want: create TOPIC PARTITIONS, down, up)";
 		if (!strchr(line, '\n') && !feof(stdin)) {
 			why = "line too long";
 			while (fgets(line, sizeof line, stdin) && !strchr(line, '\n')) {} // one answer per line
 		}
 		else if (sscanf(line, "create %899s %d %1s", name, &partitions, extra) == 2) why = create_topic(mc, name, partitions);
+		// A broker restart as clients see it: every connection dropped and new ones refused until "up"; the
+		// data stays, as a real broker's log stays on its disk.
+		else if (!strcmp(line, "down\n")) why = rd_kafka_mock_broker_set_down(mc, -1) ? "cannot set the brokers down" : NULL;
+		else if (!strcmp(line, "up\n")) why = rd_kafka_mock_broker_set_up(mc, -1) ? "cannot set the brokers up" : NULL;
 		if (why) printf("error %s\n", why);
 		else printf("ok\n");
 		fflush(stdout);

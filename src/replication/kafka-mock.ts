@@ -33,6 +33,10 @@ export interface KafkaMock {
 	pid: number;
 	/** The mock serves no CreateTopics: topics are created through the launcher. */
 	createTopic(name: string, partitions: number): Promise<void>;
+	/** Every broker drops its connections and refuses new ones (a restart, as clients see it; the data stays). */
+	down(): Promise<void>;
+	/** The brokers accept connections again. */
+	up(): Promise<void>;
 	/** Closes its stdin and waits for the exit; SIGKILL if it takes over 2 s. Idempotent. */
 	stop(): Promise<void>;
 }
@@ -121,6 +125,14 @@ export async function startKafkaMock(o: KafkaMockOptions = {}): Promise<KafkaMoc
 			if (!/^[\w.-]+$/.test(name) || !Number.isInteger(partitions)) throw new Error(`bad topic ${name}:${partitions}`);
 			const answer = await ask(`create ${name} ${partitions}`);
 			if (answer !== "ok") throw new Error(`create topic ${name}: ${answer?.replace(/^error /, "") ?? `the mock has exited ${stderr}`.trim()}`);
+		},
+		async down() {
+			const answer = await ask("down");
+			if (answer !== "ok") throw new Error(`brokers down: ${answer ?? "the mock has exited"}`);
+		},
+		async up() {
+			const answer = await ask("up");
+			if (answer !== "ok") throw new Error(`brokers up: ${answer ?? "the mock has exited"}`);
 		},
 		stop() {
 			stopping ??= (async () => {
