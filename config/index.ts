@@ -74,6 +74,8 @@ export interface Config {
 	failpoints: Failpoints;
 	/** Server-side limits of every pooled connection, so a stalled lock cannot hold connections without bound. */
 	pgTimeouts: { statementMs: number; lockMs: number; idleInTxMs: number };
+	/** Failover between regions (docs/multi-region.md, "Failover"; services/regions.service.ts). */
+	failover: FailoverConfig;
 	/** How events cross regions (docs/multi-region.md): Kafka, the in-process twin, or not at all (one region). */
 	replication: {
 		mode: "kafka" | "memory" | "off";
@@ -105,6 +107,31 @@ export interface Config {
 			heartbeatTimeoutSec: number;
 		};
 	};
+}
+
+export interface FailoverConfig {
+	/** Leases, the watcher, takeover and fail-back. Off: each region writes what its rows say it owns, without leases. */
+	enabled: boolean;
+	/** Who takes over a lost region: the next region after it in this order that is not down. */
+	order: string[];
+	/** How often each region pings every other (the watcher's signal; the pings carry lease renewals). */
+	intervalMs: number;
+	/** A ping not answered in this long has failed. */
+	timeoutMs: number;
+	failuresToDown: number;
+	successesToUp: number;
+	flapWindowMs: number;
+	leaseMs: number;
+	safetyMs: number;
+	/** Ownership goes back to a home region that is up again and caught up, after it has been up this long. */
+	failback: boolean;
+	failbackAfterMs: number;
+	/**
+	 * `replicated`: a claim is acknowledged once its events are in the event log (durable outside its region), and a
+	 * successor applies the lost region's log to its end before its first write. `local`: acknowledged at the home
+	 * commit; what the lost region had not published is reconciled when it returns.
+	 */
+	durability: "local" | "replicated";
 }
 
 export class ConfigError extends Error {}
@@ -295,6 +322,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 	const linkKafka = linkKafkaOptions(env, kafkaBrokers);
 	if (link === "kafka" && linkKafka.brokers.length === 0) throw new ConfigError("LINK=kafka needs LINK_KAFKA_BROKERS or KAFKA_BROKERS (host:port,...)");
 	if (!(threshold > 0 && threshold <= 1)) throw new ConfigError("BREAKER_THRESHOLD must be a number in (0, 1]");
+	const failover = failoverOptions(env, regions, link);
 	return {
 		env: nodeEnv,
 		region,
@@ -331,6 +359,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		assets: parseAssets(str(env, "ASSETS") ?? DEFAULT_ASSETS),
 		claimHoldSec: int(env, "CLAIM_HOLD_SEC", 300, 1),
 		holdConfirmSec,
+		failover,
 		orderTtlSec: int(env, "ORDER_TTL_SEC", 86400, 1, orderMaxTtlSec),
 		orderMaxTtlSec,
 		sweepIntervalMs: int(env, "SWEEP_INTERVAL_MS", 1000, 50),
@@ -345,7 +374,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		},
 		readyCacheMs: int(env, "READY_CACHE_MS", 1000, 0, 60_000),
 		requestTimeoutMs,
-		trustedServices: (str(env, "TRUSTED_SERVICES") ?? "api,supply,order,claiming").split(",").map(s => s.trim()),
+		trustedServices: (str(env, "TRUSTED_SERVICES") ?? "api,supply,order,claiming,regions").split(",").map(s => s.trim()),
 		metrics: { enabled: bool(env, "METRICS_ENABLED", true), port: int(env, "METRICS_PORT", 3030, 0, 65535) },
 		tracing: {
 			exporter: exporter as Config["tracing"]["exporter"],
@@ -390,4 +419,37 @@ let cached: Config | undefined;
 export function config(): Config {
 	cached ??= loadConfig();
 	return cached;
+}
+
+function failoverOptions(env: Env, regions: string[], link: string): FailoverConfig {
+	const mode = str(env, "FAILOVER") ?? "off";
+	if (mode !== "on" && mode !== "off") throw new ConfigError(`FAILOVER must be on or off, got "${mode}"`);
+	const enabled = mode === "on";
+	if (enabled && regions.length < 2) throw new ConfigError("FAILOVER=on needs two regions or more (REGIONS)");
+	if (enabled && link === "off") throw new ConfigError("FAILOVER=on needs a link between regions (LINK=memory or kafka)");
+	const order = (str(env, "FAILOVER_ORDER") ?? regions.join(",")).split(",").map(r => r.trim());
+	if (order.length !== regions.length || !regions.every(r => order.includes(r)))
+		throw new ConfigError(`FAILOVER_ORDER must list every region of REGIONS once (${regions.join(",")}), got "${order.join(",")}"`);
+	const intervalMs = int(env, "WATCH_INTERVAL_MS", 500, 50, 60_000);
+	const timeoutMs = int(env, "WATCH_TIMEOUT_MS", 450, 10, 60_000);
+	const leaseMs = int(env, "LEASE_MS", 2000, 100, 600_000);
+	// A lease must survive a missed renewal or two, and a ping must be able to renew before the lease is over.
+	if (leaseMs < 3 * intervalMs) throw new ConfigError(`LEASE_MS (${leaseMs}) must be at least 3 × WATCH_INTERVAL_MS (${intervalMs})`);
+	if (timeoutMs >= leaseMs) throw new ConfigError(`WATCH_TIMEOUT_MS (${timeoutMs}) must be shorter than LEASE_MS (${leaseMs})`);
+	const durability = str(env, "CLAIM_DURABILITY") ?? "local";
+	if (durability !== "local" && durability !== "replicated") throw new ConfigError(`CLAIM_DURABILITY must be local or replicated, got "${durability}"`);
+	return {
+		enabled,
+		order,
+		intervalMs,
+		timeoutMs,
+		failuresToDown: int(env, "WATCH_FAILURES", 3, 1, 100),
+		successesToUp: int(env, "WATCH_SUCCESSES", 3, 1, 100),
+		flapWindowMs: int(env, "WATCH_FLAP_WINDOW_MS", 30_000, 0, 3_600_000),
+		leaseMs,
+		safetyMs: int(env, "LEASE_SAFETY_MS", 250, 0, 60_000),
+		failback: bool(env, "FAILBACK", true),
+		failbackAfterMs: int(env, "FAILBACK_AFTER_MS", 3000, 0, 3_600_000),
+		durability,
+	};
 }

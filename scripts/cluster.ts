@@ -220,7 +220,7 @@ async function up() {
 			nodes: Array.from({ length: nodes }, (_, k) => ({
 				name: `${name}-n${k}`,
 				nodeID: `${name}-n${k}`,
-				services: k === 0 ? ["api", "supply", "order", "replication", "link"].filter(x => fs.existsSync(path.join(ROOT, "services", `${x}.service.ts`))) : ["claiming"],
+				services: k === 0 ? ["api", "supply", "order", "replication", "link", "regions"].filter(x => fs.existsSync(path.join(ROOT, "services", `${x}.service.ts`))) : ["claiming"],
 				apiPort: k === 0 ? base + i * 10 : undefined,
 				metricsPort: base + 1000 + i * 10 + k,
 			})),

@@ -21,6 +21,7 @@ import { redisOptions } from "../src/lib/redis";
 import { serviceContext, TRACE_ID } from "../src/lib/request-context";
 import { openApiDocument } from "../src/openapi";
 import { regionLink } from "../src/regions/link";
+import type { RegionsStatus } from "./regions.service";
 import type { ReplicationStatus } from "./replication.service";
 import { ROUTES } from "../src/routes";
 
@@ -155,19 +156,26 @@ const ApiService: WalletService = {
 				const status: ReplicationStatus | undefined =
 					cfg.replication.mode === "off" ? undefined : await ctx.call<ReplicationStatus>("replication.status").catch(() => undefined);
 				const link = regionLink(this.broker);
+				const watched: RegionsStatus | undefined = cfg.failover.enabled
+					? await (ctx.call as any)("regions.status", undefined, { timeout: 2000 }).catch(() => undefined)
+					: undefined;
 				return {
 					servedBy: cfg.region,
 					replication: cfg.replication.mode,
+					failover: cfg.failover.enabled,
+					durability: cfg.failover.durability,
 					regions: cfg.regions.map(name => {
-						const own = status?.ownership.find(o => o.homeRegion === name);
+						const own = watched?.ownership.find(o => o.homeRegion === name) ?? status?.ownership.find(o => o.homeRegion === name);
 						const source = status?.sources.find(x => x.source === name);
 						const self = name === cfg.region;
 						return {
 							name,
-							// Until the failover watcher lands: this region is up if it answers; another is up if the link reaches it.
-							health: self ? "up" : link ? (link.reachable(name) ? "up" : "down") : "unknown",
+							// With failover: the watcher's view (up, suspect, down); without: another region is up if the link reaches it.
+							health: self ? "up" : watched ? (watched.health[name]?.health ?? "unknown") : link ? (link.reachable(name) ? "up" : "down") : "unknown",
 							owner: own?.owner ?? (self ? cfg.region : null),
 							epoch: own?.epoch ?? null,
+							// What is left of the owner's lease, as this region knows it (its own leases only).
+							leaseRemainingMs: watched?.ownership.find(o => o.homeRegion === name)?.leaseRemainingMs ?? null,
 							replicationLagMs: self ? 0 : (source?.lastLagMs ?? null),
 							backlog: self ? (status?.unpublished ?? null) : (source?.backlog ?? null),
 							lastEventAt: self ? null : (source?.lastEventAt ?? null),

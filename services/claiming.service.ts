@@ -61,6 +61,7 @@ interface ClaimingThis extends Service {
 	sweep(): Promise<{ released: number; expired: number; failed: number }>;
 	claimAcross(ctx: Ctx<CommandParams>, cmd: OrderCommand & { op: "claim" }, need: { homeRegion: string; amount: string; asset: string }): Promise<CommandResult>;
 	resolveHolds(): Promise<number>;
+	loadEpochs(): Promise<void>;
 	sampleGauges(): Promise<void>;
 	pruneOutbox(): Promise<number>;
 }
@@ -201,7 +202,21 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			},
 		},
 	},
+	events: {
+		// Failover moved a home region to or from this region (services/regions.service.ts): write under the new epochs.
+		"ownership.changed"(this: ClaimingThis) {
+			return this.loadEpochs().catch(err => this.logger.warn(`Epochs not reloaded: ${(err as Error).message}`));
+		},
+	},
 	methods: {
+		/** The epochs this region writes under: its ownership rows that name it (the SQL refuses any other). */
+		async loadEpochs(this: ClaimingThis) {
+			const r = await this.pool.query<{ home_region: string; epoch: string }>(
+				`SELECT home_region, epoch FROM ownership_leases WHERE owner = $1`,
+				[appConfig(this.broker).region],
+			);
+			this.epochs = Object.fromEntries(r.rows.map(x => [x.home_region, Number(x.epoch)]));
+		},
 		async command(this: ClaimingThis, ctx: Ctx<CommandParams>): Promise<CommandResult> {
 			const p = ctx.params;
 			if (p.op === "claim" && (!p.supplyId || !p.idempotencyKey)) throw new Errors.ValidationError("claim needs supplyId and idempotencyKey");
@@ -292,6 +307,8 @@ const ClaimingService: WalletService<ClaimingThis> = {
 		async sweep(this: ClaimingThis) {
 			const cfg = appConfig(this.broker);
 			const totals = { released: 0, expired: 0, failed: 0 };
+			// A lost ownership.changed event costs at most one sweep interval.
+			if (cfg.failover.enabled) await this.loadEpochs();
 			// Bounded, so one tick cannot run for ever while claims keep expiring.
 			for (let round = 0; round < 20 && !this.stopping; round++) {
 				const r = await sweep(this.pool, cfg.region, cfg.sweepBatch);
@@ -357,6 +374,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 		this.lastPrune = 0;
 		this.epochs = {};
 		this.batcher = new Batcher<OrderCommand, Outcome>(
+			// this.epochs is read per batch: a reload (failover) applies to the next one.
 			cmds => runCommands(this.pool, { region: cfg.region, epochs: this.epochs, holdSec: cfg.claimHoldSec }, cmds),
 			cfg.claimBatch,
 			expired,
@@ -365,9 +383,8 @@ const ClaimingService: WalletService<ClaimingThis> = {
 	},
 	async started(this: ClaimingThis) {
 		const cfg = appConfig(this.broker);
-		const owners = await ensureOwnership(this.pool, cfg.regions);
-		// Until failover lands, a region writes the home regions it owns under the epochs it read at start.
-		for (const [home, o] of owners) if (o.owner === cfg.region) this.epochs[home] = o.epoch;
+		await ensureOwnership(this.pool, cfg.regions, cfg.region, cfg.failover.enabled);
+		await this.loadEpochs();
 		const interval = cfg.sweepIntervalMs;
 		const tick = async () => {
 			try {

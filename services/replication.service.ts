@@ -38,7 +38,7 @@ export interface ReplicationStatus {
 	mode: "kafka" | "memory" | "off";
 	sources: SourceStatus[];
 	/** Who writes each home region, under which epoch, as this region's database says. */
-	ownership: { homeRegion: string; owner: string; epoch: number }[];
+	ownership: { homeRegion: string; owner: string; epoch: number; leaseUntil: string | null }[];
 	/** Outbox events of this region not yet published. */
 	unpublished: number;
 }
@@ -87,7 +87,7 @@ const ReplicationService: WalletService<ReplicationThis> = {
 							backlog: backlog?.[source] ?? null,
 						};
 					});
-				const owners = await this.pool.query(`SELECT home_region, owner, epoch FROM ownership ORDER BY home_region`);
+				const owners = await this.pool.query(`SELECT home_region, owner, epoch, CASE WHEN isfinite(lease_until) THEN lease_until END AS lease_until FROM ownership_leases ORDER BY home_region`);
 				// O(1): the unpublished rows are the tail of the outbox (its partial index), counted up to a bound.
 				const pending = await this.pool.query(
 					`SELECT count(*)::int AS n FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 100000) x`,
@@ -96,7 +96,12 @@ const ReplicationService: WalletService<ReplicationThis> = {
 					region: cfg.region,
 					mode: cfg.replication.mode,
 					sources,
-					ownership: owners.rows.map(o => ({ homeRegion: o.home_region, owner: o.owner, epoch: Number(o.epoch) })),
+					ownership: owners.rows.map(o => ({
+						homeRegion: o.home_region,
+						owner: o.owner,
+						epoch: Number(o.epoch),
+						leaseUntil: o.lease_until ? o.lease_until.toISOString() : null,
+					})),
 					unpublished: pending.rows[0].n,
 				};
 			},

@@ -361,6 +361,8 @@ export function openApiDocument(cfg: Config) {
 					properties: {
 						servedBy: { type: "string", description: "The region that answered" },
 						replication: { type: "string", enum: ["kafka", "memory", "off"], description: "How events cross regions" },
+						failover: { type: "boolean", description: "Whether ownership moves to another region when a region is lost (FAILOVER)" },
+						durability: { type: "string", enum: ["local", "replicated"], description: "When a claim is acknowledged (CLAIM_DURABILITY)" },
 						regions: {
 							type: "array",
 							items: {
@@ -368,9 +370,14 @@ export function openApiDocument(cfg: Config) {
 								required: ["name", "health", "owner", "epoch", "replicationLagMs", "backlog"],
 								properties: {
 									name: { type: "string" },
-									health: { type: "string", enum: ["up", "down", "unknown"] },
+									health: { type: "string", enum: ["up", "suspect", "down", "unknown"], description: "As the serving region's watcher sees it" },
 									owner: { type: "string", nullable: true, description: "The region that writes this region's entities now" },
 									epoch: { type: "integer", nullable: true, description: "The ownership epoch (fencing token) of this region's entities" },
+									leaseRemainingMs: {
+										type: "number",
+										nullable: true,
+										description: "What is left of the serving region's lease on this region's entities, when it owns them (negative: expired, its writes are refused)",
+									},
 									replicationLagMs: {
 										type: "number",
 										nullable: true,

@@ -23,6 +23,12 @@ export const M = {
 	REPL_RELAY_ERRORS: "wallet.replication.relay.errors.total",
 	REPL_LAG: "wallet.replication.lag",
 	FORWARDED: "wallet.forwarded.total",
+	REGION_HEALTH: "wallet.region.health",
+	OWNER_EPOCH: "wallet.ownership.epoch",
+	LEASE_AGE: "wallet.ownership.lease.remaining",
+	FAILOVERS: "wallet.failovers.total",
+	FAILBACKS: "wallet.failbacks.total",
+	FENCED: "wallet.fenced.writes.total",
 } as const;
 
 export type ClaimOutcome = "won" | "conflict" | "insufficient" | "replayed" | "rejected" | "error";
@@ -66,6 +72,13 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 		buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
 	});
 	m.register({ name: M.FORWARDED, type: "counter", labelNames: ["target"], description: "Writes forwarded to the region that owns the entity's home region", rate: true });
+	m.register({ name: M.REGION_HEALTH, type: "gauge", labelNames: ["region"], description: "Each region's health as this region's watcher sees it: 1 up, 0.5 suspect, 0 down" });
+	m.register({ name: M.OWNER_EPOCH, type: "gauge", labelNames: ["home", "owner"], description: "The epoch under which each home region is owned, as this region's rows say (owner: who writes it)" });
+	m.register({ name: M.LEASE_AGE, type: "gauge", labelNames: ["home"], unit: "millisecond", description: "What is left of this region's lease on each home region it owns (negative: expired, writes refused)" });
+	m.register({ name: M.FAILOVERS, type: "counter", labelNames: ["home"], description: "Home regions this region took over from a lost owner" });
+	m.register({ name: M.FAILBACKS, type: "counter", labelNames: ["home"], description: "Home regions handed back to their home region" });
+	m.register({ name: M.FENCED, type: "counter", description: "Writes refused as NOT_OWNER here (no lease, or another region owns the home region now)" });
+	m.increment(M.FENCED, undefined, 0);
 	// Known label values start at 0, so dashboards show 0 rather than "no data" before the first event.
 	for (const outcome of ["won", "conflict", "insufficient", "replayed", "rejected", "error"]) m.increment(M.CLAIMS, { outcome }, 0);
 	for (const kind of ["claim", "order"]) {

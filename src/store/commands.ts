@@ -57,18 +57,31 @@ export async function sweep(db: Pool | PoolClient, region: string, limit: number
 	return r.rows[0].out;
 }
 
-/** Makes sure every region's entities have an owner; with no failover yet, each region owns its own at epoch 1. */
-export async function ensureOwnership(db: Pool, regions: string[]): Promise<Map<string, { owner: string; epoch: number }>> {
+/**
+ * Makes sure every region's entities have an owner: at first, each region owns its own at epoch 1. With failover
+ * (`leases`), this region's own rows need a lease before it writes (an expired one until the first renewal);
+ * without, they need none.
+ */
+export async function ensureOwnership(db: Pool, regions: string[], self?: string, leases = false): Promise<Map<string, { owner: string; epoch: number }>> {
+	// A new row of this region's is born without a lease when leases are on: no write before the first renewal.
 	await db.query(
-		`INSERT INTO ownership (home_region, owner, epoch) SELECT r, r, 1 FROM unnest($1::text[]) AS r ON CONFLICT DO NOTHING`,
-		[regions],
+		`INSERT INTO ownership_leases (home_region, owner, epoch, lease_until)
+		 SELECT r, r, 1, CASE WHEN $3 AND r = $2 THEN '-infinity'::timestamptz END FROM unnest($1::text[]) AS r ON CONFLICT DO NOTHING`,
+		[regions, self ?? null, leases],
 	);
-	const r = await db.query<{ home_region: string; owner: string; epoch: number }>(`SELECT home_region, owner, epoch FROM ownership`);
+	if (self)
+		await db.query(
+			leases
+				? `UPDATE ownership_leases SET lease_until = '-infinity' WHERE owner = $1 AND lease_until IS NULL`
+				: `UPDATE ownership_leases SET lease_until = NULL WHERE owner = $1 AND lease_until IS NOT NULL`,
+			[self],
+		);
+	const r = await db.query<{ home_region: string; owner: string; epoch: number }>(`SELECT home_region, owner, epoch FROM ownership_leases`);
 	return new Map(r.rows.map(row => [row.home_region, { owner: row.owner, epoch: Number(row.epoch) }]));
 }
 
-/** Who writes `home` now, from this region's ownership table. */
+/** Who writes `home` now, from this region's ownership rows (under a lease or not). */
 export async function ownerOf(db: Pool, home: string): Promise<string | undefined> {
-	const r = await db.query<{ owner: string }>(`SELECT owner FROM ownership WHERE home_region = $1`, [home]);
+	const r = await db.query<{ owner: string }>(`SELECT owner FROM ownership_leases WHERE home_region = $1`, [home]);
 	return r.rows[0]?.owner;
 }

@@ -7,6 +7,7 @@ import { ServiceBroker, type ServiceSchema } from "moleculer";
 import type pg from "pg";
 import type { Config } from "../../config";
 import { brokerOptions } from "../../moleculer.config";
+import RegionsService from "../../services/regions.service";
 import ReplicationService from "../../services/replication.service";
 import { SERVICES, testConfig } from "./cluster";
 import { createTestDatabase, type TestDatabase } from "./db";
@@ -25,6 +26,8 @@ export interface TestRegions {
 	namespace: string;
 	regions: TestRegion[];
 	region(name: string): TestRegion;
+	/** Stops the region's broker (as a crash would, its database stays) and starts a new one on the same database. */
+	restart(name: string, beforeStart?: () => Promise<void>): Promise<TestRegion>;
 	stop(): Promise<void>;
 }
 
@@ -54,17 +57,11 @@ export async function startTestRegions(o: TestRegionsOptions = {}): Promise<Test
 				namespace,
 				env: { REGIONS: names.join(","), REGION: name, REPLICATION: "memory", RELAY_POLL_MS: "10", ...o.env },
 			});
-			const broker = new ServiceBroker(brokerOptions(cfg, { nodeID: regionNodeID(name), skipProcessEventRegistration: true }));
-			for (const s of Object.values(SERVICES)) broker.createService(s as ServiceSchema);
-			broker.createService(ReplicationService as ServiceSchema);
-			for (const s of o.services ?? []) broker.createService(s);
+			const broker = build(name, cfg, o.services);
 			regions.push({ name, cfg, broker, db, apiUrl: "" });
 		}
 		await Promise.all(regions.map(r => r.broker.start()));
-		for (const r of regions) {
-			const api = r.broker.getLocalService("api") as any;
-			r.apiUrl = `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`;
-		}
+		for (const r of regions) r.apiUrl = apiUrlOf(r.broker);
 	} catch (err) {
 		await Promise.all(regions.map(r => r.broker.stop().catch(() => undefined)));
 		await Promise.all(dbs.map(d => d.drop()));
@@ -74,6 +71,15 @@ export async function startTestRegions(o: TestRegionsOptions = {}): Promise<Test
 		namespace,
 		regions,
 		region: name => regions.find(r => r.name === name)!,
+		async restart(name, beforeStart) {
+			const r = regions.find(x => x.name === name)!;
+			await r.broker.stop().catch(() => undefined);
+			await beforeStart?.();
+			r.broker = build(name, r.cfg, o.services);
+			await r.broker.start();
+			r.apiUrl = apiUrlOf(r.broker);
+			return r;
+		},
 		async stop() {
 			await Promise.all(regions.map(r => r.broker.stop().catch(() => undefined)));
 			await Promise.all(dbs.map(d => d.drop()));
@@ -96,6 +102,20 @@ export async function readAtOnce(pool: pg.Pool, sqls: string[]): Promise<any[][]
 	} finally {
 		client.release();
 	}
+}
+
+function build(name: string, cfg: Config, services: ServiceSchema[] = []) {
+	const broker = new ServiceBroker(brokerOptions(cfg, { nodeID: regionNodeID(name), skipProcessEventRegistration: true }));
+	for (const s of Object.values(SERVICES)) broker.createService(s as ServiceSchema);
+	broker.createService(ReplicationService as ServiceSchema);
+	broker.createService(RegionsService as ServiceSchema);
+	for (const s of services) broker.createService(s);
+	return broker;
+}
+
+function apiUrlOf(broker: ServiceBroker) {
+	const api = broker.getLocalService("api") as any;
+	return `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`;
 }
 
 /** The rows every region must agree on, in a comparable form. */

@@ -39,12 +39,14 @@ describe("npm run migrate", () => {
 			"holds",
 			"orders",
 			"outbox",
-			"ownership",
+			"ownership_leases",
 			"pgmigrations",
 			"replication_progress",
 			"supplies",
 		]);
 		expect(migrateCmd()).toMatch(/nothing to migrate/);
+		expect(migrateCmd("down")).toMatch(/down: .*ownership-leases/);
+		expect(await tables()).toContain("ownership");
 		expect(migrateCmd("down")).toMatch(/down: .*cross-region-claims/);
 		expect(migrateCmd("down")).toMatch(/down: .*replication/);
 		expect(migrateCmd("down")).toMatch(/down: .*order-commands/);
@@ -65,7 +67,7 @@ describe("nodes starting together", () => {
 		for (const p of pools) p.on("error", () => undefined);
 		try {
 			const runs = await Promise.all(pools.map(p => migrate(p)));
-			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 5]);
+			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 6]);
 		} finally {
 			await Promise.all(pools.map(p => p.end()));
 			await fresh.drop();

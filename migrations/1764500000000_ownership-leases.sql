@@ -1,0 +1,302 @@
+-- Up Migration
+-- Failover (docs/multi-region.md, "Failover"): the owner of a home region writes its entities only under a lease,
+-- granted by a majority of regions and renewed every WATCH_INTERVAL_MS (services/regions.service.ts). The rows
+-- move to ownership_leases, with the lease's end; `ownership` becomes the rows in force: a row whose lease is
+-- over is not there, so every write fenced by `ownership` (owns(), the supply writes, creates, holds, the sweep)
+-- is refused as NOT_OWNER the moment the lease ends, by the database's clock, in the write's own transaction.
+-- lease_until NULL: no lease needed (FAILOVER=off, or a row naming another region, which this one never writes).
+ALTER TABLE ownership RENAME TO ownership_leases;
+ALTER TABLE ownership_leases ADD COLUMN lease_until timestamptz;
+
+CREATE VIEW ownership AS
+  SELECT home_region, owner, epoch, updated_at, lease_until
+    FROM ownership_leases
+   WHERE lease_until IS NULL OR lease_until > clock_timestamp();
+
+-- A supply's event carries the epoch under which its home region is owned, not the order's: the two differ
+-- in a claim whose order and supply have different home regions written by one region (a successor owning both).
+CREATE OR REPLACE FUNCTION cmd_claim(cmd jsonb, p_region text, p_epochs jsonb, p_hold integer) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_order uuid := (cmd->>'orderId')::uuid;
+  v_supply uuid := (cmd->>'supplyId')::uuid;
+  v_epoch bigint;
+  v_outcome text;
+  o orders; s supplies; c claims; k claims;
+BEGIN
+  -- The key is looked up after the order's lock: a first attempt still running holds that lock, so a retry
+  -- waits for it and then finds its claim, whichever node it runs on.
+  SELECT * INTO k FROM claims WHERE claimer_id = v_user AND idempotency_key = cmd->>'key';
+  IF FOUND THEN RETURN claim_replay(k, v_order, v_supply); END IF;
+  SELECT * INTO o FROM orders WHERE id = v_order;
+  IF NOT FOUND THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+  v_epoch := (p_epochs->>o.home_region)::bigint;
+  IF NOT owns(o.home_region, p_region, v_epoch) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF o.user_id = v_user THEN RETURN refuse('OWN_ORDER'); END IF;
+  IF o.status = 'open' AND o.expires_at <= now() THEN
+    RETURN refuse('ORDER_EXPIRED', jsonb_build_object('id', o.id, 'status', 'expired'));
+  END IF;
+  IF o.status <> 'open' THEN
+    IF NOT order_visible(o, v_user, false) THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+    RETURN order_not_in(o, 'open');
+  END IF;
+  SELECT * INTO s FROM supplies WHERE id = v_supply AND user_id = v_user;
+  IF NOT FOUND THEN RETURN refuse('SUPPLY_NOT_FOUND'); END IF;
+
+  IF NOT owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint) THEN
+    -- Another region writes this supply: its funds are held there first (the actor does it, then comes back
+    -- with held = true). Asset, status and balance are that region's to check, on its own row.
+    IF NOT coalesce((cmd->>'held')::boolean, false) THEN
+      RETURN refuse('HOLD_NEEDED', jsonb_build_object('homeRegion', s.home_region, 'amount', trim_scale(o.amount)::text, 'asset', o.asset));
+    END IF;
+    INSERT INTO claim_ids (id, outcome) VALUES ((cmd->>'claimId')::uuid, 'claimed') ON CONFLICT (id) DO NOTHING;
+    SELECT outcome INTO v_outcome FROM claim_ids WHERE id = (cmd->>'claimId')::uuid;
+    IF v_outcome = 'void' THEN RETURN refuse('HOLD_VOIDED', jsonb_build_object('claimId', cmd->>'claimId')); END IF;
+    INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at)
+    VALUES ((cmd->>'claimId')::uuid, o.id, v_user, s.id, o.amount, cmd->>'key', p_region, v_epoch, now() + make_interval(secs => p_hold))
+    RETURNING * INTO c;
+    UPDATE orders SET status = 'claimed', claim_id = c.id, claimer_id = v_user, version = version + 1, updated_at = now()
+     WHERE id = o.id RETURNING * INTO o;
+    PERFORM emit('claim', c.id, c.version, 'ClaimCreated', p_region, o.home_region, v_epoch, api_claim(c));
+    PERFORM emit('order', o.id, o.version, 'OrderClaimed', p_region, o.home_region, v_epoch, api_order(o));
+    RETURN jsonb_build_object('ok', true, 'replayed', false, 'claim', api_claim(c), 'order', api_order(o));
+  END IF;
+
+  IF s.asset <> o.asset THEN
+    RETURN refuse('ASSET_MISMATCH', jsonb_build_object('supplyAsset', s.asset, 'orderAsset', o.asset));
+  END IF;
+  IF s.status <> 'active' THEN RETURN refuse('SUPPLY_NOT_ACTIVE', jsonb_build_object('id', s.id, 'status', s.status)); END IF;
+  IF s.amount - s.reserved - s.spent < o.amount THEN
+    RETURN refuse('INSUFFICIENT_SUPPLY', jsonb_build_object('id', s.id,
+      'available', trim_scale(s.amount - s.reserved - s.spent)::text, 'required', trim_scale(o.amount)::text));
+  END IF;
+
+  INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at)
+  VALUES (gen_random_uuid(), o.id, v_user, s.id, o.amount, cmd->>'key', p_region, v_epoch, now() + make_interval(secs => p_hold))
+  RETURNING * INTO c;
+  UPDATE supplies SET reserved = reserved + o.amount, version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
+  UPDATE orders SET status = 'claimed', claim_id = c.id, claimer_id = v_user, version = version + 1, updated_at = now()
+   WHERE id = o.id RETURNING * INTO o;
+  PERFORM emit('claim', c.id, c.version, 'ClaimCreated', p_region, o.home_region, v_epoch, api_claim(c));
+  PERFORM emit('order', o.id, o.version, 'OrderClaimed', p_region, o.home_region, v_epoch, api_order(o));
+  PERFORM emit('supply', s.id, s.version, 'SupplyReserved', p_region, s.home_region, (p_epochs->>s.home_region)::bigint, api_supply(s));
+  RETURN jsonb_build_object('ok', true, 'replayed', false, 'claim', api_claim(c), 'order', api_order(o), 'supply', api_supply(s));
+END $$;
+
+CREATE OR REPLACE FUNCTION cmd_release(cmd jsonb, p_region text, p_epochs jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_admin boolean := coalesce((cmd->>'admin')::boolean, false);
+  v_reason text := coalesce(cmd->>'reason', CASE WHEN v_admin THEN 'admin' ELSE 'claimer' END);
+  o orders; o2 orders; s supplies; c claims;
+  v_reopened boolean;
+  v_local boolean;
+  v_epoch bigint;
+BEGIN
+  SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
+  IF NOT FOUND THEN RETURN refuse('CLAIM_NOT_FOUND'); END IF;
+  SELECT * INTO c FROM claims WHERE id = (cmd->>'claimId')::uuid AND order_id = o.id;
+  IF NOT FOUND OR (v_reason <> 'expired' AND NOT v_admin AND c.claimer_id IS DISTINCT FROM v_user) THEN
+    RETURN refuse('CLAIM_NOT_FOUND');
+  END IF;
+  v_epoch := (p_epochs->>o.home_region)::bigint;
+  IF NOT owns(o.home_region, p_region, v_epoch) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF c.status <> 'active' THEN RETURN refuse('CLAIM_NOT_ACTIVE', jsonb_build_object('id', c.id, 'status', c.status)); END IF;
+  IF v_reason = 'expired' AND c.expires_at > now() THEN RETURN refuse('CLAIM_NOT_EXPIRED', jsonb_build_object('id', c.id)); END IF;
+
+  UPDATE claims SET status = 'released', released_at = now(), version = version + 1 WHERE id = c.id RETURNING * INTO c;
+  SELECT * INTO s FROM supplies WHERE id = c.supply_id;
+  v_local := FOUND AND owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint);
+  IF v_local THEN
+    UPDATE supplies SET reserved = reserved - c.amount, version = version + 1, updated_at = now() WHERE id = c.supply_id RETURNING * INTO s;
+  END IF;
+  UPDATE orders SET status = 'open', claim_id = NULL, claimer_id = NULL, version = version + 1, updated_at = now()
+   WHERE id = o.id AND claim_id = c.id RETURNING * INTO o2;
+  -- An order that no longer points at this claim stays as it is, and says nothing.
+  v_reopened := FOUND;
+  IF v_reopened THEN o := o2; END IF;
+  PERFORM emit('claim', c.id, c.version, 'ClaimReleased', p_region, o.home_region, v_epoch, api_claim(c) || jsonb_build_object('reason', v_reason));
+  IF v_reopened THEN PERFORM emit('order', o.id, o.version, 'OrderReopened', p_region, o.home_region, v_epoch, api_order(o)); END IF;
+  IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplyReleased', p_region, s.home_region, (p_epochs->>s.home_region)::bigint, api_supply(s)); END IF;
+  RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o))
+    || CASE WHEN v_local THEN jsonb_build_object('supply', api_supply(s)) ELSE '{}'::jsonb END;
+END $$;
+
+CREATE OR REPLACE FUNCTION cmd_complete(cmd jsonb, p_region text, p_epochs jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_epoch bigint;
+  v_local boolean;
+  o orders; s supplies; c claims;
+BEGIN
+  SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
+  IF NOT FOUND OR NOT order_visible(o, v_user, coalesce((cmd->>'admin')::boolean, false)) THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+  IF o.user_id <> v_user THEN RETURN refuse('NOT_BUYER', jsonb_build_object('action', 'complete')); END IF;
+  v_epoch := (p_epochs->>o.home_region)::bigint;
+  IF NOT owns(o.home_region, p_region, v_epoch) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF o.status <> 'claimed' THEN RETURN order_not_in(o, 'claimed'); END IF;
+  SELECT * INTO c FROM claims WHERE id = o.claim_id;
+  IF NOT FOUND OR c.status <> 'active' THEN
+    RETURN refuse('CLAIM_NOT_ACTIVE', jsonb_build_object('id', o.claim_id, 'status', c.status));
+  END IF;
+
+  UPDATE claims SET status = 'settled', settled_at = now(), version = version + 1 WHERE id = c.id RETURNING * INTO c;
+  SELECT * INTO s FROM supplies WHERE id = c.supply_id;
+  v_local := FOUND AND owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint);
+  IF v_local THEN
+    UPDATE supplies SET reserved = reserved - c.amount, spent = spent + c.amount, version = version + 1, updated_at = now()
+     WHERE id = c.supply_id RETURNING * INTO s;
+  END IF;
+  UPDATE orders SET status = 'completed', version = version + 1, updated_at = now() WHERE id = o.id RETURNING * INTO o;
+  PERFORM emit('claim', c.id, c.version, 'ClaimSettled', p_region, o.home_region, v_epoch, api_claim(c));
+  PERFORM emit('order', o.id, o.version, 'OrderCompleted', p_region, o.home_region, v_epoch, api_order(o));
+  IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplySpent', p_region, s.home_region, (p_epochs->>s.home_region)::bigint, api_supply(s)); END IF;
+  RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o))
+    || CASE WHEN v_local THEN jsonb_build_object('supply', api_supply(s)) ELSE '{}'::jsonb END;
+END $$;
+
+
+-- Down Migration
+CREATE OR REPLACE FUNCTION cmd_claim(cmd jsonb, p_region text, p_epochs jsonb, p_hold integer) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_order uuid := (cmd->>'orderId')::uuid;
+  v_supply uuid := (cmd->>'supplyId')::uuid;
+  v_epoch bigint;
+  v_outcome text;
+  o orders; s supplies; c claims; k claims;
+BEGIN
+  -- The key is looked up after the order's lock: a first attempt still running holds that lock, so a retry
+  -- waits for it and then finds its claim, whichever node it runs on.
+  SELECT * INTO k FROM claims WHERE claimer_id = v_user AND idempotency_key = cmd->>'key';
+  IF FOUND THEN RETURN claim_replay(k, v_order, v_supply); END IF;
+  SELECT * INTO o FROM orders WHERE id = v_order;
+  IF NOT FOUND THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+  v_epoch := (p_epochs->>o.home_region)::bigint;
+  IF NOT owns(o.home_region, p_region, v_epoch) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF o.user_id = v_user THEN RETURN refuse('OWN_ORDER'); END IF;
+  IF o.status = 'open' AND o.expires_at <= now() THEN
+    RETURN refuse('ORDER_EXPIRED', jsonb_build_object('id', o.id, 'status', 'expired'));
+  END IF;
+  IF o.status <> 'open' THEN
+    IF NOT order_visible(o, v_user, false) THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+    RETURN order_not_in(o, 'open');
+  END IF;
+  SELECT * INTO s FROM supplies WHERE id = v_supply AND user_id = v_user;
+  IF NOT FOUND THEN RETURN refuse('SUPPLY_NOT_FOUND'); END IF;
+
+  IF NOT owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint) THEN
+    -- Another region writes this supply: its funds are held there first (the actor does it, then comes back
+    -- with held = true). Asset, status and balance are that region's to check, on its own row.
+    IF NOT coalesce((cmd->>'held')::boolean, false) THEN
+      RETURN refuse('HOLD_NEEDED', jsonb_build_object('homeRegion', s.home_region, 'amount', trim_scale(o.amount)::text, 'asset', o.asset));
+    END IF;
+    INSERT INTO claim_ids (id, outcome) VALUES ((cmd->>'claimId')::uuid, 'claimed') ON CONFLICT (id) DO NOTHING;
+    SELECT outcome INTO v_outcome FROM claim_ids WHERE id = (cmd->>'claimId')::uuid;
+    IF v_outcome = 'void' THEN RETURN refuse('HOLD_VOIDED', jsonb_build_object('claimId', cmd->>'claimId')); END IF;
+    INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at)
+    VALUES ((cmd->>'claimId')::uuid, o.id, v_user, s.id, o.amount, cmd->>'key', p_region, v_epoch, now() + make_interval(secs => p_hold))
+    RETURNING * INTO c;
+    UPDATE orders SET status = 'claimed', claim_id = c.id, claimer_id = v_user, version = version + 1, updated_at = now()
+     WHERE id = o.id RETURNING * INTO o;
+    PERFORM emit('claim', c.id, c.version, 'ClaimCreated', p_region, o.home_region, v_epoch, api_claim(c));
+    PERFORM emit('order', o.id, o.version, 'OrderClaimed', p_region, o.home_region, v_epoch, api_order(o));
+    RETURN jsonb_build_object('ok', true, 'replayed', false, 'claim', api_claim(c), 'order', api_order(o));
+  END IF;
+
+  IF s.asset <> o.asset THEN
+    RETURN refuse('ASSET_MISMATCH', jsonb_build_object('supplyAsset', s.asset, 'orderAsset', o.asset));
+  END IF;
+  IF s.status <> 'active' THEN RETURN refuse('SUPPLY_NOT_ACTIVE', jsonb_build_object('id', s.id, 'status', s.status)); END IF;
+  IF s.amount - s.reserved - s.spent < o.amount THEN
+    RETURN refuse('INSUFFICIENT_SUPPLY', jsonb_build_object('id', s.id,
+      'available', trim_scale(s.amount - s.reserved - s.spent)::text, 'required', trim_scale(o.amount)::text));
+  END IF;
+
+  INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at)
+  VALUES (gen_random_uuid(), o.id, v_user, s.id, o.amount, cmd->>'key', p_region, v_epoch, now() + make_interval(secs => p_hold))
+  RETURNING * INTO c;
+  UPDATE supplies SET reserved = reserved + o.amount, version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
+  UPDATE orders SET status = 'claimed', claim_id = c.id, claimer_id = v_user, version = version + 1, updated_at = now()
+   WHERE id = o.id RETURNING * INTO o;
+  PERFORM emit('claim', c.id, c.version, 'ClaimCreated', p_region, o.home_region, v_epoch, api_claim(c));
+  PERFORM emit('order', o.id, o.version, 'OrderClaimed', p_region, o.home_region, v_epoch, api_order(o));
+  PERFORM emit('supply', s.id, s.version, 'SupplyReserved', p_region, s.home_region, v_epoch, api_supply(s));
+  RETURN jsonb_build_object('ok', true, 'replayed', false, 'claim', api_claim(c), 'order', api_order(o), 'supply', api_supply(s));
+END $$;
+
+CREATE OR REPLACE FUNCTION cmd_release(cmd jsonb, p_region text, p_epochs jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_admin boolean := coalesce((cmd->>'admin')::boolean, false);
+  v_reason text := coalesce(cmd->>'reason', CASE WHEN v_admin THEN 'admin' ELSE 'claimer' END);
+  o orders; o2 orders; s supplies; c claims;
+  v_reopened boolean;
+  v_local boolean;
+  v_epoch bigint;
+BEGIN
+  SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
+  IF NOT FOUND THEN RETURN refuse('CLAIM_NOT_FOUND'); END IF;
+  SELECT * INTO c FROM claims WHERE id = (cmd->>'claimId')::uuid AND order_id = o.id;
+  IF NOT FOUND OR (v_reason <> 'expired' AND NOT v_admin AND c.claimer_id IS DISTINCT FROM v_user) THEN
+    RETURN refuse('CLAIM_NOT_FOUND');
+  END IF;
+  v_epoch := (p_epochs->>o.home_region)::bigint;
+  IF NOT owns(o.home_region, p_region, v_epoch) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF c.status <> 'active' THEN RETURN refuse('CLAIM_NOT_ACTIVE', jsonb_build_object('id', c.id, 'status', c.status)); END IF;
+  IF v_reason = 'expired' AND c.expires_at > now() THEN RETURN refuse('CLAIM_NOT_EXPIRED', jsonb_build_object('id', c.id)); END IF;
+
+  UPDATE claims SET status = 'released', released_at = now(), version = version + 1 WHERE id = c.id RETURNING * INTO c;
+  SELECT * INTO s FROM supplies WHERE id = c.supply_id;
+  v_local := FOUND AND owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint);
+  IF v_local THEN
+    UPDATE supplies SET reserved = reserved - c.amount, version = version + 1, updated_at = now() WHERE id = c.supply_id RETURNING * INTO s;
+  END IF;
+  UPDATE orders SET status = 'open', claim_id = NULL, claimer_id = NULL, version = version + 1, updated_at = now()
+   WHERE id = o.id AND claim_id = c.id RETURNING * INTO o2;
+  -- An order that no longer points at this claim stays as it is, and says nothing.
+  v_reopened := FOUND;
+  IF v_reopened THEN o := o2; END IF;
+  PERFORM emit('claim', c.id, c.version, 'ClaimReleased', p_region, o.home_region, v_epoch, api_claim(c) || jsonb_build_object('reason', v_reason));
+  IF v_reopened THEN PERFORM emit('order', o.id, o.version, 'OrderReopened', p_region, o.home_region, v_epoch, api_order(o)); END IF;
+  IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplyReleased', p_region, s.home_region, v_epoch, api_supply(s)); END IF;
+  RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o))
+    || CASE WHEN v_local THEN jsonb_build_object('supply', api_supply(s)) ELSE '{}'::jsonb END;
+END $$;
+
+CREATE OR REPLACE FUNCTION cmd_complete(cmd jsonb, p_region text, p_epochs jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_user text := cmd->>'userId';
+  v_epoch bigint;
+  v_local boolean;
+  o orders; s supplies; c claims;
+BEGIN
+  SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
+  IF NOT FOUND OR NOT order_visible(o, v_user, coalesce((cmd->>'admin')::boolean, false)) THEN RETURN refuse('ORDER_NOT_FOUND'); END IF;
+  IF o.user_id <> v_user THEN RETURN refuse('NOT_BUYER', jsonb_build_object('action', 'complete')); END IF;
+  v_epoch := (p_epochs->>o.home_region)::bigint;
+  IF NOT owns(o.home_region, p_region, v_epoch) THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', o.home_region)); END IF;
+  IF o.status <> 'claimed' THEN RETURN order_not_in(o, 'claimed'); END IF;
+  SELECT * INTO c FROM claims WHERE id = o.claim_id;
+  IF NOT FOUND OR c.status <> 'active' THEN
+    RETURN refuse('CLAIM_NOT_ACTIVE', jsonb_build_object('id', o.claim_id, 'status', c.status));
+  END IF;
+
+  UPDATE claims SET status = 'settled', settled_at = now(), version = version + 1 WHERE id = c.id RETURNING * INTO c;
+  SELECT * INTO s FROM supplies WHERE id = c.supply_id;
+  v_local := FOUND AND owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint);
+  IF v_local THEN
+    UPDATE supplies SET reserved = reserved - c.amount, spent = spent + c.amount, version = version + 1, updated_at = now()
+     WHERE id = c.supply_id RETURNING * INTO s;
+  END IF;
+  UPDATE orders SET status = 'completed', version = version + 1, updated_at = now() WHERE id = o.id RETURNING * INTO o;
+  PERFORM emit('claim', c.id, c.version, 'ClaimSettled', p_region, o.home_region, v_epoch, api_claim(c));
+  PERFORM emit('order', o.id, o.version, 'OrderCompleted', p_region, o.home_region, v_epoch, api_order(o));
+  IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplySpent', p_region, s.home_region, v_epoch, api_supply(s)); END IF;
+  RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o))
+    || CASE WHEN v_local THEN jsonb_build_object('supply', api_supply(s)) ELSE '{}'::jsonb END;
+END $$;
+
+DROP VIEW ownership;
+ALTER TABLE ownership_leases DROP COLUMN lease_until;
+ALTER TABLE ownership_leases RENAME TO ownership;

@@ -1,0 +1,406 @@
+// Failover (brief §5, docs/multi-region.md "Failover"): the watcher, leases, takeover and fail-back, wired to
+// Moleculer. Every WATCH_INTERVAL_MS this region pings every other over the region link; a ping carries the
+// region's ownership rows (a higher epoch wins everywhere) and the renewal of the leases it holds; the answers
+// feed the watcher and, from a majority, extend the leases in the database, where every write checks them.
+// The decisions are pure (src/regions/watcher.ts, lease.ts, failover.ts); this service carries them out.
+// One per region: it runs beside the link (node 0 of a region).
+import { Errors, type Context, type Service } from "moleculer";
+import type { Pool } from "pg";
+import type { FailoverConfig } from "../config";
+import { appConfig } from "../mixins/config";
+import { DbMixin } from "../mixins/db.mixin";
+import type { WalletService } from "../mixins/schema";
+import { M } from "../src/lib/metrics";
+import { serviceContext } from "../src/lib/request-context";
+import { nextSteps, newerRows, type OwnerRow, type Step } from "../src/regions/failover";
+import { leaseAfter, type Owner, Promises, successorOf } from "../src/regions/lease";
+import { regionLink } from "../src/regions/link";
+import { type HealthDecision, Watcher } from "../src/regions/watcher";
+import type { ReplicationStatus } from "./replication.service";
+
+type Row = Owner & { home: string };
+
+interface PingParams {
+	from: string;
+	rows: Row[];
+	renew: { home: string; epoch: number }[];
+}
+
+interface PingAnswer {
+	region: string;
+	rows: Row[];
+	granted: string[];
+	refused: Record<string, string>;
+}
+
+export interface RegionsStatus {
+	region: string;
+	failover: boolean;
+	health: Record<string, { health: string; sinceMs: number }>;
+	ownership: { homeRegion: string; owner: string; epoch: number; leaseRemainingMs: number | null }[];
+}
+
+interface RegionsThis extends Service {
+	pool: Pool;
+	cfg: FailoverConfig;
+	me: string;
+	regions: string[];
+	watcher: Watcher;
+	promises: Promises;
+	startedAt: number;
+	timer?: NodeJS.Timeout;
+	ticking?: Promise<void>;
+	stopping: boolean;
+	/** Home regions with a takeover or fail-back under way (one at a time each). */
+	moving: Set<string>;
+	readRows(): Promise<OwnerRow[]>;
+	adopt(rows: Row[], why: string): Promise<void>;
+	tick(): Promise<void>;
+	renew(sentAt: number, rows: OwnerRow[], answers: (PingAnswer | undefined)[]): Promise<void>;
+	carryOut(step: Step): Promise<void>;
+	takeOver(step: Step, view: Owner): Promise<void>;
+	failBack(step: Step): Promise<void>;
+	backlog(): Promise<Record<string, number | undefined>>;
+	caughtUpWith(source: string, timeoutMs: number): Promise<boolean>;
+	decided(what: string, details: Record<string, unknown>): void;
+	changed(): void;
+	call<T>(region: string, action: string, params: unknown, timeout: number): Promise<T>;
+}
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+const HEALTH_VALUE = { up: 1, suspect: 0.5, down: 0 } as const;
+
+const RegionsService: WalletService<RegionsThis> = {
+	name: "regions",
+	mixins: [DbMixin],
+	actions: {
+		/** Another region's ping: its rows (adopted where newer) and its lease renewals (granted or refused). */
+		ping: {
+			permission: "internal",
+			visibility: "public",
+			timeout: 5000,
+			params: {
+				from: { type: "string", min: 1, max: 64 },
+				rows: { type: "array", max: 64, items: { type: "object", props: { home: "string", owner: "string", epoch: "number" } } },
+				renew: { type: "array", max: 64, items: { type: "object", props: { home: "string", epoch: "number" } } },
+			},
+			async handler(this: RegionsThis, ctx: Context<PingParams>): Promise<PingAnswer> {
+				if (!this.cfg?.enabled) throw new Errors.MoleculerError("Failover is off in this region", 409, "FAILOVER_OFF");
+				const { from, rows, renew } = ctx.params;
+				await this.adopt(rows, `ping from ${from}`);
+				const mine = await this.readRows();
+				const now = Date.now();
+				const granted: string[] = [];
+				const refused: Record<string, string> = {};
+				for (const r of renew) {
+					const view = mine.find(x => x.home === r.home);
+					const why = this.promises.renew(r.home, from, r.epoch, view, now);
+					if (why) refused[r.home] = why;
+					else granted.push(r.home);
+				}
+				return { region: this.me, rows: mine.map(({ home, owner, epoch }) => ({ home, owner, epoch })), granted, refused };
+			},
+		},
+		/** A successor asks for this region's vote to own `home` at `epoch`; a yes is recorded here at once. */
+		vote: {
+			permission: "internal",
+			visibility: "public",
+			timeout: 5000,
+			params: { home: { type: "string", min: 1, max: 64 }, candidate: { type: "string", min: 1, max: 64 }, epoch: { type: "number", integer: true, positive: true } },
+			async handler(this: RegionsThis, ctx: Context<{ home: string; candidate: string; epoch: number }>) {
+				if (!this.cfg?.enabled) throw new Errors.MoleculerError("Failover is off in this region", 409, "FAILOVER_OFF");
+				const { home, candidate, epoch } = ctx.params;
+				const view = (await this.readRows()).find(r => r.home === home);
+				const down = (r: string) => r !== this.me && this.watcher.health(r) === "down";
+				const why = this.promises.vote(home, candidate, epoch, view, { ownerDown: !!view && down(view.owner), successor: view && successorOf(view.owner, this.cfg.order, down) }, Date.now());
+				if (why) return { ok: false, reason: why };
+				// Recorded before the yes leaves: from now on this region grants the old owner nothing.
+				const u = await this.pool.query(
+					`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = NULL, updated_at = now()
+					  WHERE home_region = $1 AND (epoch < $3 OR (epoch = $3 AND owner = $2))`,
+					[home, candidate, epoch],
+				);
+				if (!u.rowCount) return { ok: false, reason: `${home} moved past epoch ${epoch} here` };
+				if (view?.epoch !== epoch) {
+					this.decided("voted", { home, candidate, epoch, from: view?.owner });
+					this.changed();
+				}
+				this.promises.renew(home, candidate, epoch, { owner: candidate, epoch }, Date.now());
+				return { ok: true };
+			},
+		},
+		/**
+		 * The home region is back and caught up: this region stops writing `home` (its row names the home region at
+		 * the next epoch, in one statement), and answers once everything it wrote is in the event log.
+		 */
+		handBack: {
+			permission: "internal",
+			visibility: "public",
+			timeout: 30_000,
+			params: { home: { type: "string", min: 1, max: 64 }, epoch: { type: "number", integer: true, positive: true } },
+			async handler(this: RegionsThis, ctx: Context<{ home: string; epoch: number }>) {
+				const { home, epoch } = ctx.params;
+				const r = await this.pool.query(
+					`UPDATE ownership_leases SET owner = $1, epoch = $2 + 1, lease_until = NULL, updated_at = now()
+					  WHERE home_region = $1 AND owner = $3 AND epoch = $2`,
+					[home, epoch, this.me],
+				);
+				const row = (await this.readRows()).find(x => x.home === home);
+				if (r.rowCount === 0 && !(row?.owner === home && row.epoch === epoch + 1))
+					throw new Errors.MoleculerError(`${this.me} does not own ${home} at epoch ${epoch}`, 409, "NOT_OWNER_AT_EPOCH", { row });
+				if (r.rowCount) {
+					this.decided("handed back", { home, to: home, epoch: epoch + 1 });
+					this.broker.metrics.increment(M.FAILBACKS, { home });
+					this.changed();
+				}
+				// Everything written under the old epoch leaves before the home region writes again.
+				for (const until = Date.now() + 25_000; ; await sleep(20)) {
+					const { rows } = await this.pool.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1) x`);
+					if (rows[0].n === 0) break;
+					if (Date.now() > until) throw new Errors.MoleculerRetryableError("The outbox is not published yet", 503, "NOT_PUBLISHED");
+				}
+				return { epoch: epoch + 1 };
+			},
+		},
+		/** Health as this region's watcher sees it, and the ownership rows with what is left of each lease. */
+		status: {
+			permission: "internal",
+			visibility: "public",
+			async handler(this: RegionsThis): Promise<RegionsStatus> {
+				const now = Date.now();
+				const health = this.watcher ? this.watcher.view() : {};
+				const rows = this.pool ? await this.readRows() : [];
+				return {
+					region: this.me,
+					failover: !!this.cfg?.enabled,
+					health: Object.fromEntries(Object.entries(health).map(([r, h]) => [r, { health: h.health, sinceMs: now - h.since }])),
+					ownership: rows.map(r => ({
+						homeRegion: r.home,
+						owner: r.owner,
+						epoch: r.epoch,
+						leaseRemainingMs: r.owner === this.me && r.leaseUntil !== undefined ? r.leaseUntil - now : null,
+					})),
+				};
+			},
+		},
+	},
+	methods: {
+		async readRows(this: RegionsThis): Promise<OwnerRow[]> {
+			// The lease's end in epoch ms (float8: -Infinity for a row born without a lease).
+			const { rows } = await this.pool.query<{ home_region: string; owner: string; epoch: string; lease_ms: number | null }>(
+				`SELECT home_region, owner, epoch, (extract(epoch FROM lease_until) * 1000)::float8 AS lease_ms FROM ownership_leases ORDER BY home_region`,
+			);
+			return rows.map(r => ({ home: r.home_region, owner: r.owner, epoch: Number(r.epoch), leaseUntil: r.lease_ms ?? undefined }));
+		},
+		/** Rows of a higher epoch than this region's replace them (another region took over, or handed back). */
+		async adopt(this: RegionsThis, rows: Row[], why: string) {
+			const newer = newerRows(await this.readRows(), rows);
+			let moved = 0;
+			for (const r of newer) {
+				// A row that names this region comes only from this region's own decisions, never from gossip.
+				if (r.owner === this.me) continue;
+				const u = await this.pool.query(
+					`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = NULL, updated_at = now() WHERE home_region = $1 AND epoch < $3`,
+					[r.home, r.owner, r.epoch],
+				);
+				if (u.rowCount) {
+					moved++;
+					this.decided("ownership learned", { home: r.home, owner: r.owner, epoch: r.epoch, why });
+				}
+			}
+			if (moved) this.changed();
+		},
+		async call<T>(this: RegionsThis, region: string, action: string, params: unknown, timeout: number): Promise<T> {
+			const link = regionLink(this.broker);
+			if (!link) throw new Error("no region link");
+			return link.call<T>(region, action, params, { meta: {}, asRegion: true, timeout, caller: serviceContext(this) });
+		},
+		async tick(this: RegionsThis) {
+			const sentAt = Date.now();
+			const rows = await this.readRows();
+			const others = this.regions.filter(r => r !== this.me);
+			const params: PingParams = {
+				from: this.me,
+				rows: rows.map(({ home, owner, epoch }) => ({ home, owner, epoch })),
+				renew: rows.filter(r => r.owner === this.me).map(r => ({ home: r.home, epoch: r.epoch })),
+			};
+			const answers = await Promise.all(
+				others.map(r =>
+					this.call<PingAnswer>(r, "regions.ping", params, this.cfg.timeoutMs).then(
+						a => a,
+						(err: Error) => {
+							this.logger.debug(`Ping of ${r} failed: ${err.message}`);
+							return undefined;
+						},
+					),
+				),
+			);
+			if (this.stopping) return;
+			const now = Date.now();
+			others.forEach((r, i) => {
+				const d: HealthDecision | undefined = this.watcher.observe(r, answers[i] !== undefined, now);
+				if (d) this.decided("health", { ...d });
+				this.broker.metrics.set(M.REGION_HEALTH, HEALTH_VALUE[this.watcher.health(r)], { region: r });
+			});
+			this.broker.metrics.set(M.REGION_HEALTH, 1, { region: this.me });
+			for (const a of answers) if (a) await this.adopt(a.rows, `ping answer from ${a.region}`);
+			await this.renew(sentAt, await this.readRows(), answers);
+			const steps = nextSteps(
+				{ me: this.me, rows: await this.readRows(), health: this.watcher.view(), startedAt: this.startedAt, backlog: await this.backlog(), now: Date.now() },
+				this.cfg,
+			);
+			for (const step of steps) {
+				if (this.moving.has(step.home)) continue;
+				this.moving.add(step.home);
+				// In the background: a takeover waits for its votes and a catch-up, and pings go on meanwhile.
+				this.carryOut(step)
+					.catch(err => this.logger.warn(`${step.kind} of ${step.home} failed: ${(err as Error).message}`))
+					.finally(() => this.moving.delete(step.home));
+			}
+		},
+		/** The leases granted by a majority (this region included) run from the pings' sending. */
+		async renew(this: RegionsThis, sentAt: number, rows: OwnerRow[], answers: (PingAnswer | undefined)[]) {
+			const now = Date.now();
+			for (const row of rows.filter(r => r.owner === this.me)) {
+				const self = this.promises.renew(row.home, this.me, row.epoch, row, now) === undefined ? 1 : 0;
+				const granted = self + answers.filter(a => a?.granted.includes(row.home)).length;
+				const until = leaseAfter(sentAt, granted, this.regions.length, this.cfg);
+				if (until !== undefined)
+					await this.pool.query(
+						`UPDATE ownership_leases SET lease_until = to_timestamp($3 / 1000.0)
+						  WHERE home_region = $1 AND owner = $2 AND epoch = $4 AND (lease_until IS NULL OR lease_until < to_timestamp($3 / 1000.0))`,
+						[row.home, this.me, until, row.epoch],
+					);
+				const left = (until ?? row.leaseUntil ?? Number.NEGATIVE_INFINITY) - now;
+				this.broker.metrics.set(M.LEASE_AGE, Number.isFinite(left) ? left : -1, { home: row.home });
+			}
+			for (const row of rows) this.broker.metrics.set(M.OWNER_EPOCH, row.epoch, { home: row.home, owner: row.owner });
+		},
+		async carryOut(this: RegionsThis, step: Step) {
+			if (step.kind === "failback") return this.failBack(step);
+			const view = (await this.readRows()).find(r => r.home === step.home);
+			if (!view || view.owner !== step.from || view.epoch + 1 !== step.epoch) return;
+			return this.takeOver(step, view);
+		},
+		async takeOver(this: RegionsThis, step: Step, view: Owner) {
+			const down = (r: string) => r !== this.me && this.watcher.health(r) === "down";
+			if (Date.now() < this.promises.freeAt(step.home)) return; // this region's promise to the old owner runs on
+			// Everything the lost region published is applied here before this region writes what it wrote
+			// (CLAIM_DURABILITY=replicated: every acknowledged claim is in the log, so none is lost). First, so that
+			// the votes, which grant the first lease, are fresh when the row is written.
+			const waitMs = this.cfg.durability === "replicated" ? 60_000 : this.cfg.leaseMs;
+			const caughtUp = await this.caughtUpWith(view.owner, waitMs);
+			if (!caughtUp && this.cfg.durability === "replicated") {
+				this.logger.warn(`Takeover of ${step.home} waits: ${view.owner}'s log is not applied here to its end`);
+				return;
+			}
+			const sentAt = Date.now();
+			const self = this.promises.vote(step.home, this.me, step.epoch, view, { ownerDown: down(view.owner), successor: successorOf(view.owner, this.cfg.order, down) }, sentAt);
+			if (self) {
+				this.logger.debug(`Not taking ${step.home} over: ${self}`);
+				return;
+			}
+			const voters = this.regions.filter(r => r !== this.me && r !== view.owner);
+			const votes = await Promise.all(
+				voters.map(r =>
+					this.call<{ ok: boolean; reason?: string }>(r, "regions.vote", { home: step.home, candidate: this.me, epoch: step.epoch }, this.cfg.timeoutMs).catch(
+						(err: Error) => ({ ok: false, reason: err.message }),
+					),
+				),
+			);
+			const yes = 1 + votes.filter(v => v.ok).length;
+			if (yes < Math.floor(this.regions.length / 2) + 1) {
+				this.logger.debug(`Takeover of ${step.home} at epoch ${step.epoch}: ${yes} of ${this.regions.length} votes`, { votes: votes.map((v, i) => ({ region: voters[i], ...v })) });
+				return;
+			}
+			// The votes are the first lease's grants (a voter promises the new owner as a renewal would).
+			const u = await this.pool.query(
+				`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = to_timestamp($4 / 1000.0), updated_at = now()
+				  WHERE home_region = $1 AND epoch < $3`,
+				[step.home, this.me, step.epoch, sentAt + this.cfg.leaseMs],
+			);
+			if (!u.rowCount) return;
+			this.decided("took over", { home: step.home, from: view.owner, epoch: step.epoch, votes: yes, caughtUp, reason: step.reason });
+			this.broker.metrics.increment(M.FAILOVERS, { home: step.home });
+			this.changed();
+		},
+		async failBack(this: RegionsThis, step: Step) {
+			const answer = await this.call<{ epoch: number }>(step.from, "regions.handBack", { home: step.home, epoch: step.epoch - 1 }, 30_000);
+			// What the other region wrote until it stopped is applied here first.
+			if (!(await this.caughtUpWith(step.from, 30_000))) {
+				this.logger.warn(`Fail-back of ${step.home}: ${step.from}'s log is not applied here yet; the next tick tries again`);
+				return;
+			}
+			const u = await this.pool.query(
+				`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = '-infinity', updated_at = now() WHERE home_region = $1 AND epoch < $3`,
+				[step.home, this.me, answer.epoch],
+			);
+			if (!u.rowCount) return;
+			this.decided("failed back", { home: step.home, from: step.from, epoch: answer.epoch, reason: step.reason });
+			this.changed();
+		},
+		async backlog(this: RegionsThis) {
+			// An internal action: asked as this service (src/lib/request-context.ts).
+			const status = await serviceContext(this)
+				.call<ReplicationStatus, undefined>("replication.status", undefined, { timeout: 3000 })
+				.catch((err: Error) => {
+					this.logger.debug(`Replication status unknown: ${err.message}`);
+					return undefined;
+				});
+			return Object.fromEntries((status?.sources ?? []).map(s => [s.source, s.backlog ?? undefined]));
+		},
+		async caughtUpWith(this: RegionsThis, source: string, timeoutMs: number) {
+			for (const until = Date.now() + timeoutMs; !this.stopping; await sleep(50)) {
+				if ((await this.backlog())[source] === 0) return true;
+				if (Date.now() > until) return false;
+			}
+			return false;
+		},
+		/** One structured log line per decision: what, and the figures that led to it. */
+		decided(this: RegionsThis, what: string, details: Record<string, unknown>) {
+			this.logger.info(`Failover: ${what}`, { decision: what, region: this.me, ...details });
+		},
+		/** The nodes of this region reload the epochs they write under (services/claiming.service.ts). */
+		changed(this: RegionsThis) {
+			this.broker.broadcast("ownership.changed");
+		},
+	},
+	created(this: RegionsThis) {
+		this.moving = new Set();
+		this.stopping = false;
+	},
+	async started(this: RegionsThis) {
+		const cfg = appConfig(this.broker);
+		this.cfg = cfg.failover;
+		this.me = cfg.region;
+		this.regions = cfg.regions;
+		this.startedAt = Date.now();
+		this.watcher = new Watcher(
+			cfg.regions.filter(r => r !== cfg.region),
+			{ failuresToDown: this.cfg.failuresToDown, successesToUp: this.cfg.successesToUp, flapWindowMs: this.cfg.flapWindowMs },
+			this.startedAt,
+		);
+		this.promises = new Promises(cfg.region, this.cfg, this.startedAt);
+		if (!this.cfg.enabled) return;
+		const loop = async () => {
+			try {
+				this.ticking = this.tick();
+				await this.ticking;
+			} catch (err) {
+				this.logger.warn(`Failover tick failed: ${(err as Error).message}`);
+			} finally {
+				this.ticking = undefined;
+				if (!this.stopping) this.timer = setTimeout(loop, Math.max(0, this.cfg.intervalMs - ((Date.now() - this.startedAt) % this.cfg.intervalMs)));
+			}
+		};
+		this.timer = setTimeout(loop, 0);
+		this.logger.info(`Failover on: watching ${this.watcher ? cfg.regions.filter(r => r !== cfg.region).join(", ") : ""} every ${this.cfg.intervalMs} ms, leases of ${this.cfg.leaseMs} ms`);
+	},
+	async stopped(this: RegionsThis) {
+		this.stopping = true;
+		clearTimeout(this.timer);
+		await this.ticking?.catch(() => undefined);
+	},
+};
+
+export default RegionsService;
