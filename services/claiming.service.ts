@@ -62,6 +62,7 @@ interface ClaimingThis extends Service {
 	claimAcross(ctx: Ctx<CommandParams>, cmd: OrderCommand & { op: "claim" }, need: { homeRegion: string; amount: string; asset: string }): Promise<CommandResult>;
 	resolveHolds(): Promise<number>;
 	loadEpochs(): Promise<void>;
+	durable(claimId: string, until: number): Promise<void>;
 	sampleGauges(): Promise<void>;
 	pruneOutbox(): Promise<number>;
 }
@@ -120,6 +121,11 @@ const ClaimingService: WalletService<ClaimingThis> = {
 						supplyId,
 						idempotencyKey,
 					});
+					// CLAIM_DURABILITY=replicated: acknowledged once the claim is in the event log, outside this region.
+					const cfg = appConfig(this.broker);
+					if (cfg.failover.durability === "replicated" && cfg.replication.mode !== "off")
+						// Answered before the action's own timeout, so the caller learns why.
+						await this.durable(result.claim!.id, Date.now() + cfg.requestTimeoutMs * 0.8 - (performance.now() - started));
 					outcome = result.replayed ? "replayed" : "won";
 					if (result.replayed) ctx.meta.$responseHeaders = { "Idempotent-Replayed": "true" };
 					return created(ctx, result.claim!);
@@ -209,6 +215,31 @@ const ClaimingService: WalletService<ClaimingThis> = {
 		},
 	},
 	methods: {
+		/**
+		 * Waits until every event of the transaction that made the claim is published (the relay marks a row published
+		 * only once the log holds it, with acks from every in-sync replica). Past `until`: a retryable 503, and the
+		 * retry with the same Idempotency-Key replays the claim and waits again.
+		 */
+		async durable(this: ClaimingThis, claimId: string, until: number) {
+			for (;;) {
+				const r = await this.pool.query<{ n: number }>(
+					`SELECT count(*)::int AS n FROM outbox
+					  WHERE published_at IS NULL
+					    AND tx_id IN (SELECT tx_id FROM outbox WHERE aggregate_id = $1 AND aggregate_version = 1 AND aggregate_type = 'claim')`,
+					[claimId],
+				);
+				if (r.rows[0].n === 0) return;
+				if (Date.now() >= until)
+					// Not retried here (the caller's budget is spent): the client retries, and is told so.
+					throw new Errors.MoleculerError(
+						"The claim is written but not yet durable outside its region; retry with the same Idempotency-Key",
+						503,
+						"NOT_DURABLE",
+						{ claimId },
+					);
+				await new Promise(res => setTimeout(res, 10));
+			}
+		},
 		/** The epochs this region writes under: its ownership rows that name it (the SQL refuses any other). */
 		async loadEpochs(this: ClaimingThis) {
 			const r = await this.pool.query<{ home_region: string; epoch: string }>(

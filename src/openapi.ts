@@ -47,7 +47,7 @@ const ERROR_RESPONSES: Record<number, [name: string, description: string, schema
 	500: ["InternalError", "An unexpected error (code INTERNAL_ERROR); the body holds nothing internal. Report it with the requestId."],
 	503: [
 		"Unavailable",
-		"A dependency is unavailable (code SERVICE_UNAVAILABLE) or the request timed out (code TIMEOUT; the outcome of a write is then unknown: retry it, with the same Idempotency-Key for a claim). Retry after Retry-After seconds.",
+		"A dependency is unavailable (code SERVICE_UNAVAILABLE), the request timed out (code TIMEOUT; the outcome of a write is then unknown: retry it, with the same Idempotency-Key for a claim), or a claim is written but not yet durable outside its region (code NOT_DURABLE, with CLAIM_DURABILITY=replicated: retry with the same Idempotency-Key). Retry after Retry-After seconds.",
 		"Error",
 		["Retry-After"],
 	],

@@ -47,6 +47,12 @@ export function errorBody(err: any, requestId: string): ErrorResponse {
 		return { status: 400, headers, body: { error: { code: "INVALID_BODY", message, requestId } } };
 	}
 
+	// CLAIM_DURABILITY=replicated: the claim is written, and acknowledged once its events are in the event log.
+	if (type === "NOT_DURABLE") {
+		headers["Retry-After"] = "1";
+		return { status: 503, headers, body: { error: { code: type, message: err.message, requestId } } };
+	}
+
 	// A 503 without a type is moleculer-web's ServiceUnavailableError (an alias whose action has no endpoint).
 	if ((type && UNAVAILABLE.has(type)) || (err?.code === 503 && !type)) {
 		headers["Retry-After"] = "1";
