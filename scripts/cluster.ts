@@ -4,12 +4,14 @@
 // region's environment). Between regions: the Kafka test broker (librdkafka's mock, or KAFKA_BROKERS) carries
 // the events and the region link. State (pids, ports, secrets, logs) lives in CLUSTER_DIR (default `.cluster/`).
 //
-//   up [--regions N] [--nodes M]   start everything; prints each region's API and metrics ports once all are ready
+//   up [--regions N] [--nodes M] [--failover] [--durability local|replicated]
+//                                  start everything; prints each region's API and metrics ports once all are ready
 //   status                         JSON: regions, nodes, pids, URLs, health
 //   kill REGION                    SIGKILL every process of the region (its nodes and its NATS)
 //   start REGION                   start a killed region again, with the same settings
 //   partition REGION               cut the region off from Kafka (events and link) while it serves its own clients
 //   heal [REGION]                  undo partition (of every region without REGION)
+//   kafka down|up                  the Kafka test broker drops and refuses every connection / accepts them again
 //   down                           stop everything and drop the cluster's databases
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -57,6 +59,8 @@ interface RegionState {
 
 interface State {
 	dir: string;
+	/** FAILOVER and CLAIM_DURABILITY of every node (`up --failover [--durability ...]`). */
+	failover?: { enabled: boolean; durability: "local" | "replicated" };
 	kafka: { bootstrap: string[]; holderPid?: number; external: boolean };
 	secrets: { jwt: string; internal: string };
 	regions: RegionState[];
@@ -83,6 +87,10 @@ const alive = (pid?: number) => {
 	}
 };
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+const option = (name: string, def: string) => {
+	const i = process.argv.indexOf(`--${name}`);
+	return i > 0 ? (process.argv[i + 1] ?? def) : def;
+};
 const flag = (name: string, def: number) => {
 	const i = process.argv.indexOf(`--${name}`);
 	const v = i > 0 ? Number(process.argv[i + 1]) : def;
@@ -123,6 +131,8 @@ function nodeEnv(s: State, r: RegionState, n: NodeState): Record<string, string>
 		LINK_MAX_WAIT_MS: s.kafka.external ? "100" : "5",
 		// Six node processes starting at once on a small machine can delay a heartbeat past the default 3 s.
 		LINK_HEARTBEAT_TIMEOUT_SEC: "6",
+		FAILOVER: s.failover?.enabled ? "on" : "off",
+		CLAIM_DURABILITY: s.failover?.durability ?? "local",
 		PORT: String(n.apiPort ?? 0),
 		METRICS_PORT: String(n.metricsPort),
 		// More settings for every node, as a JSON object (tests and drills: failpoints, shorter timers).
@@ -154,6 +164,8 @@ function startNodes(s: State, r: RegionState) {
 	for (const n of r.nodes) n.pid = detached(n.name, ...inCgroup(r.cgroup, process.execPath, ["--import", "tsx", "scripts/start.ts"]), nodeEnv(s, r, n));
 }
 
+type RegionsView = { failover?: boolean; regions: { name: string; health: string; leaseRemainingMs?: number | null }[] };
+
 /** Ready to serve, and linked: every other region's link answers (the region link joins Kafka after start). */
 async function ready(s: State, r: RegionState, timeoutMs = 180_000) {
 	const until = Date.now() + timeoutMs;
@@ -167,8 +179,13 @@ async function ready(s: State, r: RegionState, timeoutMs = 180_000) {
 		const linked =
 			ok &&
 			(await fetch(`${r.apiUrl}/regions`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) })
-				.then(x => x.json() as Promise<{ regions: { name: string; health: string }[] }>)
-				.then((b: { regions: { name: string; health: string }[] }) => b.regions.every(x => x.health === "up" || !s.regions.some(y => y.name === x.name && alive(y.nodes[0].pid))))
+				.then(x => x.json() as Promise<RegionsView>)
+				.then(
+					(b: RegionsView) =>
+						b.regions.every(x => x.health === "up" || !s.regions.some(y => y.name === x.name && alive(y.nodes[0].pid))) &&
+						// With failover, the region writes once a majority granted it a lease on its own entities.
+						(!b.failover || (b.regions.find(x => x.name === r.name)?.leaseRemainingMs ?? 0) > 0),
+				)
 				.catch(() => false));
 		// The order actor's nodes have joined the gateway's view too (a claims list reaches the claiming service).
 		if (linked && (await api("/claims"))?.status === 200) return;
@@ -192,6 +209,9 @@ async function kafkaHolder(regions: string[]) {
 	};
 	process.on("SIGTERM", () => void stop());
 	process.on("SIGINT", () => void stop());
+	// `cluster kafka down|up`: a broker restart as clients see it (its data stays, as a real broker's log does).
+	process.on("SIGUSR1", () => void mock.down().then(() => console.log("brokers down"), err => console.error(err)));
+	process.on("SIGUSR2", () => void mock.up().then(() => console.log("brokers up"), err => console.error(err)));
 	setInterval(() => undefined, 1 << 30);
 }
 
@@ -206,8 +226,11 @@ async function up() {
 	const names = ALL_REGIONS.slice(0, count);
 	const base = Number(process.env.CLUSTER_PORT_BASE ?? 4000);
 	const external = !!process.env.KAFKA_BROKERS;
+	const durability = option("durability", "local");
+	if (durability !== "local" && durability !== "replicated") throw new Error("--durability must be local or replicated");
 	const s: State = {
 		dir: DIR,
+		failover: { enabled: process.argv.includes("--failover"), durability },
 		kafka: { bootstrap: external ? process.env.KAFKA_BROKERS!.split(",") : [], external },
 		secrets: { jwt: randomBytes(32).toString("base64url"), internal: randomBytes(32).toString("base64url") },
 		regions: names.map((name, i) => ({
@@ -249,7 +272,8 @@ async function up() {
 	for (const r of s.regions) startNodes(s, r);
 	write(s);
 	await Promise.all(s.regions.map(r => ready(s, r)));
-	console.log(`cluster up (${DIR}): ${s.regions.length} regions × ${nodes} nodes, Kafka ${s.kafka.bootstrap.join(",")}`);
+	const fo = s.failover!.enabled ? `failover on (${s.failover!.durability})` : "failover off";
+	console.log(`cluster up (${DIR}): ${s.regions.length} regions × ${nodes} nodes, Kafka ${s.kafka.bootstrap.join(",")}, ${fo}`);
 	for (const r of s.regions)
 		console.log(`  ${r.name.padEnd(14)} API ${r.apiUrl}   metrics ${r.nodes.map(n => n.metricsPort).join(",")}   NATS :${r.natsPort}`);
 	console.log(`  tokens: JWT_SECRET=${s.secrets.jwt} npm run -s token -- <user>`);
@@ -270,7 +294,7 @@ async function status() {
 			nodes: r.nodes.map(n => ({ nodeID: n.nodeID, services: n.services, pid: n.pid, alive: alive(n.pid), metricsPort: n.metricsPort })),
 		})),
 	);
-	console.log(JSON.stringify({ dir: s.dir, kafka: { ...s.kafka, alive: s.kafka.external || alive(s.kafka.holderPid) }, regions }, null, 2));
+	console.log(JSON.stringify({ dir: s.dir, failover: s.failover, kafka: { ...s.kafka, alive: s.kafka.external || alive(s.kafka.holderPid) }, regions }, null, 2));
 }
 
 function region(s: State, name: string | undefined): RegionState {
@@ -316,6 +340,14 @@ function heal(name?: string) {
 	for (const r of s.regions) if (!name || r.name === name) r.partitioned = false;
 	write(s);
 	console.log(healed.length ? `healed ${healed.join(", ")}` : "nothing was cut");
+}
+
+function kafka(what?: string) {
+	const s = read();
+	if (s.kafka.external || !s.kafka.holderPid) throw new Error("kafka down|up drives the Kafka test broker; this cluster uses KAFKA_BROKERS");
+	if (what !== "down" && what !== "up") throw new Error("usage: npm run cluster -- kafka down|up");
+	process.kill(s.kafka.holderPid, what === "down" ? "SIGUSR1" : "SIGUSR2");
+	console.log(`kafka ${what}`);
 }
 
 async function stopPid(pid: number | undefined, ms = 10_000) {
@@ -372,8 +404,12 @@ async function main() {
 			return partition(arg);
 		case "heal":
 			return heal(arg);
+		case "kafka":
+			return kafka(arg);
 		default:
-			throw new Error("usage: npm run cluster -- up [--regions N] [--nodes M] | status | kill REGION | start REGION | partition REGION | heal [REGION] | down");
+			throw new Error(
+				"usage: npm run cluster -- up [--regions N] [--nodes M] [--failover] [--durability local|replicated] | status | kill REGION | start REGION | partition REGION | heal [REGION] | kafka down|up | down",
+			);
 	}
 }
 

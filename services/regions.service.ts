@@ -13,7 +13,7 @@ import type { WalletService } from "../mixins/schema";
 import { M } from "../src/lib/metrics";
 import { serviceContext } from "../src/lib/request-context";
 import { nextSteps, newerRows, type OwnerRow, type Step } from "../src/regions/failover";
-import { leaseAfter, type Owner, Promises, successorOf } from "../src/regions/lease";
+import { concludes, leaseAfter, majority, type Owner, Promises, successorOf } from "../src/regions/lease";
 import { regionLink } from "../src/regions/link";
 import { type HealthDecision, Watcher } from "../src/regions/watcher";
 import type { ReplicationStatus } from "./replication.service";
@@ -309,7 +309,9 @@ const RegionsService: WalletService<RegionsThis> = {
 				),
 			);
 			const yes = 1 + votes.filter(v => v.ok).length;
-			if (yes < Math.floor(this.regions.length / 2) + 1) {
+			// A vote stands for leaseMs: a round that took longer concludes nothing (src/regions/lease.ts).
+			if (!concludes(sentAt, Date.now(), this.cfg)) return;
+			if (yes < majority(this.regions.length)) {
 				this.logger.debug(`Takeover of ${step.home} at epoch ${step.epoch}: ${yes} of ${this.regions.length} votes`, { votes: votes.map((v, i) => ({ region: voters[i], ...v })) });
 				return;
 			}

@@ -44,6 +44,9 @@ export function successorOf(lost: string, order: string[], isDown: (region: stri
 	return undefined;
 }
 
+/** Whether a takeover asked at `sentAt` may still conclude at `now`: its votes stand for leaseMs. */
+export const concludes = (sentAt: number, now: number, o: LeaseOptions) => now - sentAt < o.leaseMs;
+
 /** Why a renewal or a vote is refused (undefined: granted). */
 export type Refusal = string | undefined;
 
@@ -54,8 +57,12 @@ export type Refusal = string | undefined;
  */
 export class Promises {
 	private readonly given = new Map<string, { to: string; epoch: number; until: number }>();
-	/** The vote given per home region (one per epoch): once given, the old owner's renewals are refused. */
-	private readonly votes = new Map<string, { for: string; epoch: number }>();
+	/**
+	 * The vote given per home region (one per epoch): while it stands, the old owner's renewals are refused. It
+	 * lapses after leaseMs (a candidacy that failed must not block the owner for ever); a candidate concludes only
+	 * within leaseMs of asking (`concludes`), so no vote it counts has lapsed.
+	 */
+	private readonly votes = new Map<string, { for: string; epoch: number; until: number }>();
 
 	constructor(
 		private readonly self: string,
@@ -67,7 +74,7 @@ export class Promises {
 	renew(home: string, asker: string, epoch: number, view: Owner | undefined, now: number): Refusal {
 		if (!view || view.owner !== asker || view.epoch !== epoch) return `${home} is owned by ${view?.owner ?? "nobody"} at epoch ${view?.epoch ?? 0} here`;
 		const voted = this.votes.get(home);
-		if (voted && voted.epoch > epoch) return `voted ${voted.for} in at epoch ${voted.epoch}`;
+		if (voted && voted.epoch > epoch && now < voted.until) return `voted ${voted.for} in at epoch ${voted.epoch}`;
 		const until = now + this.o.leaseMs;
 		const p = this.given.get(home);
 		if (!p || p.to !== asker || p.epoch !== epoch || p.until < until) this.given.set(home, { to: asker, epoch, until });
@@ -89,14 +96,14 @@ export class Promises {
 		if (view && view.owner === candidate && view.epoch === epoch) return undefined;
 		if (!view || epoch !== view.epoch + 1) return `epoch ${epoch} is not next after ${view?.epoch ?? 0} here`;
 		const voted = this.votes.get(home);
-		if (voted?.epoch === epoch) return voted.for === candidate ? undefined : `voted ${voted.for} in at epoch ${epoch}`;
+		if (voted?.epoch === epoch && now < voted.until) return voted.for === candidate ? undefined : `voted ${voted.for} in at epoch ${epoch}`;
 		// Asked at all, the owner is alive and reachable: it renews its lease rather than hand over.
 		if (view.owner === this.self) return `${this.self} owns ${home} and is alive`;
 		if (!c.ownerDown) return `${view.owner} is not down here`;
 		if (c.successor !== candidate) return `the successor here is ${c.successor ?? "nobody"}`;
 		const free = this.freeAt(home);
 		if (now < free) return `promised to ${view.owner} for ${free - now} ms more`;
-		this.votes.set(home, { for: candidate, epoch });
+		this.votes.set(home, { for: candidate, epoch, until: now + this.o.leaseMs });
 		return undefined;
 	}
 }

@@ -4,7 +4,7 @@
 // ever let two regions write one home region's entities at the same moment, or two owners share an epoch.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { leaseAfter, majority, type Owner, Promises, successorOf } from "../../src/regions/lease";
+import { concludes, leaseAfter, majority, type Owner, Promises, successorOf } from "../../src/regions/lease";
 
 const O = { leaseMs: 2000, safetyMs: 250 };
 
@@ -48,6 +48,8 @@ describe("lease arithmetic", () => {
 		// Having voted b in, it grants a no renewal, and votes for no one else at that epoch.
 		expect(p.renew("a", "a", 1, view, 12_260)).toMatch(/voted b in at epoch 2/);
 		expect(p.vote("a", "c", 2, view, { ownerDown: true, successor: "c" }, 12_260)).toMatch(/voted b in/);
+		// A vote lapses after a lease (a failed candidacy must not block the owner for ever).
+		expect(p.renew("a", "a", 1, view, 12_250 + O.leaseMs)).toBeUndefined();
 		// The voter recorded b at epoch 2: asked again, it says yes again; b's rival at epoch 2 gets no.
 		expect(p.vote("a", "b", 2, { owner: "b", epoch: 2 }, ok, 12_300)).toBeUndefined();
 		expect(p.vote("a", "c", 2, { owner: "b", epoch: 2 }, { ownerDown: true, successor: "c" }, 12_300)).toMatch(/not next/);
@@ -89,7 +91,7 @@ const action = fc.oneof(
 
 type Action = typeof action extends fc.Arbitrary<infer T> ? T : never;
 
-function simulate(actions: Action[], rules = { leaseFromSending: true }) {
+function simulate(actions: Action[], rules = { leaseFromSending: true, concludeWithinLease: true }) {
 	let now = 10_000;
 	let round = 0;
 	const names = ["r0", "r1", "r2"];
@@ -120,7 +122,7 @@ function simulate(actions: Action[], rules = { leaseFromSending: true }) {
 		if (rd.yes.size < majority(names.length)) return;
 		const from = rules.leaseFromSending ? rd.sentAt : now;
 		if (rd.kind === "renew" && r.view.owner === r.name && r.view.epoch === rd.epoch) r.leaseUntil = Math.max(r.leaseUntil, from + O.leaseMs);
-		if (rd.kind === "vote" && r.view.epoch < rd.epoch) {
+		if (rd.kind === "vote" && r.view.epoch < rd.epoch && (!rules.concludeWithinLease || concludes(rd.sentAt, now, O))) {
 			r.view = { owner: r.name, epoch: rd.epoch };
 			r.leaseUntil = from + O.leaseMs;
 		}
@@ -209,6 +211,23 @@ describe("no two regions ever write one home region at once", () => {
 			{ op: "deliver", pick: 1, drop: false }, // r1 has its majority
 		];
 		expect(simulate(script)).toEqual([1, 2, 2]);
-		expect(() => simulate(script, { leaseFromSending: false })).toThrow(/at 12300: r0@1 until 12700 and r1@2 until 14300 write at once/);
+		expect(() => simulate(script, { leaseFromSending: false, concludeWithinLease: true })).toThrow(/at 12300: r0@1 until 12700 and r1@2 until 14300 write at once/);
+	});
+
+	it("a late vote: ignored as specified, two writers if a candidate concluded after its own vote had lapsed", () => {
+		const script: Action[] = [
+			{ op: "takeover", who: 1 }, // 10.0 s: r1 votes itself in at epoch 2 (its vote stands until 12.0 s)
+			{ op: "deliver", pick: 1, drop: false }, // r2 votes r1 in; its answer is slow
+			{ op: "tick", ms: 2100 }, // 12.1 s: r1's own vote has lapsed
+			{ op: "renew", who: 0 },
+			{ op: "deliver", pick: 2, drop: false }, // r1 grants r0 (nothing stands in the way any more)
+			{ op: "deliver", pick: 3, drop: false }, // r0 holds a lease until 14.1 s
+			{ op: "deliver", pick: 1, drop: false }, // r2's old yes reaches r1
+			{ op: "renew", who: 1 },
+			{ op: "deliver", pick: 3, drop: false }, // r2 grants r1 at epoch 2
+			{ op: "deliver", pick: 3, drop: false },
+		];
+		expect(simulate(script)).toEqual([1, 1, 2]);
+		expect(() => simulate(script, { leaseFromSending: true, concludeWithinLease: false })).toThrow(/at 12100: r0@1 until 14100 and r1@2 until 14100 write at once/);
 	});
 });
