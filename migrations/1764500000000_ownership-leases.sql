@@ -92,6 +92,7 @@ DECLARE
   v_reopened boolean;
   v_local boolean;
   v_epoch bigint;
+  v_held boolean := false;
 BEGIN
   SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
   IF NOT FOUND THEN RETURN refuse('CLAIM_NOT_FOUND'); END IF;
@@ -108,7 +109,14 @@ BEGIN
   SELECT * INTO s FROM supplies WHERE id = c.supply_id;
   v_local := FOUND AND owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint);
   IF v_local THEN
-    UPDATE supplies SET reserved = reserved - c.amount, version = version + 1, updated_at = now() WHERE id = c.supply_id RETURNING * INTO s;
+    -- Funds held for this claim (a claim across regions from before this region owned the supply's home
+    -- region): ending the hold moves them, once, and its event names the claim for every region.
+    v_held := end_hold(c.id, 'released', p_region) IS NOT NULL;
+    IF NOT v_held THEN
+      UPDATE supplies SET reserved = reserved - c.amount, version = version + 1, updated_at = now() WHERE id = c.supply_id RETURNING * INTO s;
+    ELSE
+      SELECT * INTO s FROM supplies WHERE id = c.supply_id;
+    END IF;
   END IF;
   UPDATE orders SET status = 'open', claim_id = NULL, claimer_id = NULL, version = version + 1, updated_at = now()
    WHERE id = o.id AND claim_id = c.id RETURNING * INTO o2;
@@ -117,7 +125,7 @@ BEGIN
   IF v_reopened THEN o := o2; END IF;
   PERFORM emit('claim', c.id, c.version, 'ClaimReleased', p_region, o.home_region, v_epoch, api_claim(c) || jsonb_build_object('reason', v_reason));
   IF v_reopened THEN PERFORM emit('order', o.id, o.version, 'OrderReopened', p_region, o.home_region, v_epoch, api_order(o)); END IF;
-  IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplyReleased', p_region, s.home_region, (p_epochs->>s.home_region)::bigint, api_supply(s)); END IF;
+  IF v_local AND NOT v_held THEN PERFORM emit('supply', s.id, s.version, 'SupplyReleased', p_region, s.home_region, (p_epochs->>s.home_region)::bigint, api_supply(s)); END IF;
   RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o))
     || CASE WHEN v_local THEN jsonb_build_object('supply', api_supply(s)) ELSE '{}'::jsonb END;
 END $$;
@@ -127,6 +135,7 @@ DECLARE
   v_user text := cmd->>'userId';
   v_epoch bigint;
   v_local boolean;
+  v_held boolean := false;
   o orders; s supplies; c claims;
 BEGIN
   SELECT * INTO o FROM orders WHERE id = (cmd->>'orderId')::uuid;
@@ -144,19 +153,190 @@ BEGIN
   SELECT * INTO s FROM supplies WHERE id = c.supply_id;
   v_local := FOUND AND owns(s.home_region, p_region, (p_epochs->>s.home_region)::bigint);
   IF v_local THEN
-    UPDATE supplies SET reserved = reserved - c.amount, spent = spent + c.amount, version = version + 1, updated_at = now()
-     WHERE id = c.supply_id RETURNING * INTO s;
+    -- As in cmd_release: a standing hold for this claim is what moves the funds.
+    v_held := end_hold(c.id, 'settled', p_region) IS NOT NULL;
+    IF NOT v_held THEN
+      UPDATE supplies SET reserved = reserved - c.amount, spent = spent + c.amount, version = version + 1, updated_at = now()
+       WHERE id = c.supply_id RETURNING * INTO s;
+    ELSE
+      SELECT * INTO s FROM supplies WHERE id = c.supply_id;
+    END IF;
   END IF;
   UPDATE orders SET status = 'completed', version = version + 1, updated_at = now() WHERE id = o.id RETURNING * INTO o;
   PERFORM emit('claim', c.id, c.version, 'ClaimSettled', p_region, o.home_region, v_epoch, api_claim(c));
   PERFORM emit('order', o.id, o.version, 'OrderCompleted', p_region, o.home_region, v_epoch, api_order(o));
-  IF v_local THEN PERFORM emit('supply', s.id, s.version, 'SupplySpent', p_region, s.home_region, (p_epochs->>s.home_region)::bigint, api_supply(s)); END IF;
+  IF v_local AND NOT v_held THEN PERFORM emit('supply', s.id, s.version, 'SupplySpent', p_region, s.home_region, (p_epochs->>s.home_region)::bigint, api_supply(s)); END IF;
   RETURN jsonb_build_object('ok', true, 'claim', api_claim(c), 'order', api_order(o))
     || CASE WHEN v_local THEN jsonb_build_object('supply', api_supply(s)) ELSE '{}'::jsonb END;
 END $$;
 
+-- A hold event names its order, claimer and order region too, so that every region can keep the hold.
+CREATE OR REPLACE FUNCTION supply_hold(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_claim uuid := (p->>'claimId')::uuid;
+  v_amount numeric := (p->>'amount')::numeric;
+  h holds; s supplies; w ownership;
+BEGIN
+  SELECT * INTO s FROM supplies WHERE id = (p->>'supplyId')::uuid AND user_id = p->>'claimerId' FOR UPDATE;
+  IF NOT FOUND THEN RETURN refuse('SUPPLY_NOT_FOUND'); END IF;
+  SELECT * INTO w FROM ownership WHERE home_region = s.home_region AND owner = p->>'region';
+  IF NOT FOUND THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', s.home_region)); END IF;
+  SELECT * INTO h FROM holds WHERE claim_id = v_claim;
+  IF FOUND THEN
+    -- A retry of the same claim: the first answer, as long as the hold still stands.
+    IF h.order_id <> (p->>'orderId')::uuid OR h.supply_id <> s.id THEN
+      RETURN refuse('IDEMPOTENCY_KEY_REUSED', jsonb_build_object('claimId', v_claim));
+    END IF;
+    IF h.status = 'released' THEN RETURN refuse('HOLD_RELEASED', jsonb_build_object('claimId', v_claim)); END IF;
+    RETURN jsonb_build_object('ok', true, 'replayed', true, 'supply', api_supply(s));
+  END IF;
+  IF s.asset <> p->>'asset' THEN
+    RETURN refuse('ASSET_MISMATCH', jsonb_build_object('supplyAsset', s.asset, 'orderAsset', p->>'asset'));
+  END IF;
+  IF s.status <> 'active' THEN RETURN refuse('SUPPLY_NOT_ACTIVE', jsonb_build_object('id', s.id, 'status', s.status)); END IF;
+  IF s.amount - s.reserved - s.spent < v_amount THEN
+    RETURN refuse('INSUFFICIENT_SUPPLY', jsonb_build_object('id', s.id,
+      'available', trim_scale(s.amount - s.reserved - s.spent)::text, 'required', trim_scale(v_amount)::text));
+  END IF;
+  INSERT INTO holds (claim_id, supply_id, order_id, claimer_id, amount, order_region)
+  VALUES (v_claim, s.id, (p->>'orderId')::uuid, p->>'claimerId', v_amount, p->>'orderRegion');
+  UPDATE supplies SET reserved = reserved + v_amount, version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
+  PERFORM emit('supply', s.id, s.version, 'SupplyReserved', p->>'region', s.home_region, w.epoch,
+               api_supply(s) || jsonb_build_object('claimId', v_claim, 'holdAmount', trim_scale(v_amount)::text,
+                 'orderId', p->>'orderId', 'claimerId', p->>'claimerId', 'orderRegion', p->>'orderRegion'));
+  RETURN jsonb_build_object('ok', true, 'replayed', false, 'supply', api_supply(s));
+END $$;
+
+CREATE OR REPLACE FUNCTION apply_events(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  e jsonb;
+  applied integer := 0;
+  skipped integer := 0;
+  changed jsonb := '[]'::jsonb;
+  newest timestamptz;
+  st text;
+  sup jsonb;
+BEGIN
+  FOR e IN SELECT x FROM jsonb_array_elements(p->'events') x LOOP
+    IF apply_event(e) THEN
+      applied := applied + 1;
+      changed := changed || jsonb_build_array(jsonb_build_object('aggregateType', e->>'aggregateType', 'id', e->'payload'->'id',
+        'userId', e->'payload'->'userId', 'claimerId', e->'payload'->'claimerId', 'orderId', e->'payload'->'orderId'));
+    ELSE
+      skipped := skipped + 1;
+    END IF;
+    -- A hold's life travels with its supply's events (they name the claim): every region keeps every hold, so a
+    -- region that takes a supply's home region over ends the holds it finds there exactly once.
+    IF e->>'aggregateType' = 'supply' AND e->'payload' ? 'claimId' THEN
+      IF e->>'type' = 'SupplyReserved' AND e->'payload' ? 'orderId' THEN
+        INSERT INTO holds (claim_id, supply_id, order_id, claimer_id, amount, order_region, status)
+        VALUES ((e->'payload'->>'claimId')::uuid, (e->'payload'->>'id')::uuid, (e->'payload'->>'orderId')::uuid,
+                e->'payload'->>'claimerId', (e->'payload'->>'holdAmount')::numeric, e->'payload'->>'orderRegion', 'held')
+        ON CONFLICT (claim_id) DO NOTHING;
+      ELSIF e->>'type' IN ('SupplySpent', 'SupplyReleased') THEN
+        UPDATE holds SET status = CASE WHEN e->>'type' = 'SupplySpent' THEN 'settled' ELSE 'released' END, updated_at = now()
+         WHERE claim_id = (e->'payload'->>'claimId')::uuid AND status IN ('held', 'confirmed');
+      END IF;
+    END IF;
+    IF e->>'aggregateType' = 'claim' AND p ? 'region' THEN
+      st := e->'payload'->>'status';
+      IF st = 'active' THEN
+        UPDATE holds SET status = 'confirmed', updated_at = now() WHERE claim_id = (e->'payload'->>'id')::uuid AND status = 'held';
+      ELSIF st IN ('settled', 'released') THEN
+        sup := end_hold((e->'payload'->>'id')::uuid, st, p->>'region');
+        IF sup IS NOT NULL THEN
+          changed := changed || jsonb_build_array(jsonb_build_object('aggregateType', 'supply', 'id', sup->'id', 'userId', sup->'userId'));
+        END IF;
+      END IF;
+    END IF;
+    newest := greatest(newest, ts(e->'createdAt'));
+  END LOOP;
+  INSERT INTO replication_progress AS r (source, lane, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
+  VALUES (p->>'source', coalesce((p->>'lane')::integer, 0), applied, skipped, newest, clock_timestamp(),
+          (extract(epoch FROM clock_timestamp() - newest) * 1000)::bigint)
+  ON CONFLICT (source, lane) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
+    last_event_at = greatest(r.last_event_at, EXCLUDED.last_event_at), last_applied_at = EXCLUDED.last_applied_at,
+    last_lag_ms = EXCLUDED.last_lag_ms;
+  RETURN jsonb_build_object('applied', applied, 'skipped', skipped, 'changed', changed);
+END $$;
+
 
 -- Down Migration
+CREATE OR REPLACE FUNCTION supply_hold(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_claim uuid := (p->>'claimId')::uuid;
+  v_amount numeric := (p->>'amount')::numeric;
+  h holds; s supplies; w ownership;
+BEGIN
+  SELECT * INTO s FROM supplies WHERE id = (p->>'supplyId')::uuid AND user_id = p->>'claimerId' FOR UPDATE;
+  IF NOT FOUND THEN RETURN refuse('SUPPLY_NOT_FOUND'); END IF;
+  SELECT * INTO w FROM ownership WHERE home_region = s.home_region AND owner = p->>'region';
+  IF NOT FOUND THEN RETURN refuse('NOT_OWNER', jsonb_build_object('homeRegion', s.home_region)); END IF;
+  SELECT * INTO h FROM holds WHERE claim_id = v_claim;
+  IF FOUND THEN
+    -- A retry of the same claim: the first answer, as long as the hold still stands.
+    IF h.order_id <> (p->>'orderId')::uuid OR h.supply_id <> s.id THEN
+      RETURN refuse('IDEMPOTENCY_KEY_REUSED', jsonb_build_object('claimId', v_claim));
+    END IF;
+    IF h.status = 'released' THEN RETURN refuse('HOLD_RELEASED', jsonb_build_object('claimId', v_claim)); END IF;
+    RETURN jsonb_build_object('ok', true, 'replayed', true, 'supply', api_supply(s));
+  END IF;
+  IF s.asset <> p->>'asset' THEN
+    RETURN refuse('ASSET_MISMATCH', jsonb_build_object('supplyAsset', s.asset, 'orderAsset', p->>'asset'));
+  END IF;
+  IF s.status <> 'active' THEN RETURN refuse('SUPPLY_NOT_ACTIVE', jsonb_build_object('id', s.id, 'status', s.status)); END IF;
+  IF s.amount - s.reserved - s.spent < v_amount THEN
+    RETURN refuse('INSUFFICIENT_SUPPLY', jsonb_build_object('id', s.id,
+      'available', trim_scale(s.amount - s.reserved - s.spent)::text, 'required', trim_scale(v_amount)::text));
+  END IF;
+  INSERT INTO holds (claim_id, supply_id, order_id, claimer_id, amount, order_region)
+  VALUES (v_claim, s.id, (p->>'orderId')::uuid, p->>'claimerId', v_amount, p->>'orderRegion');
+  UPDATE supplies SET reserved = reserved + v_amount, version = version + 1, updated_at = now() WHERE id = s.id RETURNING * INTO s;
+  PERFORM emit('supply', s.id, s.version, 'SupplyReserved', p->>'region', s.home_region, w.epoch,
+               api_supply(s) || jsonb_build_object('claimId', v_claim, 'holdAmount', trim_scale(v_amount)::text));
+  RETURN jsonb_build_object('ok', true, 'replayed', false, 'supply', api_supply(s));
+END $$;
+
+CREATE OR REPLACE FUNCTION apply_events(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  e jsonb;
+  applied integer := 0;
+  skipped integer := 0;
+  changed jsonb := '[]'::jsonb;
+  newest timestamptz;
+  st text;
+  sup jsonb;
+BEGIN
+  FOR e IN SELECT x FROM jsonb_array_elements(p->'events') x LOOP
+    IF apply_event(e) THEN
+      applied := applied + 1;
+      changed := changed || jsonb_build_array(jsonb_build_object('aggregateType', e->>'aggregateType', 'id', e->'payload'->'id',
+        'userId', e->'payload'->'userId', 'claimerId', e->'payload'->'claimerId', 'orderId', e->'payload'->'orderId'));
+    ELSE
+      skipped := skipped + 1;
+    END IF;
+    IF e->>'aggregateType' = 'claim' AND p ? 'region' THEN
+      st := e->'payload'->>'status';
+      IF st = 'active' THEN
+        UPDATE holds SET status = 'confirmed', updated_at = now() WHERE claim_id = (e->'payload'->>'id')::uuid AND status = 'held';
+      ELSIF st IN ('settled', 'released') THEN
+        sup := end_hold((e->'payload'->>'id')::uuid, st, p->>'region');
+        IF sup IS NOT NULL THEN
+          changed := changed || jsonb_build_array(jsonb_build_object('aggregateType', 'supply', 'id', sup->'id', 'userId', sup->'userId'));
+        END IF;
+      END IF;
+    END IF;
+    newest := greatest(newest, ts(e->'createdAt'));
+  END LOOP;
+  INSERT INTO replication_progress AS r (source, lane, applied, skipped, last_event_at, last_applied_at, last_lag_ms)
+  VALUES (p->>'source', coalesce((p->>'lane')::integer, 0), applied, skipped, newest, clock_timestamp(),
+          (extract(epoch FROM clock_timestamp() - newest) * 1000)::bigint)
+  ON CONFLICT (source, lane) DO UPDATE SET applied = r.applied + EXCLUDED.applied, skipped = r.skipped + EXCLUDED.skipped,
+    last_event_at = greatest(r.last_event_at, EXCLUDED.last_event_at), last_applied_at = EXCLUDED.last_applied_at,
+    last_lag_ms = EXCLUDED.last_lag_ms;
+  RETURN jsonb_build_object('applied', applied, 'skipped', skipped, 'changed', changed);
+END $$;
+
 CREATE OR REPLACE FUNCTION cmd_claim(cmd jsonb, p_region text, p_epochs jsonb, p_hold integer) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
   v_user text := cmd->>'userId';

@@ -311,7 +311,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			const link = regionLink(this.broker);
 			if (!link) return 0;
 			let resolved = 0;
-			for (const h of await unconfirmedHolds(this.pool, cfg.holdConfirmSec, 100)) {
+			for (const h of await unconfirmedHolds(this.pool, cfg.holdConfirmSec, 100, cfg.region)) {
 				const owner = await ownerOf(this.pool, h.orderRegion);
 				if (!owner || !link.reachable(owner)) continue;
 				try {

@@ -47,11 +47,16 @@ export async function voidClaim(db: Pool, claimId: string): Promise<"claimed" | 
 }
 
 /** Holds whose claim has not shown up in the log for `olderThanSec`: their fate is asked of the order's region. */
-export async function unconfirmedHolds(db: Pool, olderThanSec: number, limit: number) {
+export async function unconfirmedHolds(db: Pool, olderThanSec: number, limit: number, region?: string) {
+	// Every region keeps every hold (they travel with the supply's events); only the one that writes the supply
+	// resolves them.
 	const r = await db.query<{ claim_id: string; order_region: string }>(
-		`SELECT claim_id, order_region FROM holds WHERE status = 'held' AND created_at < now() - make_interval(secs => $1)
-		 ORDER BY created_at LIMIT $2`,
-		[olderThanSec, limit],
+		`SELECT h.claim_id, h.order_region FROM holds h
+		   JOIN supplies s ON s.id = h.supply_id
+		  WHERE h.status = 'held' AND h.created_at < now() - make_interval(secs => $1)
+		    AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM ownership w WHERE w.home_region = s.home_region AND w.owner = $3))
+		  ORDER BY h.created_at LIMIT $2`,
+		[olderThanSec, limit, region ?? null],
 	);
 	return r.rows.map(x => ({ claimId: x.claim_id, orderRegion: x.order_region }));
 }

@@ -35,7 +35,7 @@ export interface LocalCluster {
 	down(): Promise<void>;
 }
 
-export async function clusterUp(o: { regions: number; nodes: number; env?: Record<string, string> }): Promise<LocalCluster> {
+export async function clusterUp(o: { regions: number; nodes: number; env?: Record<string, string>; up?: string[] }): Promise<LocalCluster> {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wallet-cluster-"));
 	// Away from the ports fetch refuses (6000, 6665-6669, ...) and from other tests' random ports.
 	const portBase = 41_000 + Math.floor(Math.random() * 40) * 200;
@@ -49,7 +49,7 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 		...(o.env ? { CLUSTER_NODE_ENV: JSON.stringify(o.env) } : {}),
 	};
 	const cmd = (...args: string[]) => run(process.execPath, ["--import", "tsx", "scripts/cluster.ts", ...args], { cwd: ROOT, env, timeout: 240_000 });
-	await cmd("up", "--regions", String(o.regions), "--nodes", String(o.nodes));
+	await cmd("up", "--regions", String(o.regions), "--nodes", String(o.nodes), ...(o.up ?? []));
 	const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
 	const jwt = loadConfig({ JWT_SECRET: state.secrets.jwt, NODE_ENV: "test" }).jwt;
 	const pools = (state.regions as ClusterRegion[]).map(r => {
