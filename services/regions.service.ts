@@ -16,6 +16,7 @@ import { nextSteps, newerRows, type OwnerRow, type Step } from "../src/regions/f
 import { concludes, leaseAfter, majority, type Owner, Promises, successorOf } from "../src/regions/lease";
 import { regionLink } from "../src/regions/link";
 import { type HealthDecision, Watcher } from "../src/regions/watcher";
+import type { LogPosition } from "../src/replication/event-log";
 import type { ReplicationStatus } from "./replication.service";
 
 type Row = Owner & { home: string };
@@ -351,9 +352,17 @@ const RegionsService: WalletService<RegionsThis> = {
 				});
 			return Object.fromEntries((status?.sources ?? []).map(s => [s.source, s.backlog ?? undefined]));
 		},
+		/**
+		 * Whether this region has applied everything `source` had published when this was asked (its log may go on
+		 * growing: a region handing back keeps writing its own entities), within `timeoutMs`.
+		 */
 		async caughtUpWith(this: RegionsThis, source: string, timeoutMs: number) {
+			const ask = <T>(action: string, params: unknown) =>
+				serviceContext(this).call<T, unknown>(action, params, { timeout: 5000 });
+			const upTo = await ask<LogPosition>("replication.ends", { source }).catch(() => undefined);
+			if (!upTo) return false;
 			for (const until = Date.now() + timeoutMs; !this.stopping; await sleep(50)) {
-				if ((await this.backlog())[source] === 0) return true;
+				if ((await ask<number>("replication.behind", { source, upTo }).catch(() => undefined)) === 0) return true;
 				if (Date.now() > until) return false;
 			}
 			return false;

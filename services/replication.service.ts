@@ -3,7 +3,7 @@
 // database, then makes the caches forget what changed. Moleculer wiring only: the work is in src/replication.
 // Any number of nodes may run it: one relay per region is active at a time (an advisory lock), and the
 // appliers of a region share the log's partitions in one consumer group.
-import type { Service } from "moleculer";
+import { Errors, type Context, type Service } from "moleculer";
 import type { Pool } from "pg";
 import type { WalletService } from "../mixins/schema";
 import { CacheMixin } from "../mixins/cache.mixin";
@@ -13,6 +13,7 @@ import type { Changes } from "../src/lib/cache-keys";
 import { M } from "../src/lib/metrics";
 import { Applier, type Changed } from "../src/replication/applier";
 import { applyGroup, eventLogFor, type OwnedLog } from "../src/replication";
+import type { LogPosition } from "../src/replication/event-log";
 import { OutboxRelay } from "../src/replication/relay";
 
 interface ReplicationThis extends Service {
@@ -58,6 +59,28 @@ const ReplicationService: WalletService<ReplicationThis> = {
 	name: "replication",
 	mixins: [DbMixin, CacheMixin],
 	actions: {
+		/** Where `source`'s log ends now (failover: "caught up with what it had published until now"). */
+		ends: {
+			permission: "internal",
+			visibility: "public",
+			timeout: 5000,
+			params: { source: { type: "string", min: 1, max: 64 } },
+			async handler(this: ReplicationThis, ctx: Context<{ source: string }>): Promise<LogPosition> {
+				if (!this.owned) throw new Errors.MoleculerError("Replication is off", 409, "REPLICATION_OFF");
+				return this.owned.log.ends(ctx.params.source);
+			},
+		},
+		/** How many of `source`'s events this region has yet to apply (only those before `upTo`, if given). */
+		behind: {
+			permission: "internal",
+			visibility: "public",
+			timeout: 5000,
+			params: { source: { type: "string", min: 1, max: 64 }, upTo: { type: "object", optional: true } },
+			async handler(this: ReplicationThis, ctx: Context<{ source: string; upTo?: LogPosition }>): Promise<number> {
+				if (!this.owned) throw new Errors.MoleculerError("Replication is off", 409, "REPLICATION_OFF");
+				return this.owned.log.backlog(applyGroup(appConfig(this.broker)), ctx.params.source, ctx.params.upTo);
+			},
+		},
 		/** What this region has applied from each other region, and what it has yet to. */
 		status: {
 			permission: "internal",

@@ -26,12 +26,15 @@ export interface Situation {
 	now: number;
 }
 
+/** A home region starts taking its entities back once it is at most this many events behind their owner. */
+export const FAILBACK_BACKLOG = 500;
+
 const healthOf = (s: Situation, r: string): Health => (r === s.me ? "up" : (s.health[r]?.health ?? "up"));
 
 /**
  * Takeovers: every home region owned by a region that is down here, whose successor (by the configured order,
  * skipping regions down here) is this region. Fail-back: this region's own home, owned by another region that
- * is up, once both have been up for failbackAfterMs and this region has applied all that the owner published.
+ * is up, once both have been up for failbackAfterMs and this region is nearly caught up with the owner.
  */
 export function nextSteps(s: Situation, cfg: Pick<FailoverConfig, "order" | "failback" | "failbackAfterMs">): Step[] {
 	const steps: Step[] = [];
@@ -47,7 +50,9 @@ export function nextSteps(s: Situation, cfg: Pick<FailoverConfig, "order" | "fai
 		const owner = s.health[row.owner];
 		const upFor = Math.min(s.now - s.startedAt, owner && owner.health === "up" ? s.now - owner.since : 0);
 		if (owner?.health !== "up" || upFor < cfg.failbackAfterMs) continue;
-		if (s.backlog[row.owner] !== 0) continue;
+		// Nearly caught up: the exact catch-up (to what the owner published before it stopped) follows the hand-back.
+		const behind = s.backlog[row.owner];
+		if (behind === undefined || behind > FAILBACK_BACKLOG) continue;
 		steps.push({ kind: "failback", home: row.home, from: row.owner, epoch: row.epoch + 1, reason: `${s.me} is up and caught up with ${row.owner}` });
 	}
 	return steps;

@@ -52,6 +52,9 @@ export interface Subscription {
 	stop(): Promise<void>;
 }
 
+/** The end offset of each partition of one source's log. */
+export type LogPosition = Record<number, number>;
+
 export interface EventLog {
 	/**
 	 * Publishes events written in `source`, in the order given for each key (eventKey). Resolves only
@@ -60,10 +63,12 @@ export interface EventLog {
 	publish(source: string, events: ReplEvent[]): Promise<void>;
 	subscribe(options: SubscribeOptions): Promise<Subscription>;
 	/**
-	 * How many events `group` has yet to consume from `source` (0 when caught up): catch-up and
-	 * failover wait for 0 before a region writes what another region wrote.
+	 * How many events `group` has yet to consume from `source` (0 when caught up), or only of those before `upTo`:
+	 * catch-up and failover wait for 0 before a region writes what another region wrote.
 	 */
-	backlog(group: string, source: string): Promise<number>;
+	backlog(group: string, source: string, upTo?: LogPosition): Promise<number>;
+	/** Where `source`'s log ends now: with `backlog(group, source, upTo)`, "caught up to that moment" while it grows. */
+	ends(source: string): Promise<LogPosition>;
 	close(): Promise<void>;
 }
 

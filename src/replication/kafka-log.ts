@@ -13,7 +13,7 @@ import {
 	type RetryOptions,
 	type SASLOptions,
 } from "kafkajs";
-import { eventKey, topicFor, type Delivery, type EventLog, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
+import { eventKey, topicFor, type Delivery, type EventLog, type LogPosition, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
 
 export type KafkaLogLevel = "error" | "warn" | "info" | "debug";
 
@@ -200,7 +200,7 @@ export class KafkaEventLog implements EventLog {
 		return subscription;
 	}
 
-	async backlog(group: string, source: string): Promise<number> {
+	async backlog(group: string, source: string, upTo?: LogPosition): Promise<number> {
 		this.assertOpen();
 		const topic = this.remoteTopic(source);
 		const admin = await this.admin();
@@ -212,10 +212,17 @@ export class KafkaEventLog implements EventLog {
 		let total = 0;
 		for (const p of ends) {
 			const from = done.get(p.partition) ?? -1;
+			const end = Math.min(Number(p.high), upTo?.[p.partition] ?? Number.POSITIVE_INFINITY);
 			// -1: nothing committed yet, so the group starts at the oldest offset the topic still holds.
-			total += Math.max(0, Number(p.high) - (from < 0 ? Number(p.low) : from));
+			total += Math.max(0, end - (from < 0 ? Number(p.low) : from));
 		}
 		return total;
+	}
+
+	async ends(source: string): Promise<LogPosition> {
+		this.assertOpen();
+		const offsets = await (await this.admin()).fetchTopicOffsets(this.remoteTopic(source));
+		return Object.fromEntries(offsets.map(p => [p.partition, Number(p.high)]));
 	}
 
 	close(): Promise<void> {

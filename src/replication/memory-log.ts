@@ -2,7 +2,7 @@
 // unit tests use it. Same contract as Kafka (test/helpers/event-log-contract.ts): per-source logs split
 // into partitions by key, per-group committed offsets, at-least-once delivery, redelivery after a
 // handler's rejection.
-import { eventKey, type Delivery, type EventLog, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
+import { eventKey, type Delivery, type EventLog, type LogPosition, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
 
 const PARTITIONS = 4;
 
@@ -123,10 +123,18 @@ export class MemoryEventLog implements EventLog {
 		return sub;
 	}
 
-	async backlog(group: string, source: string): Promise<number> {
+	async backlog(group: string, source: string, upTo?: LogPosition): Promise<number> {
 		const s = this.source(source);
 		const o = this.committed(group, source);
-		return s.partitions.reduce((n, events, p) => n + s.base[p] + events.length - Math.max(o[p], s.base[p]), 0);
+		return s.partitions.reduce((n, events, p) => {
+			const end = Math.min(s.base[p] + events.length, upTo?.[p] ?? Number.POSITIVE_INFINITY);
+			return n + Math.max(0, end - Math.max(o[p], s.base[p]));
+		}, 0);
+	}
+
+	async ends(source: string): Promise<LogPosition> {
+		const s = this.source(source);
+		return Object.fromEntries(s.partitions.map((events, p) => [p, s.base[p] + events.length]));
 	}
 
 	async close(): Promise<void> {

@@ -175,5 +175,22 @@ export function eventLogContract(name: string, make: () => Promise<AdapterUnderT
 			expect(await log.backlog(group, A)).toBe(0);
 			expect(await log.backlog(group, B)).toBe(1);
 		});
+
+		it("counts a backlog up to a position taken earlier, while the log goes on growing", async () => {
+			const log = await open();
+			const group = `g-${randomUUID()}`;
+			const first = [replEvent(A), replEvent(A), replEvent(A)];
+			await log.publish(A, first);
+			const then = await log.ends(A);
+			await log.publish(A, [replEvent(A), replEvent(A)]);
+			expect(await log.backlog(group, A, then)).toBe(3);
+			expect(await log.backlog(group, A)).toBe(5);
+			const c = collector();
+			const sub = await log.subscribe({ group, sources: [A], handler: async d => c.push(d) });
+			await c.until(5);
+			for (let i = 0; i < 50 && (await log.backlog(group, A, then)) > 0; i++) await new Promise(r => setTimeout(r, 100));
+			await sub.stop();
+			expect(await log.backlog(group, A, then)).toBe(0);
+		});
 	});
 }
