@@ -51,7 +51,11 @@ export function HomeRegionMiddleware(cfg: Config, link?: RegionLink): Middleware
 					const home = e.data?.homeRegion;
 					const pool = (ctx.service as unknown as { pool?: Pool })?.pool;
 					const owner = home && pool ? await ownerOf(pool, home) : undefined;
-					if (!owner || owner === cfg.region) throw err;
+					// No lease here (cut off, or just started), or ownership on the move: fenced, nothing written.
+					if (!owner || owner === cfg.region) {
+						broker.metrics.increment(M.FENCED);
+						throw err;
+					}
 					if (!theLink.reachable(owner)) throw unreachable(owner);
 					// The caller's own credential travels: the owner verifies it as this region did.
 					const meta: Meta = { $forwarded: cfg.region };

@@ -260,8 +260,45 @@ BEGIN
   RETURN jsonb_build_object('applied', applied, 'skipped', skipped, 'changed', changed);
 END $$;
 
+-- A region that learns another took its entities over (it was lost, not handing back) records the epoch it lost:
+-- its events of that epoch still unpublished were never seen by the successor, which may have written the same
+-- versions since. They are never published: marked superseded (and published, so nothing waits for them), and
+-- counted; the region then takes the successor's rows for what they touched (services/regions.service.ts).
+CREATE TABLE lost_epochs (
+  home_region text NOT NULL,
+  epoch       bigint NOT NULL,
+  at          timestamptz NOT NULL DEFAULT now(),
+  -- When this region took the successor's rows for what the superseded events touched.
+  repaired_at timestamptz,
+  PRIMARY KEY (home_region, epoch)
+);
+ALTER TABLE outbox ADD COLUMN superseded_at timestamptz;
+
+-- The successor's row for an aggregate, in place of this region's (whatever the versions say).
+CREATE FUNCTION take_row(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  -- The status counts learn of a row gone (count_status counts inserts and changes only).
+  CASE e->>'aggregateType'
+  WHEN 'supply' THEN
+    WITH gone AS (DELETE FROM supplies WHERE id = (e->>'aggregateId')::uuid RETURNING status)
+    INSERT INTO entity_count_deltas SELECT 'supply', status, -1 FROM gone;
+  WHEN 'order' THEN
+    WITH gone AS (DELETE FROM orders WHERE id = (e->>'aggregateId')::uuid RETURNING status)
+    INSERT INTO entity_count_deltas SELECT 'order', status, -1 FROM gone;
+  WHEN 'claim' THEN
+    WITH gone AS (DELETE FROM claims WHERE id = (e->>'aggregateId')::uuid RETURNING status)
+    INSERT INTO entity_count_deltas SELECT 'claim', status, -1 FROM gone;
+  ELSE RAISE EXCEPTION 'unknown aggregate type %', e->>'aggregateType' USING ERRCODE = '22023';
+  END CASE;
+  -- No payload: the successor has no such row (it was written here only), so none stays here either.
+  IF e ? 'payload' THEN PERFORM apply_event(e); END IF;
+END $$;
+
 
 -- Down Migration
+DROP FUNCTION take_row(jsonb);
+ALTER TABLE outbox DROP COLUMN superseded_at;
+DROP TABLE lost_epochs;
 CREATE OR REPLACE FUNCTION supply_hold(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
   v_claim uuid := (p->>'claimId')::uuid;

@@ -17,6 +17,7 @@ import { isAdmin } from "../src/domain/permissions";
 import type { Claim, Order, Supply, User } from "../src/domain/types";
 import { AVAILABLE_SHARD } from "../src/lib/available-shard";
 import { Batcher } from "../src/lib/batcher";
+import { notDurable, waitPublished } from "../src/store/outbox";
 import { Mailbox } from "../src/lib/mailbox";
 import { M, type ClaimOutcome } from "../src/lib/metrics";
 import { paging, status, uuid } from "../src/lib/params";
@@ -215,30 +216,9 @@ const ClaimingService: WalletService<ClaimingThis> = {
 		},
 	},
 	methods: {
-		/**
-		 * Waits until every event of the transaction that made the claim is published (the relay marks a row published
-		 * only once the log holds it, with acks from every in-sync replica). Past `until`: a retryable 503, and the
-		 * retry with the same Idempotency-Key replays the claim and waits again.
-		 */
+		/** CLAIM_DURABILITY=replicated: the claim's transaction is in the event log before `until`, or NOT_DURABLE. */
 		async durable(this: ClaimingThis, claimId: string, until: number) {
-			for (;;) {
-				const r = await this.pool.query<{ n: number }>(
-					`SELECT count(*)::int AS n FROM outbox
-					  WHERE published_at IS NULL
-					    AND tx_id IN (SELECT tx_id FROM outbox WHERE aggregate_id = $1 AND aggregate_version = 1 AND aggregate_type = 'claim')`,
-					[claimId],
-				);
-				if (r.rows[0].n === 0) return;
-				if (Date.now() >= until)
-					// Not retried here (the caller's budget is spent): the client retries, and is told so.
-					throw new Errors.MoleculerError(
-						"The claim is written but not yet durable outside its region; retry with the same Idempotency-Key",
-						503,
-						"NOT_DURABLE",
-						{ claimId },
-					);
-				await new Promise(res => setTimeout(res, 10));
-			}
+			if (!(await waitPublished(this.pool, { claimId }, until))) throw notDurable("The claim", { claimId });
 		},
 		/** The epochs this region writes under: its ownership rows that name it (the SQL refuses any other). */
 		async loadEpochs(this: ClaimingThis) {

@@ -10,6 +10,7 @@ import type { FailoverConfig } from "../config";
 import { appConfig } from "../mixins/config";
 import { DbMixin } from "../mixins/db.mixin";
 import type { WalletService } from "../mixins/schema";
+import { withTx } from "../src/db";
 import { M } from "../src/lib/metrics";
 import { serviceContext } from "../src/lib/request-context";
 import { nextSteps, newerRows, type OwnerRow, type Step } from "../src/regions/failover";
@@ -56,6 +57,7 @@ interface RegionsThis extends Service {
 	moving: Set<string>;
 	readRows(): Promise<OwnerRow[]>;
 	adopt(rows: Row[], why: string): Promise<void>;
+	repairLost(): Promise<void>;
 	tick(): Promise<void>;
 	renew(sentAt: number, rows: OwnerRow[], answers: (PingAnswer | undefined)[]): Promise<void>;
 	carryOut(step: Step): Promise<void>;
@@ -193,23 +195,68 @@ const RegionsService: WalletService<RegionsThis> = {
 			);
 			return rows.map(r => ({ home: r.home_region, owner: r.owner, epoch: Number(r.epoch), leaseUntil: r.lease_ms ?? undefined }));
 		},
-		/** Rows of a higher epoch than this region's replace them (another region took over, or handed back). */
+		/**
+		 * Rows of a higher epoch than this region's replace them (another region took over, or handed back). A row
+		 * that named this region means it was taken over while away: its events of that epoch still unpublished are
+		 * superseded (the successor never saw them), and the holds they made are dropped; repairLost() then takes the
+		 * successor's rows for what they touched.
+		 */
 		async adopt(this: RegionsThis, rows: Row[], why: string) {
-			const newer = newerRows(await this.readRows(), rows);
+			const mine = await this.readRows();
 			let moved = 0;
-			for (const r of newer) {
+			for (const r of newerRows(mine, rows)) {
 				// A row that names this region comes only from this region's own decisions, never from gossip.
 				if (r.owner === this.me) continue;
-				const u = await this.pool.query(
-					`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = NULL, updated_at = now() WHERE home_region = $1 AND epoch < $3`,
-					[r.home, r.owner, r.epoch],
-				);
-				if (u.rowCount) {
-					moved++;
-					this.decided("ownership learned", { home: r.home, owner: r.owner, epoch: r.epoch, why });
+				const before = mine.find(x => x.home === r.home);
+				const lost = before?.owner === this.me;
+				const superseded = await withTx(this.pool, async c => {
+					const u = await c.query(
+						`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = NULL, updated_at = now() WHERE home_region = $1 AND epoch < $3`,
+						[r.home, r.owner, r.epoch],
+					);
+					if (!u.rowCount) return -1;
+					if (!lost) return 0;
+					await c.query(`INSERT INTO lost_epochs (home_region, epoch) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [r.home, before!.epoch]);
+					const gone = await c.query<{ event_type: string; claim_id: string | null }>(
+						`UPDATE outbox SET superseded_at = now(), published_at = now()
+						  WHERE published_at IS NULL AND home_region = $1 AND epoch <= $2
+						 RETURNING event_type, payload->>'claimId' AS claim_id`,
+						[r.home, before!.epoch],
+					);
+					const holds = gone.rows.filter(g => g.event_type === "SupplyReserved" && g.claim_id).map(g => g.claim_id);
+					if (holds.length) await c.query(`UPDATE holds SET status = 'released', updated_at = now() WHERE claim_id = ANY($1::uuid[])`, [holds]);
+					return gone.rowCount ?? 0;
+				});
+				if (superseded < 0) continue;
+				moved++;
+				this.decided("ownership learned", { home: r.home, owner: r.owner, epoch: r.epoch, why });
+				if (lost) {
+					this.decided("reconciled", { home: r.home, lostEpoch: before!.epoch, superseded });
+					this.broker.metrics.increment(M.RECONCILED, { home: r.home }, superseded);
 				}
 			}
 			if (moved) this.changed();
+		},
+		/** Takes the current owner's rows for every aggregate of a superseded event (see adopt), once per lost epoch. */
+		async repairLost(this: RegionsThis) {
+			const { rows: lost } = await this.pool.query<{ home_region: string; epoch: string; owner: string }>(
+				`SELECT l.home_region, l.epoch, w.owner FROM lost_epochs l JOIN ownership_leases w USING (home_region)
+				  WHERE l.repaired_at IS NULL AND w.owner <> $1`,
+				[this.me],
+			);
+			for (const l of lost) {
+				const { rows: aggregates } = await this.pool.query<{ aggregateType: string; aggregateId: string }>(
+					`SELECT DISTINCT aggregate_type AS "aggregateType", aggregate_id AS "aggregateId" FROM outbox
+					  WHERE superseded_at IS NOT NULL AND home_region = $1 AND epoch = $2`,
+					[l.home_region, l.epoch],
+				);
+				const theirs = aggregates.length ? await this.call<Record<string, unknown>[]>(l.owner, "replication.snapshot", { aggregates }, 5000) : [];
+				await withTx(this.pool, async c => {
+					for (const e of theirs) await c.query(`SELECT take_row($1::jsonb)`, [JSON.stringify(e)]);
+					await c.query(`UPDATE lost_epochs SET repaired_at = now() WHERE home_region = $1 AND epoch = $2`, [l.home_region, l.epoch]);
+				});
+				this.decided("repaired", { home: l.home_region, lostEpoch: Number(l.epoch), from: l.owner, aggregates: aggregates.length });
+			}
 		},
 		async call<T>(this: RegionsThis, region: string, action: string, params: unknown, timeout: number): Promise<T> {
 			const link = regionLink(this.broker);
@@ -245,6 +292,7 @@ const RegionsService: WalletService<RegionsThis> = {
 			});
 			this.broker.metrics.set(M.REGION_HEALTH, 1, { region: this.me });
 			for (const a of answers) if (a) await this.adopt(a.rows, `ping answer from ${a.region}`);
+			await this.repairLost().catch(err => this.logger.warn(`Repair after a lost epoch failed (next tick tries again): ${(err as Error).message}`));
 			await this.renew(sentAt, await this.readRows(), answers);
 			const steps = nextSteps(
 				{ me: this.me, rows: await this.readRows(), health: this.watcher.view(), startedAt: this.startedAt, backlog: await this.backlog(), now: Date.now() },
@@ -328,6 +376,9 @@ const RegionsService: WalletService<RegionsThis> = {
 			this.changed();
 		},
 		async failBack(this: RegionsThis, step: Step) {
+			// Not before this region has taken the successor's rows for what it lost.
+			const { rows: unrepaired } = await this.pool.query(`SELECT 1 FROM lost_epochs WHERE home_region = $1 AND repaired_at IS NULL`, [step.home]);
+			if (unrepaired.length) return;
 			const answer = await this.call<{ epoch: number }>(step.from, "regions.handBack", { home: step.home, epoch: step.epoch - 1 }, 30_000);
 			// What the other region wrote until it stopped is applied here first.
 			if (!(await this.caughtUpWith(step.from, 30_000))) {

@@ -81,6 +81,32 @@ const ReplicationService: WalletService<ReplicationThis> = {
 				return this.owned.log.backlog(applyGroup(appConfig(this.broker)), ctx.params.source, ctx.params.upTo);
 			},
 		},
+		/** This region's rows of the given aggregates, as events would carry them (no payload: no such row here). */
+		snapshot: {
+			permission: "internal",
+			visibility: "public",
+			timeout: 5000,
+			params: {
+				aggregates: {
+					type: "array",
+					max: 10_000,
+					items: { type: "object", props: { aggregateType: { type: "enum", values: ["supply", "order", "claim"] }, aggregateId: "uuid" } },
+				},
+			},
+			async handler(this: ReplicationThis, ctx: Context<{ aggregates: { aggregateType: string; aggregateId: string }[] }>) {
+				const { rows } = await this.pool.query(
+					`SELECT a.t AS "aggregateType", a.id AS "aggregateId", coalesce(s.version, o.version, c.version) AS version,
+					        CASE WHEN s.id IS NOT NULL THEN api_supply(s) WHEN o.id IS NOT NULL THEN api_order(o)
+					             WHEN c.id IS NOT NULL THEN api_claim(c) END AS payload
+					   FROM jsonb_to_recordset($1::jsonb) AS a(t text, id uuid)
+					   LEFT JOIN supplies s ON a.t = 'supply' AND s.id = a.id
+					   LEFT JOIN orders o ON a.t = 'order' AND o.id = a.id
+					   LEFT JOIN claims c ON a.t = 'claim' AND c.id = a.id`,
+					[JSON.stringify(ctx.params.aggregates.map(x => ({ t: x.aggregateType, id: x.aggregateId })))],
+				);
+				return rows.map(r => (r.payload ? r : { aggregateType: r.aggregateType, aggregateId: r.aggregateId }));
+			},
+		},
 		/** What this region has applied from each other region, and what it has yet to. */
 		status: {
 			permission: "internal",

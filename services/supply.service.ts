@@ -16,7 +16,7 @@ import type { Supply, User } from "../src/domain/types";
 import { amount, asset, paging, status, uuid } from "../src/lib/params";
 import { createSupply } from "../src/store/creates";
 import { endHold, holdSupply, type HoldRequest } from "../src/store/holds";
-import { appendEvents } from "../src/store/outbox";
+import { appendEvents, notDurable, waitPublished } from "../src/store/outbox";
 import { getSupply, listSupplies } from "../src/store/queries";
 import { SUPPLY_COLS, toSupply } from "../src/store/rows";
 
@@ -59,11 +59,16 @@ const SupplyService: WalletService = {
 				orderRegion: { type: "string", min: 1, max: 64 },
 			},
 			async handler(this: any, ctx: Context<HoldRequest>) {
-				const { supply, replayed } = await holdSupply(this.pool, appConfig(this.broker).region, ctx.params);
+				const cfg = appConfig(this.broker);
+				const { supply, replayed } = await holdSupply(this.pool, cfg.region, ctx.params);
 				if (!replayed) {
 					this.logger.info(`Supply ${supply.id}: held for claim ${ctx.params.claimId} of region ${ctx.params.orderRegion}`);
 					await this.invalidate({ supply });
 				}
+				// The hold is in the event log before the claim that counts on it is written: a region that takes this
+				// supply's home over sees it (else it could promise the same funds twice).
+				if (cfg.replication.mode !== "off" && !(await waitPublished(this.pool, { aggregateId: supply.id, version: supply.version }, Date.now() + cfg.requestTimeoutMs / 2)))
+					throw notDurable("The hold", { claimId: ctx.params.claimId });
 				return supply;
 			},
 		},

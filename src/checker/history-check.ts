@@ -97,7 +97,9 @@ async function readAll(pools: Pool[]) {
 				// Amounts are read as text from the jsonb: exact whether the writer stored a string or a number.
 				`SELECT id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region, epoch::text,
 				        tx_id::text, payload, payload->>'amount' AS p_amount, payload->>'reserved' AS p_reserved,
-				        payload->>'spent' AS p_spent FROM outbox`,
+				        payload->>'spent' AS p_spent FROM outbox
+				  -- Superseded: written under an epoch its region lost while away, never published (regions.service.ts).
+				  WHERE superseded_at IS NULL`,
 			),
 		]);
 		// The same entity replicated to several regions: the copy with the highest version is the newest.

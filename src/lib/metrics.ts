@@ -29,6 +29,7 @@ export const M = {
 	FAILOVERS: "wallet.failovers.total",
 	FAILBACKS: "wallet.failbacks.total",
 	FENCED: "wallet.fenced.writes.total",
+	RECONCILED: "wallet.reconciled.events.total",
 } as const;
 
 export type ClaimOutcome = "won" | "conflict" | "insufficient" | "replayed" | "rejected" | "error";
@@ -78,6 +79,7 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 	m.register({ name: M.FAILOVERS, type: "counter", labelNames: ["home"], description: "Home regions this region took over from a lost owner" });
 	m.register({ name: M.FAILBACKS, type: "counter", labelNames: ["home"], description: "Home regions handed back to their home region" });
 	m.register({ name: M.FENCED, type: "counter", description: "Writes refused as NOT_OWNER here (no lease, or another region owns the home region now)" });
+	m.register({ name: M.RECONCILED, type: "counter", labelNames: ["home"], description: "Events this region wrote under an epoch it lost while away: never published, their rows taken from the successor" });
 	m.increment(M.FENCED, undefined, 0);
 	// Known label values start at 0, so dashboards show 0 rather than "no data" before the first event.
 	for (const outcome of ["won", "conflict", "insufficient", "replayed", "rejected", "error"]) m.increment(M.CLAIMS, { outcome }, 0);

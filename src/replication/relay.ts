@@ -69,11 +69,19 @@ export class OutboxRelay {
 		return withTx(this.pool, async c => {
 			const lock = await c.query<{ mine: boolean }>(`SELECT pg_try_advisory_xact_lock($1) AS mine`, [RELAY_LOCK]);
 			if (!lock.rows[0].mine) return -1;
+			// Publishable: written under this region's ownership still in force (or needing no lease), or under an
+			// epoch this region moved past itself (a hand-back). Not: an epoch this region still holds without a lease
+			// (cut off: it waits to learn whether it was taken over), nor one it lost (lost_epochs: superseded).
 			const { rows } = await c.query<OutboxRow>(
 				`SELECT id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region,
 				        home_region, epoch, tx_id::text, schema_version, created_at, payload
-				   FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`,
-				[this.options.batch],
+				   FROM outbox o
+				  WHERE published_at IS NULL
+				    AND EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_region = o.home_region
+				                  AND ((w.owner = $2 AND w.epoch = o.epoch AND (w.lease_until IS NULL OR w.lease_until > clock_timestamp()))
+				                       OR (w.epoch > o.epoch AND NOT EXISTS (SELECT 1 FROM lost_epochs l WHERE l.home_region = o.home_region AND l.epoch = o.epoch))))
+				  ORDER BY id LIMIT $1`,
+				[this.options.batch, this.options.region],
 			);
 			if (rows.length === 0) return 0;
 			await this.log.publish(this.options.region, rows.map(toReplEvent));

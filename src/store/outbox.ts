@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import type { ClientBase } from "pg";
+import { Errors } from "moleculer";
+import type { ClientBase, Pool } from "pg";
 
 export interface DomainEvent {
 	aggregateType: "supply" | "order" | "claim";
@@ -40,3 +41,34 @@ export async function appendEvents(client: ClientBase, events: DomainEvent[]): P
 		values,
 	);
 }
+
+/**
+ * Waits until what a write put in the outbox is published (the relay marks a row once the event log holds it):
+ * every event of the transaction that created `claimId`, or an aggregate's events up to `version`. False if
+ * `until` (epoch ms) passes first.
+ */
+export async function waitPublished(
+	db: Pool,
+	what: { claimId: string } | { aggregateId: string; version: number },
+	until: number,
+): Promise<boolean> {
+	const [sql, args] =
+		"claimId" in what
+			? [
+					`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL
+					    AND tx_id IN (SELECT tx_id FROM outbox WHERE aggregate_id = $1 AND aggregate_version = 1 AND aggregate_type = 'claim')`,
+					[what.claimId],
+				]
+			: [`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL AND aggregate_id = $1 AND aggregate_version <= $2`, [what.aggregateId, what.version]];
+	for (;;) {
+		const r = await db.query<{ n: number }>(sql, args);
+		if (r.rows[0].n === 0) return true;
+		if (Date.now() >= until) return false;
+		await new Promise(res => setTimeout(res, 10));
+	}
+}
+
+/** The answer when a write is committed but not yet in the event log by its deadline. */
+export const notDurable = (what: string, data: Record<string, unknown>) =>
+	// Not retried by Moleculer (the caller's budget is spent): the client retries, and is told so.
+	new Errors.MoleculerError(`${what} is written but not yet durable outside its region; retry with the same Idempotency-Key`, 503, "NOT_DURABLE", data);

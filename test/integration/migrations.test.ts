@@ -37,6 +37,7 @@ describe("npm run migrate", () => {
 			"entity_count_deltas",
 			"entity_counts",
 			"holds",
+			"lost_epochs",
 			"orders",
 			"outbox",
 			"ownership_leases",
