@@ -294,8 +294,24 @@ BEGIN
   IF e ? 'payload' THEN PERFORM apply_event(e); END IF;
 END $$;
 
+-- Standing holds whose claim has ended here: ended by the region that writes the supply. A claim settled or
+-- released while no region could end its hold (its supply's region lost, its successor not yet in place, or
+-- the region back but not yet owning) would otherwise keep its funds reserved for ever. Run by every sweep.
+CREATE INDEX holds_standing_idx ON holds (claim_id) WHERE status IN ('held', 'confirmed');
+CREATE FUNCTION end_finished_holds(p_region text, p_limit integer) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE r record; n integer := 0;
+BEGIN
+  FOR r IN SELECT h.claim_id, c.status FROM holds h JOIN claims c ON c.id = h.claim_id
+            WHERE h.status IN ('held', 'confirmed') AND c.status IN ('settled', 'released') LIMIT p_limit LOOP
+    IF end_hold(r.claim_id, r.status, p_region) IS NOT NULL THEN n := n + 1; END IF;
+  END LOOP;
+  RETURN n;
+END $$;
+
 
 -- Down Migration
+DROP FUNCTION end_finished_holds(text, integer);
+DROP INDEX holds_standing_idx;
 DROP FUNCTION take_row(jsonb);
 ALTER TABLE outbox DROP COLUMN superseded_at;
 DROP TABLE lost_epochs;

@@ -320,6 +320,11 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			const totals = { released: 0, expired: 0, failed: 0 };
 			// A lost ownership.changed event costs at most one sweep interval.
 			if (cfg.failover.enabled) await this.loadEpochs();
+			// Holds of supplies written here whose claims have ended (see end_finished_holds).
+			if (cfg.replication.mode !== "off") {
+				const ended = await this.pool.query<{ n: number }>(`SELECT end_finished_holds($1, $2) AS n`, [cfg.region, cfg.sweepBatch]);
+				if (ended.rows[0].n) this.logger.info(`Ended ${ended.rows[0].n} holds whose claims had ended`);
+			}
 			// Bounded, so one tick cannot run for ever while claims keep expiring.
 			for (let round = 0; round < 20 && !this.stopping; round++) {
 				const r = await sweep(this.pool, cfg.region, cfg.sweepBatch);
