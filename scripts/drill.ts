@@ -1,4 +1,4 @@
-// `npm run drill -- SCENARIO [--durability local|replicated] [--seconds S] [--assert]`: a failover drill on the
+// `npm run drill -- SCENARIO [--durability local|replicated] [--seconds S] [--clients N] [--assert]`: a failover drill on the
 // local cluster (three regions as processes, Kafka test broker, FAILOVER=on). Clients write through every region
 // (orders, claims across regions, supply changes) while the fault is injected and healed; then the regions must
 // converge, and the history checker reads every region's database. One table row per scenario; a timeline (SVG)
@@ -59,11 +59,12 @@ interface Row {
 	timeline: string;
 }
 
-async function drill(scenario: Scenario, durability: "local" | "replicated", seconds: number): Promise<Row> {
+async function drill(scenario: Scenario, durability: "local" | "replicated", seconds: number, clients: number): Promise<Row> {
 	const cl: LocalCluster = await clusterUp({
 		regions: 3,
 		nodes: 1,
 		up: ["--failover", "--durability", durability],
+		logLevel: "info",
 		// Short enough to watch on one machine; the defaults otherwise (WATCH_*, LEASE_*: config/index.ts).
 		env: { FAILBACK_AFTER_MS: "3000", REQUEST_TIMEOUT_MS: "3000", HOLD_CONFIRM_SEC: "5" },
 	});
@@ -163,7 +164,7 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 				await sleep(100);
 			}
 		};
-		const load = [...cl.regions.flatMap(r => [worker(r, 0), worker(r, 1)]), probe(), watch()];
+		const load = [...cl.regions.flatMap(r => Array.from({ length: clients }, (_, n) => worker(r, n))), probe(), watch()];
 
 		await sleep(3000);
 		faultAt = Date.now();
@@ -241,6 +242,10 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 		fs.writeFileSync(row.timeline, timeline(`${scenario} (${durability})`, t0, cl.regions.map(r => r.name), writes, marks));
 		return row;
 	} finally {
+		// The nodes' logs, for reading what the failover decided (one JSON line per decision).
+		fs.rmSync(path.join(OUT, `logs-${scenario}`), { recursive: true, force: true });
+		fs.mkdirSync(OUT, { recursive: true });
+		fs.cpSync(path.join(cl.dir, "logs"), path.join(OUT, `logs-${scenario}`), { recursive: true });
 		await cl.down();
 	}
 }
@@ -299,13 +304,16 @@ async function main() {
 	const durability = arg("durability", "replicated");
 	if (durability !== "local" && durability !== "replicated") throw new Error("--durability must be local or replicated");
 	const seconds = Number(arg("seconds", "8"));
+	// Clients per region, each writing one after the other (two cores run the three regions and the load too).
+	const clients = Number(arg("clients", "1"));
+	if (!(Number.isInteger(clients) && clients >= 1 && clients <= 16)) throw new Error("--clients must be an integer from 1 to 16");
 	if (!(seconds >= 2 && seconds <= 600)) throw new Error("--seconds must be between 2 and 600");
 	const scenarios: Scenario[] = which === "all" ? [...SCENARIOS] : SCENARIOS.includes(which as Scenario) ? [which as Scenario] : [];
-	if (!scenarios.length) throw new Error(`usage: npm run drill -- ${SCENARIOS.join("|")}|all [--durability local|replicated] [--seconds S] [--assert]`);
+	if (!scenarios.length) throw new Error(`usage: npm run drill -- ${SCENARIOS.join("|")}|all [--durability local|replicated] [--seconds S] [--clients N] [--assert]`);
 	const rows: Row[] = [];
 	for (const s of scenarios) {
 		console.error(`drill ${s} (${durability}, ${seconds} s)...`);
-		rows.push(await drill(s, durability, seconds));
+		rows.push(await drill(s, durability, seconds, clients));
 	}
 	console.log(
 		`\nnpm run drill -- ${which} --durability ${durability} --seconds ${seconds}: ${new Date().toISOString()}\n\n` +

@@ -50,6 +50,8 @@ interface RegionsThis extends Service {
 	watcher: Watcher;
 	promises: Promises;
 	startedAt: number;
+	/** Whether this region has had an answer from another yet (see tick). */
+	linked: boolean;
 	timer?: NodeJS.Timeout;
 	ticking?: Promise<void>;
 	stopping: boolean;
@@ -156,9 +158,13 @@ const RegionsService: WalletService<RegionsThis> = {
 					this.broker.metrics.increment(M.FAILBACKS, { home });
 					this.changed();
 				}
-				// Everything written under the old epoch leaves before the home region writes again.
+				// Everything written under the old epoch leaves before the home region writes again (only that: this
+				// region's own writes go on meanwhile).
 				for (const until = Date.now() + 25_000; ; await sleep(20)) {
-					const { rows } = await this.pool.query(`SELECT count(*)::int AS n FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1) x`);
+					const { rows } = await this.pool.query(
+						`SELECT count(*)::int AS n FROM (SELECT 1 FROM outbox WHERE published_at IS NULL AND home_region = $1 AND epoch <= $2 LIMIT 1) x`,
+						[home, epoch],
+					);
 					if (rows[0].n === 0) break;
 					if (Date.now() > until) throw new Errors.MoleculerRetryableError("The outbox is not published yet", 503, "NOT_PUBLISHED");
 				}
@@ -285,6 +291,13 @@ const RegionsService: WalletService<RegionsThis> = {
 			);
 			if (this.stopping) return;
 			const now = Date.now();
+			// Until this region has reached another once (its link joins the others after it starts), unanswered
+			// pings say nothing about them: at start-up every region would see every other down.
+			if (!this.linked) {
+				if (answers.every(a => a === undefined)) return;
+				this.linked = true;
+				this.decided("linked", { after: now - this.startedAt });
+			}
 			others.forEach((r, i) => {
 				const d: HealthDecision | undefined = this.watcher.observe(r, answers[i] !== undefined, now);
 				if (d) this.decided("health", { ...d });
@@ -430,6 +443,7 @@ const RegionsService: WalletService<RegionsThis> = {
 	created(this: RegionsThis) {
 		this.moving = new Set();
 		this.stopping = false;
+		this.linked = false;
 	},
 	async started(this: RegionsThis) {
 		const cfg = appConfig(this.broker);

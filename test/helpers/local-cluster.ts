@@ -35,7 +35,7 @@ export interface LocalCluster {
 	down(): Promise<void>;
 }
 
-export async function clusterUp(o: { regions: number; nodes: number; env?: Record<string, string>; up?: string[] }): Promise<LocalCluster> {
+export async function clusterUp(o: { regions: number; nodes: number; env?: Record<string, string>; up?: string[]; logLevel?: string }): Promise<LocalCluster> {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wallet-cluster-"));
 	// Away from the ports fetch refuses (6000, 6665-6669, ...) and from other tests' random ports.
 	const portBase = 41_000 + Math.floor(Math.random() * 40) * 200;
@@ -44,7 +44,7 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 		CLUSTER_DIR: dir,
 		CLUSTER_NAME: `c${Math.random().toString(36).slice(2, 10)}`,
 		CLUSTER_PORT_BASE: String(portBase),
-		CLUSTER_LOG_LEVEL: "warn",
+		CLUSTER_LOG_LEVEL: o.logLevel ?? "warn",
 		CLUSTER_PG_URL: PG_ADMIN_URL,
 		...(o.env ? { CLUSTER_NODE_ENV: JSON.stringify(o.env) } : {}),
 	};
