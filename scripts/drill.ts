@@ -127,6 +127,7 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 		// The lost region's entities, written through a survivor: when do they work again?
 		const lostSupply = shoppers.find(s => s.region === c)!;
 		let servedAgainAt: number | undefined;
+		let refusedSince: number | undefined;
 		let faultAt: number | undefined;
 		const probe = async () => {
 			const client = await as(a, lostSupply.user);
@@ -134,7 +135,11 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 				const res = await send(a, { op: "updateSupply", userId: lostSupply.user, supplyId: lostSupply.supplyId }, () =>
 					client.post(`/api/v1/supplies/${lostSupply.supplyId}/${k % 2 ? "resume" : "pause"}`),
 				);
-				if (faultAt && !servedAgainAt && res && res.status < 300) servedAgainAt = Date.now();
+				// Served again: the first success after the first refusal since the fault (0 if it was never refused).
+				if (faultAt && !servedAgainAt) {
+					if (!res || res.status >= 300) refusedSince ??= Date.now();
+					else if (refusedSince) servedAgainAt = Date.now();
+				}
 				await sleep(100);
 			}
 		};
@@ -167,8 +172,8 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 		const load = [...cl.regions.flatMap(r => Array.from({ length: clients }, (_, n) => worker(r, n))), probe(), watch()];
 
 		await sleep(3000);
-		faultAt = Date.now();
 		if (scenario === "kill") {
+			faultAt = Date.now();
 			mark(`kill ${c.name}`, "#dc2626");
 			cl.killNow(c);
 			await sleep(seconds * 1000);
@@ -176,13 +181,15 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 			healedAt = Date.now();
 			void cl.cmd("start", c.name).catch(err => console.error(`start: ${err.message}`));
 		} else if (scenario === "partition") {
-			mark(`partition ${c.name}`, "#dc2626");
 			await cl.cmd("partition", c.name);
+			faultAt = Date.now();
+			mark(`partition ${c.name}`, "#dc2626");
 			await sleep(seconds * 1000);
 			await cl.cmd("heal");
 			mark("heal", "#16a34a");
 			healedAt = Date.now();
 		} else if (scenario === "flap") {
+			faultAt = Date.now();
 			mark(`flap ${c.name}`, "#dc2626");
 			for (const until = Date.now() + seconds * 1000; Date.now() < until; ) {
 				await cl.cmd("partition", c.name);
@@ -193,8 +200,9 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 			mark("stable", "#16a34a");
 			healedAt = Date.now();
 		} else {
-			mark("kafka down", "#dc2626");
 			await cl.cmd("kafka", "down");
+			faultAt = Date.now();
+			mark("kafka down", "#dc2626");
 			await sleep(seconds * 1000);
 			await cl.cmd("kafka", "up");
 			mark("kafka up", "#16a34a");
@@ -219,8 +227,8 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 		const row: Row = {
 			scenario,
 			durability,
-			detectedMs: detectedAt ? detectedAt - faultAt : null,
-			servedAgainMs: servedAgainAt ? servedAgainAt - faultAt : null,
+			detectedMs: detectedAt ? detectedAt - faultAt! : null,
+			servedAgainMs: servedAgainAt ? servedAgainAt - faultAt! : refusedSince ? null : 0,
 			failbackMs: failbackAt && healedAt ? failbackAt - healedAt : null,
 			writes: writes.length,
 			accepted: writes.filter(w => w.ok).length,

@@ -307,8 +307,11 @@ const RegionsService: WalletService<RegionsThis> = {
 			for (const a of answers) if (a) await this.adopt(a.rows, `ping answer from ${a.region}`);
 			await this.repairLost().catch(err => this.logger.warn(`Repair after a lost epoch failed (next tick tries again): ${(err as Error).message}`));
 			await this.renew(sentAt, await this.readRows(), answers);
+			const current = await this.readRows();
+			// The backlog (a call to the event log, slow when it is out of reach) only matters for a fail-back.
+			const away = current.some(r => r.home === this.me && r.owner !== this.me);
 			const steps = nextSteps(
-				{ me: this.me, rows: await this.readRows(), health: this.watcher.view(), startedAt: this.startedAt, backlog: await this.backlog(), now: Date.now() },
+				{ me: this.me, rows: current, health: this.watcher.view(), startedAt: this.startedAt, backlog: away ? await this.backlog() : {}, now: Date.now() },
 				this.cfg,
 			);
 			for (const step of steps) {

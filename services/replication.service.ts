@@ -169,6 +169,8 @@ const ReplicationService: WalletService<ReplicationThis> = {
 		const metrics = this.broker.metrics;
 		this.relay = new OutboxRelay(this.pool, log, {
 			region: cfg.region,
+			// Under the database's idle-in-transaction timeout: the relay's transaction waits on the publish.
+			publishTimeoutMs: cfg.pgTimeouts.idleInTxMs > 0 ? Math.min(5000, cfg.pgTimeouts.idleInTxMs / 2) : 5000,
 			batch: r.relayBatch,
 			pollMs: r.relayPollMs,
 			onPublished: n => metrics.increment(M.REPL_PUBLISHED, undefined, n),

@@ -109,6 +109,14 @@ export async function releaseDatabase(db: Database): Promise<void> {
 /** Runs fn in one transaction; rolls back on any error. */
 export async function withTx<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
 	const client = instrumentClient(await pool.connect().catch(translate));
+	// A checked-out client has no listener of the pool's: an error the server sends between queries (the
+	// idle-in-transaction timeout, a terminated backend) would be unhandled and end the process. The next query
+	// fails with it instead, and the client is destroyed on release.
+	let broken: Error | undefined;
+	const onError = (err: Error) => {
+		broken = err;
+	};
+	client.on("error", onError);
 	try {
 		await client.query("BEGIN");
 		const result = await fn(client);
@@ -118,6 +126,7 @@ export async function withTx<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Pr
 		await client.query("ROLLBACK").catch(() => undefined);
 		throw err;
 	} finally {
-		client.release();
+		client.off("error", onError);
+		client.release(broken);
 	}
 }

@@ -25,6 +25,16 @@ interface OutboxRow {
 	payload: Record<string, unknown>;
 }
 
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+	let timer: NodeJS.Timeout;
+	return Promise.race([
+		p,
+		new Promise<never>((_, reject) => {
+			timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
+		}),
+	]).finally(() => clearTimeout(timer));
+}
+
 /** How often a standby relay checks whether the active one is gone. */
 const STANDBY_MS = 1000;
 
@@ -47,6 +57,8 @@ export function toReplEvent(r: OutboxRow): ReplEvent {
 
 export interface RelayOptions {
 	region: string;
+	/** How long one publish may take before the round gives up (and is retried); under PG_IDLE_TX_TIMEOUT_MS. */
+	publishTimeoutMs?: number;
 	batch: number;
 	pollMs: number;
 	onPublished?: (n: number) => void;
@@ -84,7 +96,8 @@ export class OutboxRelay {
 				[this.options.batch, this.options.region],
 			);
 			if (rows.length === 0) return 0;
-			await this.log.publish(this.options.region, rows.map(toReplEvent));
+			// Bounded: this transaction holds the relay lock, and the database ends a transaction idle too long.
+			await withTimeout(this.log.publish(this.options.region, rows.map(toReplEvent)), this.options.publishTimeoutMs ?? 5000, "publishing to the event log");
 			await c.query(`UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [rows.map(r => r.id)]);
 			return rows.length;
 		});
