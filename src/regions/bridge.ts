@@ -24,6 +24,8 @@ export interface CallParams {
 	action: string;
 	params?: unknown;
 	meta?: LinkMeta;
+	/** When the caller stops waiting (epoch ms): a call that arrives later is not run (see runHere). */
+	deadline?: number;
 }
 
 /** `link.forward`: the same, and the region to run it in. */
@@ -76,7 +78,7 @@ export async function forward(global: ServiceBroker | undefined, p: ForwardParam
 	try {
 		return await global!.call<LinkEnvelope, unknown>(
 			target,
-			{ action: p.action, params: p.params, meta: pick(p.meta, LINK_CREDENTIALS) },
+			{ action: p.action, params: p.params, meta: pick(p.meta, LINK_CREDENTIALS), deadline: Date.now() + Math.max(1, timeout) },
 			{ requestID, timeout: Math.max(1, timeout) },
 		);
 	} catch (err) {
@@ -99,12 +101,17 @@ function linkable(regional: ServiceBroker, action: string): boolean {
  * parent context, so no service of this region vouches for it), and carries back what the action set in meta.
  */
 export async function runHere(regional: ServiceBroker, ctx: Context<CallParams>, defaultTimeout: number): Promise<LinkEnvelope> {
-	const { action, params } = ctx.params;
+	const { action, params, deadline } = ctx.params;
+	// Requests wait in Kafka for a link node that is down, and reach it when it is back: the caller was told its
+	// call failed (a retryable 503), so running it now would write what it believes was not written.
+	if (deadline !== undefined && Date.now() > deadline)
+		throw new Errors.MoleculerRetryableError(`${action} arrived after its caller's deadline: not run`, 504, "LINK_DEADLINE_PASSED", { action });
 	if (!linkable(regional, action))
 		throw new Errors.MoleculerClientError(`${action} cannot be called over the region link`, 403, "FORBIDDEN", { action });
 	// A call without a parent context keeps this object as its meta: what the action (or a remote one) sets lands here.
 	const meta = pick(ctx.params.meta, LINK_CREDENTIALS);
-	const timeout = (ctx.options as { timeout?: number }).timeout || defaultTimeout;
+	const budget = (ctx.options as { timeout?: number }).timeout || defaultTimeout;
+	const timeout = deadline !== undefined ? Math.max(1, Math.min(budget, deadline - Date.now())) : budget;
 	const result = await regional.call(action, params, { meta, requestID: ctx.requestID ?? undefined, timeout });
 	return { result, meta: pick(meta, LINK_ANSWER_META) as LinkEnvelope["meta"] };
 }
@@ -175,6 +182,7 @@ export function globalLinkService(cfg: Config, regional: ServiceBroker): Service
 					action: { type: "string", min: 1, max: 200 },
 					params: { type: "any", optional: true },
 					meta: { type: "object", optional: true },
+					deadline: { type: "number", optional: true },
 				},
 				handler: (ctx: Context<CallParams>) => runHere(regional, ctx, cfg.requestTimeoutMs),
 			},
