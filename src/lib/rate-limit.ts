@@ -40,6 +40,8 @@ interface Entry {
 	shared: number;
 	/** Counted here since the last sync. */
 	pending: number;
+	/** Counted here and being sent now: still counts until the shared total that includes it is back. */
+	sending: number;
 }
 
 export interface RateLimiterOptions {
@@ -82,11 +84,11 @@ export class RateLimiter {
 		if (!e || e.window !== window) {
 			// A previous window's unsynced counts are dropped with it: they no longer limit anyone.
 			if (e) this.dirty.delete(key);
-			e = { window, shared: 0, pending: 0 };
+			e = { window, shared: 0, pending: 0, sending: 0 };
 			if (this.entries.size >= this.maxKeys) this.evict();
 			this.entries.set(key, e);
 		}
-		const used = e.shared + e.pending;
+		const used = e.shared + e.sending + e.pending;
 		const limited = used >= this.points;
 		if (!limited) {
 			e.pending++;
@@ -119,16 +121,23 @@ export class RateLimiter {
 			if (entry && entry.pending > 0) batch.push({ key, entry, delta: entry.pending });
 		}
 		this.dirty.clear();
-		for (const b of batch) b.entry.pending -= b.delta;
+		for (const b of batch) {
+			b.entry.pending -= b.delta;
+			b.entry.sending += b.delta;
+		}
 		try {
 			const totals = await store.add(
 				batch.map(b => ({ key: `${this.o.keyPrefix}:${b.entry.window}:${b.key}`, delta: b.delta })),
 				this.windowMs * 2,
 			);
-			batch.forEach((b, i) => (b.entry.shared = Math.max(b.entry.shared + b.delta, totals[i])));
+			batch.forEach((b, i) => {
+				b.entry.sending -= b.delta;
+				b.entry.shared = Math.max(b.entry.shared + b.delta, totals[i]);
+			});
 		} catch {
 			// Redis away: the counts stay local (they still limit here) and are sent with the next sync.
 			for (const b of batch) {
+				b.entry.sending -= b.delta;
 				b.entry.pending += b.delta;
 				if (this.entries.get(b.key) === b.entry) this.dirty.add(b.key);
 			}

@@ -68,6 +68,24 @@ describe("RateLimiter", () => {
 		expect(failing.calls.at(-1)).toEqual([expect.objectContaining({ delta: 2 })]);
 	});
 
+	it("still counts what it is sending while the sync is in flight", async () => {
+		let answer: (totals: number[]) => void = () => undefined;
+		let held = true;
+		const slow: CounterStore = {
+			add: batch => (held ? new Promise(res => (answer = () => res(batch.map(b => b.delta)))) : Promise.resolve(batch.map(b => b.delta))),
+		};
+		const limiter = new RateLimiter({ points: 4, windowSec: 60, keyPrefix: "t", store: slow, syncMs: 60_000 });
+		const remaining = () => limiter.consume("k").headers["X-RateLimit-Remaining"];
+		expect([remaining(), remaining()]).toEqual(["3", "2"]);
+		const syncing = limiter.sync();
+		expect(remaining()).toBe("1");
+		held = false;
+		answer([]);
+		await syncing;
+		expect(remaining()).toBe("0");
+		await limiter.close();
+	});
+
 	it("keeps memory bounded under many keys", () => {
 		const limiter = new RateLimiter({ points: 10, windowSec: 60, keyPrefix: "t", maxKeys: 1000 });
 		for (let i = 0; i < 50_000; i++) limiter.consume(`ip:${i}`);
