@@ -65,9 +65,9 @@ const SupplyService: WalletService = {
 					this.logger.info(`Supply ${supply.id}: held for claim ${ctx.params.claimId} of region ${ctx.params.orderRegion}`);
 					await this.invalidate({ supply });
 				}
-				// The hold is in the event log before the claim that counts on it is written: a region that takes this
-				// supply's home over sees it (else it could promise the same funds twice).
-				if (cfg.replication.mode !== "off" && !(await waitPublished(this.pool, { aggregateId: supply.id, version: supply.version }, Date.now() + cfg.requestTimeoutMs / 2)))
+				// With failover, the hold is in the event log before the claim that counts on it is written: a region
+				// that takes this supply's home over sees it (else it could promise the same funds twice).
+				if (cfg.failover.enabled && cfg.replication.mode !== "off" && !(await waitPublished(this.pool, { aggregateId: supply.id, version: supply.version }, Date.now() + cfg.requestTimeoutMs / 2)))
 					throw notDurable("The hold", { claimId: ctx.params.claimId });
 				return supply;
 			},

@@ -225,6 +225,11 @@ async function setup(shopper: string) {
 	const supply = (await (await cl.as(b, shopper)).post("/api/v1/supplies", { asset: "ETH", amount: "1" })).body;
 	const order = (await (await cl.as(a, `${shopper}-buyer`)).post("/api/v1/orders", { asset: "ETH", items: [item("0.4")] })).body;
 	await cl.converged();
+	// The link between A and B is up both ways (after the tests that kill and cut regions, it may still be rejoining):
+	// a claim sent before would be refused with 503 REGION_UNREACHABLE and never reach the failpoint.
+	const sees = async (from: ClusterRegion, to: ClusterRegion) =>
+		(await (await cl.as(from, shopper)).get("/api/v1/regions")).body.regions.find((r: { name: string }) => r.name === to.name)?.health;
+	await until(`${a.name} and ${b.name} linked`, async () => [await sees(a, b), await sees(b, a)], v => v.every(h => h === "up"), 60_000, 250);
 	return { supply, order };
 }
 
