@@ -196,7 +196,7 @@ describe("npm run cluster: three regions as processes", () => {
 });
 
 /** A's order actor has the hold's answer and stands at the failpoint (its log line names the claim). */
-async function atFailpoint(claimId: string) {
+async function atFailpoint(claimId: string, answer: Promise<unknown>) {
 	const logs = path.join(cl.dir, "logs");
 	await until(
 		`the failpoint of claim ${claimId}`,
@@ -204,7 +204,11 @@ async function atFailpoint(claimId: string) {
 		found => found,
 		15_000,
 		20,
-	);
+	).catch(async err => {
+		// Why the claim never got there: its answer, if one came.
+		const got = await Promise.race([answer, new Promise(r => setTimeout(() => r("no answer yet"), 100))]);
+		throw new Error(`${(err as Error).message}; the claim's answer: ${JSON.stringify((got as { status?: number; body?: unknown })?.status !== undefined ? { status: (got as any).status, body: (got as any).body } : String(got))}`);
+	});
 }
 
 const holdOf = async (claimId: string) =>
@@ -249,7 +253,7 @@ describe("a claim across regions, crashed between its steps", () => {
 		const key = randomUUID();
 		const claimId = claimIdFor("xena", key);
 		const answer = (await cl.as(a, "xena")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key }).catch(e => e);
-		await atFailpoint(claimId);
+		await atFailpoint(claimId, answer);
 		expect(await holdOf(claimId)).toBe("held");
 		cl.killNow(a);
 		// The client's answer never comes: an unknown outcome, not a refusal.
@@ -278,7 +282,7 @@ describe("a claim across regions, crashed between its steps", () => {
 		const key = randomUUID();
 		const claimId = claimIdFor("yuri", key);
 		const answer = (await cl.as(a, "yuri")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": key });
-		await atFailpoint(claimId);
+		await atFailpoint(claimId, answer);
 		expect(await holdOf(claimId)).toBe("held");
 		cl.killNow(b);
 		// 201, or (on a loaded machine) a timeout: an unknown outcome, which a client settles by retrying the key.
