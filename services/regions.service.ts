@@ -300,10 +300,13 @@ const RegionsService: WalletService<RegionsThis> = {
 			}
 			others.forEach((r, i) => {
 				const d: HealthDecision | undefined = this.watcher.observe(r, answers[i] !== undefined, now);
-				if (d) this.decided("health", { ...d });
-				this.broker.metrics.set(M.REGION_HEALTH, HEALTH_VALUE[this.watcher.health(r)], { region: r });
+				if (d) {
+					const { region: peer, ...rest } = d;
+					this.decided("health", { peer, ...rest });
+				}
+				this.broker.metrics.set(M.REGION_HEALTH, HEALTH_VALUE[this.watcher.health(r)], { peer: r });
 			});
-			this.broker.metrics.set(M.REGION_HEALTH, 1, { region: this.me });
+			this.broker.metrics.set(M.REGION_HEALTH, 1, { peer: this.me });
 			for (const a of answers) if (a) await this.adopt(a.rows, `ping answer from ${a.region}`);
 			await this.repairLost().catch(err => this.logger.warn(`Repair after a lost epoch failed (next tick tries again): ${(err as Error).message}`));
 			await this.renew(sentAt, await this.readRows(), answers);
@@ -460,6 +463,10 @@ const RegionsService: WalletService<RegionsThis> = {
 			this.startedAt,
 		);
 		this.promises = new Promises(cfg.region, this.cfg, this.startedAt);
+		// Known series start at 0 (dashboards show 0, not "no data"); this region is up as far as it knows.
+		const m = this.broker.metrics;
+		m.set(M.REGION_HEALTH, 1, { peer: cfg.region });
+		for (const home of cfg.regions) for (const name of [M.FAILOVERS, M.FAILBACKS, M.RECONCILED]) m.increment(name, { home }, 0);
 		if (!this.cfg.enabled) return;
 		const loop = async () => {
 			try {

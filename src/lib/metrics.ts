@@ -73,7 +73,7 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 		buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
 	});
 	m.register({ name: M.FORWARDED, type: "counter", labelNames: ["target"], description: "Writes forwarded to the region that owns the entity's home region", rate: true });
-	m.register({ name: M.REGION_HEALTH, type: "gauge", labelNames: ["region"], description: "Each region's health as this region's watcher sees it: 1 up, 0.5 suspect, 0 down" });
+	m.register({ name: M.REGION_HEALTH, type: "gauge", labelNames: ["peer"], description: "Each region's health (peer) as this region's watcher sees it: 1 up, 0.5 suspect, 0 down" });
 	m.register({ name: M.OWNER_EPOCH, type: "gauge", labelNames: ["home", "owner"], description: "The epoch under which each home region is owned, as this region's rows say (owner: who writes it)" });
 	m.register({ name: M.LEASE_AGE, type: "gauge", labelNames: ["home"], unit: "millisecond", description: "What is left of this region's lease on each home region it owns (negative: expired, writes refused)" });
 	m.register({ name: M.FAILOVERS, type: "counter", labelNames: ["home"], description: "Home regions this region took over from a lost owner" });
