@@ -11,6 +11,7 @@ import { appConfig } from "../mixins/config";
 import { DbMixin } from "../mixins/db.mixin";
 import type { WalletService } from "../mixins/schema";
 import { withTx } from "../src/db";
+import { waitPublished } from "../src/store/outbox";
 import { M } from "../src/lib/metrics";
 import { serviceContext } from "../src/lib/request-context";
 import { nextSteps, newerRows, type OwnerRow, type Step } from "../src/regions/failover";
@@ -58,7 +59,7 @@ interface RegionsThis extends Service {
 	/** Home regions with a takeover or fail-back under way (one at a time each). */
 	moving: Set<string>;
 	readRows(): Promise<OwnerRow[]>;
-	adopt(rows: Row[], why: string): Promise<void>;
+	adopt(rows: Row[], why: string, mine?: OwnerRow[]): Promise<OwnerRow[]>;
 	repairLost(): Promise<void>;
 	tick(): Promise<void>;
 	renew(sentAt: number, rows: OwnerRow[], answers: (PingAnswer | undefined)[]): Promise<void>;
@@ -92,8 +93,7 @@ const RegionsService: WalletService<RegionsThis> = {
 			async handler(this: RegionsThis, ctx: Context<PingParams>): Promise<PingAnswer> {
 				if (!this.cfg?.enabled) throw new Errors.MoleculerError("Failover is off in this region", 409, "FAILOVER_OFF");
 				const { from, rows, renew } = ctx.params;
-				await this.adopt(rows, `ping from ${from}`);
-				const mine = await this.readRows();
+				const mine = await this.adopt(rows, `ping from ${from}`);
 				const now = Date.now();
 				const granted: string[] = [];
 				const refused: Record<string, string> = {};
@@ -160,14 +160,8 @@ const RegionsService: WalletService<RegionsThis> = {
 				}
 				// Everything written under the old epoch leaves before the home region writes again (only that: this
 				// region's own writes go on meanwhile).
-				for (const until = Date.now() + 25_000; ; await sleep(20)) {
-					const { rows } = await this.pool.query(
-						`SELECT count(*)::int AS n FROM (SELECT 1 FROM outbox WHERE published_at IS NULL AND home_region = $1 AND epoch <= $2 LIMIT 1) x`,
-						[home, epoch],
-					);
-					if (rows[0].n === 0) break;
-					if (Date.now() > until) throw new Errors.MoleculerRetryableError("The outbox is not published yet", 503, "NOT_PUBLISHED");
-				}
+				if (!(await waitPublished(this.pool, { homeRegion: home, epoch }, Date.now() + 25_000)))
+					throw new Errors.MoleculerRetryableError("The outbox is not published yet", 503, "NOT_PUBLISHED");
 				return { epoch: epoch + 1 };
 			},
 		},
@@ -205,10 +199,10 @@ const RegionsService: WalletService<RegionsThis> = {
 		 * Rows of a higher epoch than this region's replace them (another region took over, or handed back). A row
 		 * that named this region means it was taken over while away: its events of that epoch still unpublished are
 		 * superseded (the successor never saw them), and the holds they made are dropped; repairLost() then takes the
-		 * successor's rows for what they touched.
+		 * successor's rows for what they touched. Returns this region's rows as they are now (`mine`: as read before).
 		 */
-		async adopt(this: RegionsThis, rows: Row[], why: string) {
-			const mine = await this.readRows();
+		async adopt(this: RegionsThis, rows: Row[], why: string, mine?: OwnerRow[]) {
+			mine ??= await this.readRows();
 			let moved = 0;
 			for (const r of newerRows(mine, rows)) {
 				// A row that names this region comes only from this region's own decisions, never from gossip.
@@ -241,7 +235,9 @@ const RegionsService: WalletService<RegionsThis> = {
 					this.broker.metrics.increment(M.RECONCILED, { home: r.home }, superseded);
 				}
 			}
-			if (moved) this.changed();
+			if (!moved) return mine;
+			this.changed();
+			return this.readRows();
 		},
 		/** Takes the current owner's rows for every aggregate of a superseded event (see adopt), once per lost epoch. */
 		async repairLost(this: RegionsThis) {
@@ -307,10 +303,12 @@ const RegionsService: WalletService<RegionsThis> = {
 				this.broker.metrics.set(M.REGION_HEALTH, HEALTH_VALUE[this.watcher.health(r)], { peer: r });
 			});
 			this.broker.metrics.set(M.REGION_HEALTH, 1, { peer: this.me });
-			for (const a of answers) if (a) await this.adopt(a.rows, `ping answer from ${a.region}`);
+			// One read of the rows for the whole tick, again only when an answer moved one.
+			let current = rows;
+			for (const a of answers) if (a) current = await this.adopt(a.rows, `ping answer from ${a.region}`, current);
 			await this.repairLost().catch(err => this.logger.warn(`Repair after a lost epoch failed (next tick tries again): ${(err as Error).message}`));
-			await this.renew(sentAt, await this.readRows(), answers);
-			const current = await this.readRows();
+			// Renewals move leases only, not owners or epochs: `current` stays what the next steps need.
+			await this.renew(sentAt, current, answers);
 			// The backlog (a call to the event log, slow when it is out of reach) only matters for a fail-back.
 			const away = current.some(r => r.home === this.me && r.owner !== this.me);
 			const steps = nextSteps(

@@ -44,12 +44,12 @@ export async function appendEvents(client: ClientBase, events: DomainEvent[]): P
 
 /**
  * Waits until what a write put in the outbox is published (the relay marks a row once the event log holds it):
- * every event of the transaction that created `claimId`, or an aggregate's events up to `version`. False if
- * `until` (epoch ms) passes first.
+ * every event of the transaction that created `claimId`, an aggregate's events up to `version`, or a home
+ * region's events up to `epoch`. False if `until` (epoch ms) passes first.
  */
 export async function waitPublished(
 	db: Pool,
-	what: { claimId: string } | { aggregateId: string; version: number },
+	what: { claimId: string } | { aggregateId: string; version: number } | { homeRegion: string; epoch: number },
 	until: number,
 ): Promise<boolean> {
 	const [sql, args] =
@@ -59,7 +59,12 @@ export async function waitPublished(
 					    AND tx_id IN (SELECT tx_id FROM outbox WHERE aggregate_id = $1 AND aggregate_version = 1 AND aggregate_type = 'claim')`,
 					[what.claimId],
 				]
-			: [`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL AND aggregate_id = $1 AND aggregate_version <= $2`, [what.aggregateId, what.version]];
+			: "aggregateId" in what
+				? [`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL AND aggregate_id = $1 AND aggregate_version <= $2`, [what.aggregateId, what.version]]
+				: [
+						`SELECT count(*)::int AS n FROM (SELECT 1 FROM outbox WHERE published_at IS NULL AND home_region = $1 AND epoch <= $2 LIMIT 1) x`,
+						[what.homeRegion, what.epoch],
+					];
 	for (;;) {
 		const r = await db.query<{ n: number }>(sql, args);
 		if (r.rows[0].n === 0) return true;
