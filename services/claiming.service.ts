@@ -22,7 +22,6 @@ import { Mailbox } from "../src/lib/mailbox";
 import { M, type ClaimOutcome } from "../src/lib/metrics";
 import { paging, status, uuid } from "../src/lib/params";
 import {
-	ensureOwnership,
 	ownerOf,
 	runCommands,
 	sweep,
@@ -399,7 +398,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 	},
 	async started(this: ClaimingThis) {
 		const cfg = appConfig(this.broker);
-		await ensureOwnership(this.pool, cfg.regions, cfg.region, cfg.failover.enabled);
+		// The ownership rows exist: DbMixin's started (which runs first) made them once per pool.
 		await this.loadEpochs();
 		const interval = cfg.sweepIntervalMs;
 		const tick = async () => {
