@@ -37,8 +37,10 @@ export interface LocalCluster {
 
 export async function clusterUp(o: { regions: number; nodes: number; env?: Record<string, string>; up?: string[]; logLevel?: string }): Promise<LocalCluster> {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "wallet-cluster-"));
-	// Away from the ports fetch refuses (6000, 6665-6669, ...) and from other tests' random ports.
-	const portBase = 41_000 + Math.floor(Math.random() * 40) * 200;
+	// Below the kernel's ephemeral range (32768-60999 here): ten processes' outgoing connections take ports there,
+	// and one once took a region's API port before it listened (EADDRINUSE in CI). Away from the ports fetch
+	// refuses (6000, 6665-6669, 10080, ...), and random, so that clusters of different runs rarely meet.
+	const portBase = 20_000 + Math.floor(Math.random() * 40) * 200;
 	const env = {
 		...process.env,
 		CLUSTER_DIR: dir,
