@@ -68,6 +68,7 @@ interface RegionsThis extends Service {
 	failBack(step: Step): Promise<void>;
 	backlog(): Promise<Record<string, number | undefined>>;
 	caughtUpWith(source: string, timeoutMs: number): Promise<boolean>;
+	fenceOff(source: string, home: string, epoch: number, timeoutMs: number): Promise<boolean>;
 	decided(what: string, details: Record<string, unknown>): void;
 	changed(): void;
 	call<T>(region: string, action: string, params: unknown, timeout: number): Promise<T>;
@@ -381,6 +382,11 @@ const RegionsService: WalletService<RegionsThis> = {
 				this.logger.debug(`Takeover of ${step.home} at epoch ${step.epoch}: ${yes} of ${this.regions.length} votes`, { votes: votes.map((v, i) => ({ region: voters[i], ...v })) });
 				return;
 			}
+			// The old owner's lease is surely over: its log is cut here, and applied to the cut, before the first write.
+			if (!(await this.fenceOff(view.owner, step.home, step.epoch, Math.max(waitMs, 10_000)))) {
+				this.logger.warn(`Takeover of ${step.home} waits: ${view.owner}'s log is not fenced and applied here yet`);
+				return;
+			}
 			// The votes are the first lease's grants (a voter promises the new owner as a renewal would).
 			const u = await this.pool.query(
 				`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = to_timestamp($4 / 1000.0), updated_at = now()
@@ -398,7 +404,7 @@ const RegionsService: WalletService<RegionsThis> = {
 			if (unrepaired.length) return;
 			const answer = await this.call<{ epoch: number }>(step.from, "regions.handBack", { home: step.home, epoch: step.epoch - 1 }, 30_000);
 			// What the other region wrote until it stopped is applied here first.
-			if (!(await this.caughtUpWith(step.from, 30_000))) {
+			if (!(await this.fenceOff(step.from, step.home, answer.epoch, 30_000))) {
 				this.logger.warn(`Fail-back of ${step.home}: ${step.from}'s log is not applied here yet; the next tick tries again`);
 				return;
 			}
@@ -434,6 +440,21 @@ const RegionsService: WalletService<RegionsThis> = {
 				if (Date.now() > until) return false;
 			}
 			return false;
+		},
+		/**
+		 * Cuts `source`'s log for `home` at `epoch` (a marker in each of its partitions: services/replication.service.ts
+		 * `fence`) and waits until this region has applied it to the markers: from here on no region applies what
+		 * `source` wrote of `home` under an older epoch, and this region has everything before.
+		 */
+		async fenceOff(this: RegionsThis, source: string, home: string, epoch: number, timeoutMs: number) {
+			try {
+				await serviceContext(this).call("replication.fence", { source, homeRegion: home, epoch }, { timeout: 15_000 });
+			} catch (err) {
+				this.logger.warn(`Fencing ${source}'s log for ${home} at epoch ${epoch} failed: ${(err as Error).message}`);
+				return false;
+			}
+			this.decided("fenced", { home, source, epoch });
+			return this.caughtUpWith(source, timeoutMs);
 		},
 		/** One structured log line per decision: what, and the figures that led to it. */
 		decided(this: RegionsThis, what: string, details: Record<string, unknown>) {

@@ -3,6 +3,7 @@
 // database, then makes the caches forget what changed. Moleculer wiring only: the work is in src/replication.
 // Any number of nodes may run it: one relay per region is active at a time (an advisory lock), and the
 // appliers of a region share the log's partitions in one consumer group.
+import { randomUUID } from "node:crypto";
 import { Errors, type Context, type Service } from "moleculer";
 import type { Pool } from "pg";
 import type { WalletService } from "../mixins/schema";
@@ -13,7 +14,7 @@ import type { Changes } from "../src/lib/cache-keys";
 import { M } from "../src/lib/metrics";
 import { Applier, type Changed } from "../src/replication/applier";
 import { applyGroup, eventLogFor, type OwnedLog } from "../src/replication";
-import type { LogPosition } from "../src/replication/event-log";
+import { fenceEvent, type LogPosition } from "../src/replication/event-log";
 import { OutboxRelay } from "../src/replication/relay";
 
 interface ReplicationThis extends Service {
@@ -79,6 +80,21 @@ const ReplicationService: WalletService<ReplicationThis> = {
 			async handler(this: ReplicationThis, ctx: Context<{ source: string; upTo?: LogPosition }>): Promise<number> {
 				if (!this.owned) throw new Errors.MoleculerError("Replication is off", 409, "REPLICATION_OFF");
 				return this.owned.log.backlog(applyGroup(appConfig(this.broker)), ctx.params.source, ctx.params.upTo);
+			},
+		},
+		/**
+		 * This region owns `homeRegion` from `epoch` on: a marker in every partition of `source`'s log (its owner
+		 * until now) makes every region skip what that log holds of it under an older epoch after this point.
+		 */
+		fence: {
+			permission: "internal",
+			visibility: "public",
+			timeout: 15_000,
+			params: { source: { type: "string", min: 1, max: 64 }, homeRegion: { type: "string", min: 1, max: 64 }, epoch: { type: "number", integer: true, positive: true } },
+			async handler(this: ReplicationThis, ctx: Context<{ source: string; homeRegion: string; epoch: number }>): Promise<void> {
+				if (!this.owned) throw new Errors.MoleculerError("Replication is off", 409, "REPLICATION_OFF");
+				const { source, homeRegion, epoch } = ctx.params;
+				await this.owned.log.fence(source, fenceEvent({ source, homeRegion, epoch, owner: appConfig(this.broker).region, eventId: randomUUID() }));
 			},
 		},
 		/** This region's rows of the given aggregates, as events would carry them (no payload: no such row here). */
@@ -174,6 +190,7 @@ const ReplicationService: WalletService<ReplicationThis> = {
 			batch: r.relayBatch,
 			pollMs: r.relayPollMs,
 			onPublished: n => metrics.increment(M.REPL_PUBLISHED, undefined, n),
+			onUnconfirmed: n => logger.warn(`${n} event(s) reached the log after this region's lease ran out: left unpublished until the lease is back or they are superseded`),
 			onError: err => {
 				metrics.increment(M.REPL_RELAY_ERRORS);
 				logger.warn(`Relay round failed (retrying): ${err.message}`);
@@ -188,6 +205,10 @@ const ReplicationService: WalletService<ReplicationThis> = {
 				for (const e of d.events) metrics.observe(M.REPL_LAG, now - Date.parse(e.createdAt), { source: d.source });
 				if (result.applied) metrics.increment(M.REPL_APPLIED, { source: d.source, result: "applied" }, result.applied);
 				if (result.skipped) metrics.increment(M.REPL_APPLIED, { source: d.source, result: "skipped" }, result.skipped);
+				if (result.fenced) {
+					metrics.increment(M.REPL_APPLIED, { source: d.source, result: "fenced" }, result.fenced);
+					logger.warn(`Skipped ${result.fenced} event(s) of ${d.source} written under an epoch fenced off by a takeover`);
+				}
 				// A cache that cannot be reached degrades (SafeRedisCacher); the rows are already committed.
 				if (result.changed.length) await this.invalidate(cacheChanges(result.changed)).catch(() => undefined);
 			},

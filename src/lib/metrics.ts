@@ -61,7 +61,7 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 	m.register({ name: M.OUTBOX_BACKLOG, type: "gauge", description: "Outbox events not yet published" });
 	m.register({ name: M.DB_POOL, type: "gauge", labelNames: ["state"], description: "pg pool connections: total, idle, waiting, max" });
 	m.register({ name: M.REPL_PUBLISHED, type: "counter", description: "Outbox events this region published to the event log", rate: true });
-	m.register({ name: M.REPL_APPLIED, type: "counter", labelNames: ["source", "result"], description: "Other regions' events applied here (result: applied, skipped as old or repeated)", rate: true });
+	m.register({ name: M.REPL_APPLIED, type: "counter", labelNames: ["source", "result"], description: "Other regions' events applied here (result: applied, skipped as old or repeated, fenced as written under an epoch a takeover ended)", rate: true });
 	m.register({ name: M.REPL_APPLY_ERRORS, type: "counter", labelNames: ["source"], description: "Event batches whose apply failed (redelivered)" });
 	m.register({ name: M.REPL_RELAY_ERRORS, type: "counter", description: "Relay rounds that failed (retried)" });
 	m.register({

@@ -15,6 +15,8 @@ export interface Changed {
 export interface ApplyResult {
 	applied: number;
 	skipped: number;
+	/** Events of an epoch a takeover fenced off (migrations/*_log-fences.sql): never applied by anyone. */
+	fenced: number;
 	changed: Changed[];
 }
 

@@ -3,10 +3,10 @@
 // the local cluster, and an in-memory twin for the embedded default and unit tests. Both are held to one
 // contract suite (test/helpers/event-log-contract.ts).
 
-/** One replicated event: an outbox row as it travels. */
+/** One replicated event: an outbox row as it travels, or a fence (see fenceEvent). */
 export interface ReplEvent {
 	eventId: string;
-	aggregateType: "supply" | "order" | "claim";
+	aggregateType: "supply" | "order" | "claim" | "ownership";
 	aggregateId: string;
 	/** The aggregate's version after this change (1, 2, 3, ... per aggregate). */
 	version: number;
@@ -69,6 +69,11 @@ export interface EventLog {
 	backlog(group: string, source: string, upTo?: LogPosition): Promise<number>;
 	/** Where `source`'s log ends now: with `backlog(group, source, upTo)`, "caught up to that moment" while it grows. */
 	ends(source: string): Promise<LogPosition>;
+	/**
+	 * Appends `event` to every partition of `source`'s log (a region writes into another's: the fence of a
+	 * takeover); resolves once the log holds it durably, after whatever each partition held before.
+	 */
+	fence(source: string, event: ReplEvent): Promise<void>;
 	close(): Promise<void>;
 }
 
@@ -80,6 +85,27 @@ export interface EventLog {
 export function eventKey(e: ReplEvent): string {
 	if (e.aggregateType === "claim") return String(e.payload.orderId);
 	return e.aggregateId;
+}
+
+/**
+ * The marker a region writes into the old owner's log when it takes `homeRegion` over at `epoch`: from it on,
+ * every reader skips that log's events of `homeRegion` under an older epoch (migrations/*_log-fences.sql).
+ */
+export function fenceEvent(f: { source: string; homeRegion: string; epoch: number; owner: string; eventId: string; at?: Date }): ReplEvent {
+	return {
+		eventId: f.eventId,
+		aggregateType: "ownership",
+		aggregateId: f.homeRegion,
+		version: f.epoch,
+		type: "OwnershipFenced",
+		region: f.owner,
+		homeRegion: f.homeRegion,
+		epoch: f.epoch,
+		txId: "0",
+		schemaVersion: 1,
+		createdAt: (f.at ?? new Date()).toISOString(),
+		payload: { homeRegion: f.homeRegion, epoch: f.epoch, owner: f.owner, source: f.source },
+	};
 }
 
 /** The topic (Kafka) or stream (memory) of one source region's events. */

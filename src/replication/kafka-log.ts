@@ -102,6 +102,19 @@ export class KafkaEventLog implements EventLog {
 
 	async publish(source: string, events: ReplEvent[]): Promise<void> {
 		if (!events.length) return;
+		await this.send(source, events.map(e => ({ e })));
+	}
+
+	async fence(source: string, event: ReplEvent): Promise<void> {
+		this.assertOpen();
+		// The topic the source writes to (a mirror copies the marker with the rest, partition by partition).
+		const partitions = await (await this.admin()).fetchTopicOffsets(topicFor(this.o.prefix, source)).catch(err => {
+			throw new Error(`kafka: reading the partitions of ${source}'s log failed: ${(err as Error).message}`, { cause: err });
+		});
+		await this.send(source, partitions.map(p => ({ e: event, partition: p.partition })));
+	}
+
+	private async send(source: string, items: { e: ReplEvent; partition?: number }[]) {
 		this.assertOpen();
 		const topic = topicFor(this.o.prefix, source);
 		try {
@@ -111,14 +124,15 @@ export class KafkaEventLog implements EventLog {
 				acks: -1,
 				timeout: this.o.requestTimeout,
 				compression: CompressionTypes.GZIP,
-				messages: events.map(e => ({
+				messages: items.map(({ e, partition }) => ({
 					key: eventKey(e),
+					...(partition === undefined ? {} : { partition }),
 					value: JSON.stringify(e),
 					headers: { eventId: e.eventId, type: e.type },
 				})),
 			});
 		} catch (err) {
-			throw new Error(`kafka: publishing ${events.length} event(s) to ${topic} failed: ${(err as Error).message}`, { cause: err });
+			throw new Error(`kafka: publishing ${items.length} event(s) to ${topic} failed: ${(err as Error).message}`, { cause: err });
 		}
 	}
 

@@ -57,17 +57,25 @@ export class MemoryEventLog implements EventLog {
 		if (events.length === 0) return;
 		const s = this.source(source);
 		// A copy: a consumer must never see the publisher's objects change under it (Kafka serialises too).
-		const retain = this.options.retain ?? 100_000;
-		for (const e of events) {
-			const p = partitionOf(eventKey(e));
-			s.partitions[p].push(structuredClone(e));
-			if (s.partitions[p].length > retain) {
-				const drop = s.partitions[p].length - retain;
-				s.partitions[p].splice(0, drop);
-				s.base[p] += drop;
-			}
-		}
+		for (const e of events) this.append(s, partitionOf(eventKey(e)), e);
 		for (const wake of [...s.waiters]) wake();
+	}
+
+	async fence(source: string, event: ReplEvent): Promise<void> {
+		if (this.closed) throw new Error("event log is closed");
+		const s = this.source(source);
+		for (let p = 0; p < PARTITIONS; p++) this.append(s, p, event);
+		for (const wake of [...s.waiters]) wake();
+	}
+
+	private append(s: Source, p: number, e: ReplEvent) {
+		const retain = this.options.retain ?? 100_000;
+		s.partitions[p].push(structuredClone(e));
+		if (s.partitions[p].length > retain) {
+			const drop = s.partitions[p].length - retain;
+			s.partitions[p].splice(0, drop);
+			s.base[p] += drop;
+		}
 	}
 
 	async subscribe(options: SubscribeOptions): Promise<Subscription> {

@@ -35,6 +35,16 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 	]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Which outbox rows `o` may leave, for relay region $2: written under this region's ownership still in force (or
+ * needing no lease), or under an epoch this region moved past itself (a hand-back). Not: an epoch this region
+ * still holds without a lease (cut off: it waits to learn whether it was taken over), nor one it lost
+ * (lost_epochs: superseded).
+ */
+const PUBLISHABLE = `EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_region = o.home_region
+	AND ((w.owner = $2 AND w.epoch = o.epoch AND (w.lease_until IS NULL OR w.lease_until > clock_timestamp()))
+	     OR (w.epoch > o.epoch AND NOT EXISTS (SELECT 1 FROM lost_epochs l WHERE l.home_region = o.home_region AND l.epoch = o.epoch))))`;
+
 /** How often a standby relay checks whether the active one is gone. */
 const STANDBY_MS = 1000;
 
@@ -62,6 +72,8 @@ export interface RelayOptions {
 	batch: number;
 	pollMs: number;
 	onPublished?: (n: number) => void;
+	/** Events the log took after their lease ran out, left unmarked (see tick). */
+	onUnconfirmed?: (n: number) => void;
 	onError?: (err: Error) => void;
 }
 
@@ -81,25 +93,23 @@ export class OutboxRelay {
 		return withTx(this.pool, async c => {
 			const lock = await c.query<{ mine: boolean }>(`SELECT pg_try_advisory_xact_lock($1) AS mine`, [RELAY_LOCK]);
 			if (!lock.rows[0].mine) return -1;
-			// Publishable: written under this region's ownership still in force (or needing no lease), or under an
-			// epoch this region moved past itself (a hand-back). Not: an epoch this region still holds without a lease
-			// (cut off: it waits to learn whether it was taken over), nor one it lost (lost_epochs: superseded).
 			const { rows } = await c.query<OutboxRow>(
 				`SELECT id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region,
 				        home_region, epoch, tx_id::text, schema_version, created_at, payload
 				   FROM outbox o
-				  WHERE published_at IS NULL
-				    AND EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_region = o.home_region
-				                  AND ((w.owner = $2 AND w.epoch = o.epoch AND (w.lease_until IS NULL OR w.lease_until > clock_timestamp()))
-				                       OR (w.epoch > o.epoch AND NOT EXISTS (SELECT 1 FROM lost_epochs l WHERE l.home_region = o.home_region AND l.epoch = o.epoch))))
+				  WHERE published_at IS NULL AND ${PUBLISHABLE}
 				  ORDER BY id LIMIT $1`,
 				[this.options.batch, this.options.region],
 			);
 			if (rows.length === 0) return 0;
 			// Bounded: this transaction holds the relay lock, and the database ends a transaction idle too long.
 			await withTimeout(this.log.publish(this.options.region, rows.map(toReplEvent)), this.options.publishTimeoutMs ?? 5000, "publishing to the event log");
-			await c.query(`UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, [rows.map(r => r.id)]);
-			return rows.length;
+			// Marked (and so acknowledged to a client waiting for durability) only if still publishable now that the log
+			// took them: a lease that ran out meanwhile may have let a successor fence this log before they landed, and
+			// then no one applies them. Left unmarked, they are published again if the lease comes back, or superseded.
+			const marked = await c.query(`UPDATE outbox o SET published_at = now() WHERE id = ANY($1::bigint[]) AND ${PUBLISHABLE}`, [rows.map(r => r.id), this.options.region]);
+			if ((marked.rowCount ?? 0) < rows.length) this.options.onUnconfirmed?.(rows.length - (marked.rowCount ?? 0));
+			return marked.rowCount ?? 0;
 		});
 	}
 

@@ -2,7 +2,7 @@
 // the applier rely on.
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import { eventKey, type Delivery, type EventLog, type ReplEvent } from "../../src/replication/event-log";
+import { eventKey, fenceEvent, type Delivery, type EventLog, type ReplEvent } from "../../src/replication/event-log";
 
 export const CONTRACT_REGIONS = ["us-central1", "europe-west1"] as const;
 const [A, B] = CONTRACT_REGIONS;
@@ -191,6 +191,36 @@ export function eventLogContract(name: string, make: () => Promise<AdapterUnderT
 			for (let i = 0; i < 50 && (await log.backlog(group, A, then)) > 0; i++) await new Promise(r => setTimeout(r, 100));
 			await sub.stop();
 			expect(await log.backlog(group, A, then)).toBe(0);
+		});
+
+		it("a fence lands once in every lane of the source, after what each lane held, before what follows", async () => {
+			const log = await open();
+			const before = Array.from({ length: 12 }, () => replEvent(A));
+			await log.publish(A, before);
+			const ends = await log.ends(A);
+			const marker = fenceEvent({ source: A, homeRegion: A, epoch: 2, owner: B, eventId: randomUUID() });
+			await log.fence(A, marker);
+			const after = Array.from({ length: 12 }, () => replEvent(A));
+			await log.publish(A, after);
+			const lanes = Object.keys(ends).length;
+			// One marker per partition: the log's end moved by one in each, beyond what was published.
+			const grown = await log.ends(A);
+			expect(Object.values(grown).reduce((n, v) => n + v, 0)).toBe(Object.values(ends).reduce((n, v) => n + v, 0) + lanes + after.length);
+			const c = collector();
+			const sub = await log.subscribe({ group: `g-${randomUUID()}`, sources: [A], handler: async d => c.push(d) });
+			await c.until(before.length + lanes + after.length);
+			await sub.stop();
+			const byLane = new Map<number, ReplEvent[]>();
+			for (const d of c.got) byLane.set(d.lane ?? 0, [...(byLane.get(d.lane ?? 0) ?? []), ...d.events]);
+			expect(byLane.size).toBe(lanes);
+			const isBefore = new Set(before.map(e => e.eventId));
+			for (const events of byLane.values()) {
+				const at = events.findIndex(e => e.eventId === marker.eventId);
+				expect(events.filter(e => e.eventId === marker.eventId)).toHaveLength(1);
+				expect(events[at]).toEqual(marker);
+				// Every event published before the fence precedes it in its lane; every one after follows it.
+				events.forEach((e, i) => e.eventId !== marker.eventId && expect(i < at).toBe(isBefore.has(e.eventId)));
+			}
 		});
 	});
 }

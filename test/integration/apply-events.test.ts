@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrate } from "../../src/db/migrate";
-import type { ReplEvent } from "../../src/replication/event-log";
+import { fenceEvent, type ReplEvent } from "../../src/replication/event-log";
 import { createTestDatabase, type TestDatabase } from "../helpers/db";
 
 let db: TestDatabase;
@@ -95,5 +95,51 @@ describe("apply_events", () => {
 			),
 			{ numRuns: 40 },
 		);
+	});
+});
+
+describe("log fences (a takeover's cut of the old owner's log)", () => {
+	const B = "europe-west1";
+	const marker = (epoch: number) => fenceEvent({ source: A, homeRegion: A, epoch, owner: B, eventId: randomUUID() });
+	const applyLane = async (lane: number, events: ReplEvent[]) =>
+		(await db.pool.query(`SELECT apply_events($1::jsonb) AS r`, [JSON.stringify({ source: A, lane, region: B, events })])).rows[0].r;
+
+	it("after the marker, its lane skips the home region's events of an older epoch; before it, later epochs, other home regions and other lanes apply", async () => {
+		const h = history();
+		const cut = 5;
+		// One delivery: the first five events, the marker of epoch 2, then the rest of epoch 1 (in flight when it was cut).
+		expect(await applyLane(0, [...h.events.slice(0, cut), marker(2), ...h.events.slice(cut)])).toMatchObject({
+			applied: cut,
+			skipped: 0,
+			fenced: h.events.length - cut,
+		});
+		const cutRows = await rowsOf(db.pool, h);
+		expect(cutRows.supply).toEqual([{ reserved: "0.500000000000000000", version: 2 }]);
+		expect(cutRows.order).toEqual([{ status: "claimed", claim_id: h.c1, version: 2 }]);
+		expect(cutRows.claims).toEqual([{ id: h.c1, status: "active", version: 1 }]);
+		// Redelivered later, alone: still fenced (the cut is kept in the database, not in the delivery).
+		expect(await applyLane(0, h.events.slice(cut))).toMatchObject({ applied: 0, fenced: h.events.length - cut });
+		expect(await rowsOf(db.pool, h)).toEqual(cutRows);
+		const { rows: fences } = await db.pool.query(`SELECT lane, home_region, epoch::int, owner, skipped::int FROM log_fences WHERE source = $1`, [A]);
+		expect(fences).toEqual([{ lane: 0, home_region: A, epoch: 2, owner: B, skipped: 2 * (h.events.length - cut) }]);
+
+		// The same changes written under the new epoch apply.
+		expect(await applyLane(0, h.events.slice(cut).map(e => ({ ...e, eventId: randomUUID(), epoch: 2 })))).toMatchObject({ applied: h.events.length - cut, fenced: 0 });
+		expect((await rowsOf(db.pool, h)).order).toEqual([{ status: "claimed", claim_id: h.c2, version: 4 }]);
+
+		// Another home region's events in the fenced lane, and the fenced home region's in another lane, apply.
+		const other = history();
+		expect(await applyLane(0, other.events.map(e => ({ ...e, homeRegion: B })))).toMatchObject({ applied: other.events.length, fenced: 0 });
+		const unfenced = history();
+		expect(await applyLane(1, unfenced.events)).toMatchObject({ applied: unfenced.events.length, fenced: 0 });
+	});
+
+	it("an older marker moves no cut back", async () => {
+		const h = history();
+		await applyLane(2, [marker(3)]);
+		await applyLane(2, [marker(2)]);
+		expect(await applyLane(2, h.events.map(e => ({ ...e, epoch: 2 })))).toMatchObject({ applied: 0, fenced: h.events.length });
+		const { rows } = await db.pool.query(`SELECT epoch::int FROM log_fences WHERE source = $1 AND lane = 2`, [A]);
+		expect(rows).toEqual([{ epoch: 3 }]);
 	});
 });

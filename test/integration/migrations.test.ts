@@ -37,6 +37,7 @@ describe("npm run migrate", () => {
 			"entity_count_deltas",
 			"entity_counts",
 			"holds",
+			"log_fences",
 			"lost_epochs",
 			"orders",
 			"outbox",
@@ -46,6 +47,8 @@ describe("npm run migrate", () => {
 			"supplies",
 		]);
 		expect(migrateCmd()).toMatch(/nothing to migrate/);
+		expect(migrateCmd("down")).toMatch(/down: .*log-fences/);
+		expect(await tables()).not.toContain("log_fences");
 		expect(migrateCmd("down")).toMatch(/down: .*ownership-leases/);
 		expect(await tables()).toContain("ownership");
 		expect(migrateCmd("down")).toMatch(/down: .*cross-region-claims/);
@@ -68,7 +71,7 @@ describe("nodes starting together", () => {
 		for (const p of pools) p.on("error", () => undefined);
 		try {
 			const runs = await Promise.all(pools.map(p => migrate(p)));
-			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 6]);
+			expect(runs.map(r => r.length).sort()).toEqual([0, 0, 7]);
 		} finally {
 			await Promise.all(pools.map(p => p.end()));
 			await fresh.drop();

@@ -9,6 +9,7 @@ import { checkHistory } from "../../src/checker/history-check";
 import { checkInvariants } from "../../src/checker/invariants";
 import type { RegionsStatus } from "../../services/regions.service";
 import { serviceContext } from "../../src/lib/request-context";
+import type { EventLog, ReplEvent } from "../../src/replication/event-log";
 import { createSupply } from "../../src/store/creates";
 import { Client, item } from "../helpers/http";
 import { converged, startTestRegions, type TestRegion, type TestRegions } from "../helpers/regions";
@@ -67,6 +68,21 @@ describe("failover between three regions", () => {
 		// The other survivor knows it too (it voted), so it forwards c's writes to a.
 		expect(await ownerOf(b, c.name)).toMatchObject({ owner: a.name, epoch: before.epoch + 1 });
 		console.log(`asia-east1 lost: down after ${detectedMs} ms, taken over after ${takenMs} ms`);
+
+		// A change c wrote under its old epoch that its log takes only now (a publish in flight when c was cut off)
+		// counts for no one: the takeover fenced c's log, so both survivors skip it.
+		const copy = (await a.db.pool.query(`SELECT api_supply(s) AS p FROM supplies s WHERE id = $1`, [supply.id])).rows[0].p;
+		const late: ReplEvent = {
+			eventId: randomUUID(), aggregateType: "supply", aggregateId: supply.id, version: copy.version + 1, type: "SupplyPaused", region: c.name,
+			homeRegion: c.name, epoch: before.epoch, txId: "1", schemaVersion: 1, createdAt: new Date().toISOString(), payload: { ...copy, status: "paused", version: copy.version + 1 },
+		};
+		await (a.broker.getLocalService("replication") as unknown as { owned: { log: EventLog } }).owned.log.publish(c.name, [late]);
+		const fencedIn = async (r: TestRegion) =>
+			(await r.db.pool.query(`SELECT coalesce(sum(skipped), 0)::int AS n FROM log_fences WHERE source = $1 AND home_region = $1 AND epoch = $2`, [c.name, before.epoch + 1])).rows[0].n;
+		await expect.poll(() => fencedIn(a), { timeout: 10_000 }).toBe(1);
+		await expect.poll(() => fencedIn(b), { timeout: 10_000 }).toBe(1);
+		for (const r of [a, b])
+			expect((await r.db.pool.query(`SELECT status, version FROM supplies WHERE id = $1`, [supply.id])).rows).toEqual([{ status: "active", version: copy.version }]);
 
 		// c's supply is written again, through either survivor, by the successor; a claim uses it locally in a.
 		const pause = await (await Client.as(b.apiUrl, "max")).post(`/api/v1/supplies/${supply.id}/pause`);

@@ -1,0 +1,80 @@
+// The outbox relay against a real PostgreSQL: it marks rows published only while they are still publishable
+// once the log has taken them. A lease that runs out during the publish may have let a successor fence the log
+// before the rows landed (no one applies them then), so they must not count as durable here either: a claim
+// waiting for durability is not acknowledged, and the rows are published again if the lease comes back.
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { migrate } from "../../src/db/migrate";
+import { MemoryEventLog } from "../../src/replication/memory-log";
+import type { EventLog, ReplEvent } from "../../src/replication/event-log";
+import { OutboxRelay } from "../../src/replication/relay";
+import { ensureOwnership } from "../../src/store/commands";
+import { createSupply } from "../../src/store/creates";
+import { createTestDatabase, type TestDatabase } from "../helpers/db";
+
+const A = "us-central1";
+let db: TestDatabase;
+beforeAll(async () => {
+	db = await createTestDatabase();
+	await migrate(db.pool);
+	await ensureOwnership(db.pool, [A], A, true);
+});
+afterAll(async () => db?.drop());
+
+const lease = (sql: string) => db.pool.query(`UPDATE ownership_leases SET lease_until = ${sql} WHERE home_region = $1`, [A]);
+const unpublished = async () => (await db.pool.query(`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL`)).rows[0].n as number;
+const total = (p: Record<number, number>) => Object.values(p).reduce((n, v) => n + v, 0);
+
+/** A log whose publish waits until released (the broker's ack late, as for a cut-off region). */
+function slowLog(inner: EventLog) {
+	let release!: () => void;
+	let started!: () => void;
+	const gate = new Promise<void>(r => (release = r));
+	const begun = new Promise<void>(r => (started = r));
+	const log: EventLog = Object.assign(Object.create(inner), {
+		publish: async (source: string, events: ReplEvent[]) => {
+			started();
+			await gate;
+			return inner.publish(source, events);
+		},
+	});
+	return { log, release, begun };
+}
+
+describe("outbox relay", () => {
+	it("leaves rows unmarked when the lease ran out while the log took them, and publishes them again once it is back", async () => {
+		await lease(`now() + interval '1 minute'`);
+		for (let i = 0; i < 3; i++) await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
+		expect(await unpublished()).toBe(3);
+		const memory = new MemoryEventLog();
+		const slow = slowLog(memory);
+		const unconfirmed: number[] = [];
+		const relay = new OutboxRelay(db.pool, slow.log, { region: A, batch: 100, pollMs: 10, onUnconfirmed: n => unconfirmed.push(n) });
+		const round = relay.tick();
+		await slow.begun;
+		await lease(`now() - interval '1 millisecond'`);
+		slow.release();
+		// The log holds them, the outbox does not call them published.
+		expect(await round).toBe(0);
+		expect(total(await memory.ends(A))).toBe(3);
+		expect(await unpublished()).toBe(3);
+		expect(unconfirmed).toEqual([3]);
+		// Without a lease nothing leaves at all.
+		expect(await relay.tick()).toBe(0);
+		expect(total(await memory.ends(A))).toBe(3);
+		// The lease renewed: published again (appliers absorb the repeat by version) and marked.
+		await lease(`now() + interval '1 minute'`);
+		const again = new OutboxRelay(db.pool, memory, { region: A, batch: 100, pollMs: 10 });
+		expect(await again.tick()).toBe(3);
+		expect(await unpublished()).toBe(0);
+		expect(total(await memory.ends(A))).toBe(6);
+	});
+
+	it("marks rows published when the lease held through the publish", async () => {
+		await lease(`now() + interval '1 minute'`);
+		await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
+		const relay = new OutboxRelay(db.pool, new MemoryEventLog(), { region: A, batch: 100, pollMs: 10 });
+		expect(await relay.tick()).toBe(1);
+		expect(await unpublished()).toBe(0);
+	});
+});
