@@ -11,6 +11,7 @@ import { appConfig } from "../mixins/config";
 import { methodTable, type MethodTable } from "../src/http/allow";
 import { jsonBody } from "../src/http/body";
 import { answerClientErrors } from "../src/http/client-error";
+import { STATUS_PAGE } from "../src/http/status-page";
 import { badRequest, unauthorized } from "../src/domain/errors";
 import type { User } from "../src/domain/types";
 import { errorBody } from "../src/lib/http-errors";
@@ -38,7 +39,12 @@ type Res = ServerResponse & { $ctx?: Context };
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
 const WRITES = new Set(["POST", "PATCH", "PUT", "DELETE"]);
-const HEALTH_ALIASES = { "GET live": "api.live", "GET ready": "api.ready" };
+// /health/regions is the status page's data (below); like every /health/* path, it is not counted by the
+// per-address limit.
+const HEALTH_ALIASES = { "GET live": "api.live", "GET ready": "api.ready", "GET regions": "api.publicRegions" };
+const STATUS_ALIASES = { "GET /": "api.statusPage" };
+/** How long one answer of api.regions is shared by every caller of /health/regions. */
+const PUBLIC_REGIONS_CACHE_MS = 250;
 const OPENAPI_ALIASES = { "GET openapi.json": "api.openapi" };
 const BODY = jsonBody({ limit: "64kb" });
 
@@ -105,6 +111,13 @@ const ApiService: WalletService = {
 				bodyParsers: false,
 				use: [BODY],
 				aliases: OPENAPI_ALIASES,
+			},
+			{
+				path: "/status",
+				mappingPolicy: "restrict",
+				bodyParsers: false,
+				use: [BODY],
+				aliases: STATUS_ALIASES,
 			},
 		],
 		onError(this: any, req: Req, res: Res, err: Error) {
@@ -183,6 +196,27 @@ const ApiService: WalletService = {
 						};
 					}),
 				};
+			},
+		},
+		// api.regions without a token (region names, health, owners, epochs, leases and lag: no user's data), for the
+		// status page. Nothing limits it, so one answer serves every caller for PUBLIC_REGIONS_CACHE_MS: a flood costs
+		// the database no more than a few queries a second, as /health/ready's cache does.
+		publicRegions: {
+			handler(this: any, ctx: Context) {
+				const last = this.lastRegions;
+				if (last && performance.now() - last.at < PUBLIC_REGIONS_CACHE_MS) return last.view;
+				this.askingRegions ??= ctx
+					.call("api.regions")
+					.then(view => (this.lastRegions = { view, at: performance.now() }).view)
+					.finally(() => (this.askingRegions = undefined));
+				return this.askingRegions;
+			},
+		},
+		// The operators' page (src/http/status.html), which polls /health/regions.
+		statusPage: {
+			handler(ctx: Context<unknown, any>) {
+				ctx.meta.$responseHeaders = STATUS_PAGE.headers;
+				return STATUS_PAGE.html;
 			},
 		},
 		openapi: {
@@ -310,6 +344,7 @@ const ApiService: WalletService = {
 			{ prefix: "/api/v1", aliases: ROUTES },
 			{ prefix: "/health", aliases: HEALTH_ALIASES },
 			{ prefix: "/api", aliases: OPENAPI_ALIASES },
+			{ prefix: "/status", aliases: STATUS_ALIASES },
 		]);
 		// One connection for both limiters' batched syncs; a request never waits for it.
 		if (cfg.redisUrl) {

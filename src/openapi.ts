@@ -156,7 +156,7 @@ export function openApiDocument(cfg: Config) {
 				"Every answer carries X-Request-ID (the client's, when it sent a sane one) and X-Region (the region that served it), " +
 				"and the X-RateLimit-* headers of the caller's rate limit. Errors have the body `{error: {code, message, details?, requestId}}`; " +
 				"`code` is stable and machine-readable.\n\n" +
-				"Health endpoints (/health/live, /health/ready) are for load balancers and are not part of this API.",
+				"Health endpoints (/health/live and /health/ready for load balancers; /health/regions, the public twin of GET /regions) and the operators' status page (/status) are not part of this API.",
 			license: { name: "UNLICENSED" },
 		},
 		servers: [

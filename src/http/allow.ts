@@ -8,7 +8,8 @@ export function methodTable(routes: { prefix: string; aliases: Record<string, un
 	const entries = routes.flatMap(({ prefix, aliases }) =>
 		Object.keys(aliases).map(alias => {
 			const [method, path] = alias.split(" ");
-			const pattern = (prefix + (path.startsWith("/") ? path : `/${path}`))
+			// "GET /" under a prefix is the prefix itself, as moleculer-web reads it.
+			const pattern = (prefix + (path.startsWith("/") ? path : `/${path}`)).replace(/(.)\/$/, "$1")
 				.split("/")
 				.map(seg => (seg.startsWith(":") ? "[^/]+" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
 				.join("/");

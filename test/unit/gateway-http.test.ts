@@ -53,4 +53,10 @@ describe("the methods of a path", () => {
 		expect(allow("/api/v1/nothing")).toBeUndefined();
 		expect(allow("/api/v1/supplies/a/b/c")).toBeUndefined();
 	});
+	it("of a route's own path (alias \"GET /\") is its prefix, with or without the trailing slash", () => {
+		const status = methodTable([{ prefix: "/status", aliases: { "GET /": "api.statusPage" } }]);
+		expect(status("/status")).toEqual(["GET", "OPTIONS"]);
+		expect(status("/status/")).toEqual(["GET", "OPTIONS"]);
+		expect(status("/status/x")).toBeUndefined();
+	});
 });
