@@ -1,14 +1,18 @@
 // `npm run cluster -- <command>`: a local multi-region cluster on real parts, as separate processes, for people,
 // tests, drills and benchmarks. Per region: a nats-server of its own, a database on the local PostgreSQL, a Redis
 // key space (the cacher's prefix carries the region), and several Moleculer nodes (`npm start` with the
-// region's environment). Between regions: the Kafka test broker (librdkafka's mock, or KAFKA_BROKERS) carries
+// region's environment); a redis-server per region unless CLUSTER_REDIS_URL names one to share. Between regions: the Kafka test broker (librdkafka's mock, or KAFKA_BROKERS) carries
 // the events and the region link. State (pids, ports, secrets, logs) lives in CLUSTER_DIR (default `.cluster/`).
 //
 //   up [--regions N] [--nodes M] [--failover] [--durability local|replicated]
 //                                  start everything; prints each region's API and metrics ports once all are ready
 //   status                         JSON: regions, nodes, pids, URLs, health
-//   kill REGION                    SIGKILL every process of the region (its nodes and its NATS)
-//   start REGION                   start a killed region again, with the same settings
+//   kill REGION                    SIGKILL every process of the region (its nodes, its NATS and its Redis)
+//   start REGION                   start what is dead of a region again (after kill, kill-node), same settings
+//   kill-node NODE                 SIGKILL one node (e.g. asia-east1-n1)
+//   postgres|nats|redis down|up REGION
+//                                  one region's PostgreSQL database refuses connections (its sessions ended) /
+//                                  accepts them; its nats-server or redis-server SIGKILLed / started again
 //   partition REGION               cut the region off from Kafka (events and link) while it serves its own clients
 //   heal [REGION]                  undo partition (of every region without REGION)
 //   kafka down|up                  the Kafka test broker drops and refuses every connection / accepts them again
@@ -29,7 +33,8 @@ const ROOT = path.resolve(__dirname, "..");
 const DIR = path.resolve(process.env.CLUSTER_DIR ?? path.join(ROOT, ".cluster"));
 const STATE = path.join(DIR, "state.json");
 const PG_ADMIN = process.env.CLUSTER_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS = process.env.CLUSTER_REDIS_URL ?? "redis://127.0.0.1:6379";
+/** One Redis for every region (key spaces apart); unset: each region its own redis-server, as deployed. */
+const SHARED_REDIS = process.env.CLUSTER_REDIS_URL;
 const ALL_REGIONS = ["us-central1", "europe-west1", "asia-east1", "us-east1", "europe-north1"];
 // Several clusters may run side by side (tests): each its own namespace (NATS subjects, Redis keys, Kafka topics)
 // and databases.
@@ -49,6 +54,9 @@ interface RegionState {
 	name: string;
 	natsPort: number;
 	natsPid?: number;
+	/** Its own redis-server (absent with CLUSTER_REDIS_URL). */
+	redisPort?: number;
+	redisPid?: number;
 	database: string;
 	apiUrl: string;
 	nodes: NodeState[];
@@ -119,7 +127,7 @@ function nodeEnv(s: State, r: RegionState, n: NodeState): Record<string, string>
 		SERVICES: n.services.map(x => `services/${x}.service.ts`).join(","),
 		DATABASE_URL: dbUrl(r.database),
 		NATS_URL: `nats://127.0.0.1:${r.natsPort}`,
-		REDIS_URL: REDIS,
+		REDIS_URL: r.redisPort ? `redis://127.0.0.1:${r.redisPort}` : SHARED_REDIS!,
 		JWT_SECRET: s.secrets.jwt,
 		INTERNAL_SECRET: s.secrets.internal,
 		KAFKA_BROKERS: s.kafka.bootstrap.join(","),
@@ -160,8 +168,16 @@ function startNats(r: RegionState) {
 	r.natsPid = detached(`${r.name}-nats`, process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server", ["-a", "127.0.0.1", "-p", String(r.natsPort)]);
 }
 
+function startRedis(r: RegionState) {
+	if (!r.redisPort) return;
+	r.redisPid = detached(`${r.name}-redis`, process.env.REDIS_SERVER_BIN ?? "redis-server", [
+		"--port", String(r.redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+	]);
+}
+
+/** Starts the nodes of the region that are not running. */
 function startNodes(s: State, r: RegionState) {
-	for (const n of r.nodes) n.pid = detached(n.name, ...inCgroup(r.cgroup, process.execPath, ["--import", "tsx", "scripts/start.ts"]), nodeEnv(s, r, n));
+	for (const n of r.nodes.filter(x => !alive(x.pid))) n.pid = detached(n.name, ...inCgroup(r.cgroup, process.execPath, ["--import", "tsx", "scripts/start.ts"]), nodeEnv(s, r, n));
 }
 
 type RegionsView = { failover?: boolean; regions: { name: string; health: string; leaseRemainingMs?: number | null }[] };
@@ -236,6 +252,7 @@ async function up() {
 		regions: names.map((name, i) => ({
 			name,
 			natsPort: base + 100 + i,
+			redisPort: SHARED_REDIS ? undefined : base + 200 + i,
 			database: `${NAMESPACE}_${name.replace(/-/g, "_")}`,
 			apiUrl: `http://127.0.0.1:${base + i * 10}/api/v1`,
 			cgroup: regionCgroup(NAMESPACE, name),
@@ -266,7 +283,10 @@ async function up() {
 			await c.query(`CREATE DATABASE ${r.database}`);
 		}
 	});
-	for (const r of s.regions) startNats(r);
+	for (const r of s.regions) {
+		startNats(r);
+		startRedis(r);
+	}
 	write(s);
 	await sleep(300);
 	for (const r of s.regions) startNodes(s, r);
@@ -290,6 +310,7 @@ async function status() {
 				.catch(() => false),
 			partitioned: !!r.partitioned,
 			nats: { port: r.natsPort, pid: r.natsPid, alive: alive(r.natsPid) },
+			redis: r.redisPort ? { port: r.redisPort, pid: r.redisPid, alive: alive(r.redisPid) } : { url: SHARED_REDIS },
 			database: r.database,
 			nodes: r.nodes.map(n => ({ nodeID: n.nodeID, services: n.services, pid: n.pid, alive: alive(n.pid), metricsPort: n.metricsPort })),
 		})),
@@ -306,17 +327,30 @@ function region(s: State, name: string | undefined): RegionState {
 async function kill(name?: string) {
 	const s = read();
 	const r = region(s, name);
-	const pids = [...r.nodes.map(n => n.pid), r.natsPid].filter(alive);
+	await killPids([...r.nodes.map(n => n.pid), r.natsPid, r.redisPid]);
+	console.log(`killed ${r.name}: ${r.nodes.length} nodes, its NATS${r.redisPort ? " and its Redis" : ""}`);
+}
+
+async function killPids(all: (number | undefined)[]) {
+	const pids = all.filter(alive);
 	for (const pid of pids) process.kill(pid!, "SIGKILL");
 	for (const until = Date.now() + 5000; pids.some(alive) && Date.now() < until; ) await sleep(50);
-	console.log(`killed ${r.name}: ${r.nodes.length} nodes and its NATS`);
+}
+
+async function killNode(nodeName?: string) {
+	const s = read();
+	const n = s.regions.flatMap(r => r.nodes).find(x => x.name === nodeName);
+	if (!n) throw new Error(`No node "${nodeName}" in this cluster (${s.regions.flatMap(r => r.nodes.map(x => x.name)).join(", ")})`);
+	await killPids([n.pid]);
+	console.log(`killed ${n.name} (${n.services.join(", ")})`);
 }
 
 async function start(name?: string) {
 	const s = read();
 	const r = region(s, name);
-	if (r.nodes.some(n => alive(n.pid))) throw new Error(`${r.name} is running: \`kill\` it first`);
+	if (r.nodes.every(n => alive(n.pid)) && alive(r.natsPid) && (!r.redisPort || alive(r.redisPid))) throw new Error(`${r.name} is running: \`kill\` it first`);
 	if (!alive(r.natsPid)) startNats(r);
+	if (r.redisPort && !alive(r.redisPid)) startRedis(r);
 	await sleep(300);
 	startNodes(s, r);
 	write(s);
@@ -342,6 +376,29 @@ function heal(name?: string) {
 	console.log(healed.length ? `healed ${healed.join(", ")}` : "nothing was cut");
 }
 
+/** One of a region's own parts goes away, or comes back: what its nodes see when it crashes and restarts. */
+async function part(kind: "postgres" | "nats" | "redis", what?: string, name?: string) {
+	if (what !== "down" && what !== "up") throw new Error(`usage: npm run cluster -- ${kind} down|up REGION`);
+	const s = read();
+	const r = region(s, name);
+	if (kind === "postgres") {
+		// The server is shared by the regions' databases: the region's own database is the part that goes.
+		await admin(async c => {
+			await c.query(`ALTER DATABASE ${r.database} WITH ALLOW_CONNECTIONS ${what === "up"}`);
+			if (what === "down") await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [r.database]);
+		});
+	} else if (kind === "nats") {
+		if (what === "down") await killPids([r.natsPid]);
+		else if (!alive(r.natsPid)) startNats(r);
+	} else {
+		if (!r.redisPort) throw new Error("redis down|up needs a Redis per region (this cluster shares CLUSTER_REDIS_URL)");
+		if (what === "down") await killPids([r.redisPid]);
+		else if (!alive(r.redisPid)) startRedis(r);
+	}
+	write(s);
+	console.log(`${kind} of ${r.name} ${what}`);
+}
+
 function kafka(what?: string) {
 	const s = read();
 	if (s.kafka.external || !s.kafka.holderPid) throw new Error("kafka down|up drives the Kafka test broker; this cluster uses KAFKA_BROKERS");
@@ -362,11 +419,15 @@ async function down(keepLogs = false) {
 	const s = read();
 	healCuts(NAMESPACE);
 	await Promise.all(s.regions.flatMap(r => r.nodes.map(n => stopPid(n.pid))));
-	await Promise.all(s.regions.map(r => stopPid(r.natsPid)));
+	await Promise.all(s.regions.flatMap(r => [stopPid(r.natsPid), stopPid(r.redisPid)]));
 	for (const r of s.regions) removeCgroup(r.cgroup);
 	await stopPid(s.kafka.holderPid);
 	await admin(async c => {
-		for (const r of s.regions) await c.query(`DROP DATABASE IF EXISTS ${r.database} WITH (FORCE)`);
+		for (const r of s.regions) {
+			// A database left refusing connections (`postgres down`) is dropped all the same.
+			await c.query(`ALTER DATABASE ${r.database} WITH ALLOW_CONNECTIONS true`).catch(() => undefined);
+			await c.query(`DROP DATABASE IF EXISTS ${r.database} WITH (FORCE)`);
+		}
 	}).catch(err => log(`databases not dropped: ${(err as Error).message}`));
 	if (keepLogs) fs.rmSync(STATE, { force: true });
 	else fs.rmSync(DIR, { recursive: true, force: true });
@@ -380,7 +441,7 @@ function readHolderPid(): number | undefined {
 }
 
 async function main() {
-	const [cmd, arg] = process.argv.slice(2);
+	const [cmd, arg, arg2] = process.argv.slice(2);
 	switch (cmd) {
 		case "up":
 			// A cluster that could not come up is taken down again: no process or database is left behind.
@@ -396,6 +457,12 @@ async function main() {
 			return kill(arg);
 		case "start":
 			return start(arg);
+		case "kill-node":
+			return killNode(arg);
+		case "postgres":
+		case "nats":
+		case "redis":
+			return part(cmd, arg, arg2);
 		case "down":
 			return down();
 		case "kafka-holder":
@@ -408,7 +475,7 @@ async function main() {
 			return kafka(arg);
 		default:
 			throw new Error(
-				"usage: npm run cluster -- up [--regions N] [--nodes M] [--failover] [--durability local|replicated] | status | kill REGION | start REGION | partition REGION | heal [REGION] | kafka down|up | down",
+				"usage: npm run cluster -- up [--regions N] [--nodes M] [--failover] [--durability local|replicated] | status | kill REGION | kill-node NODE | start REGION | postgres|nats|redis down|up REGION | partition REGION | heal [REGION] | kafka down|up | down",
 			);
 	}
 }

@@ -8,6 +8,9 @@
 //   partition  cut asia-east1 off from Kafka (it keeps serving its own clients) for S seconds
 //   flap       cut asia-east1 off and heal it every 1.5 s for S seconds
 //   kafka      the Kafka broker drops and refuses every connection for S seconds
+//   postgres   asia-east1's database refuses connections (its sessions ended) for S seconds
+//   redis      asia-east1's redis-server SIGKILLed, started again (empty) after S seconds
+//   nats       asia-east1's nats-server SIGKILLed, started again after S seconds
 //   all        each of them, one after the other
 //
 // --assert exits 1 unless the safety figures hold (0 double claims, 0 negative balances, regions equal, and in
@@ -25,7 +28,7 @@ import { clusterUp, type ClusterRegion, type LocalCluster } from "../test/helper
 
 const ROOT = path.resolve(__dirname, "..");
 const OUT = path.resolve(process.env.DRILL_DIR ?? path.join(ROOT, ".drills"));
-const SCENARIOS = ["kill", "partition", "flap", "kafka"] as const;
+const SCENARIOS = ["kill", "partition", "flap", "kafka", "postgres", "redis", "nats"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 const SCOPES = ["supply:read", "supply:write", "order:read", "order:write", "claim:read", "claim:write"];
 
@@ -191,6 +194,14 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 				await sleep(1500);
 			}
 			mark("stable", "#16a34a");
+			healedAt = Date.now();
+		} else if (scenario === "postgres" || scenario === "redis" || scenario === "nats") {
+			await cl.cmd(scenario, "down", c.name);
+			faultAt = Date.now();
+			mark(`${scenario} of ${c.name} down`, "#dc2626");
+			await sleep(seconds * 1000);
+			await cl.cmd(scenario, "up", c.name);
+			mark(`${scenario} up`, "#16a34a");
 			healedAt = Date.now();
 		} else {
 			await cl.cmd("kafka", "down");
