@@ -19,6 +19,21 @@ CREATE TABLE log_fences (
   PRIMARY KEY (source, lane, home_region)
 );
 
+-- Which events this region applied, by id, for a while: a region that returns from a lost epoch asks its successor
+-- which of its events the log delivered before the cut (services/regions.service.ts repairLost). Its relay may
+-- have published a batch and failed to mark it (its database went away, its lease ran out): those events were
+-- applied everywhere and must not be superseded at home; the others were never seen and must be.
+-- Kept for a minute (what a relay can have in flight when its region is lost is younger), and for a week for an
+-- epoch that has ended here (the successor's record of what it saw of the old owner: a minute of one region's
+-- events per ownership change).
+CREATE TABLE applied_events (
+  event_id    uuid PRIMARY KEY,
+  home_region text NOT NULL,
+  epoch       bigint NOT NULL,
+  applied_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX applied_events_age_idx ON applied_events (applied_at);
+
 ALTER FUNCTION apply_events(jsonb) RENAME TO apply_unfenced_events;
 
 -- p = {source, lane, region, events} -> {applied, skipped, fenced, changed}: markers recorded, fenced events
@@ -58,10 +73,28 @@ BEGIN
      WHERE source = p->>'source' AND lane = v_lane AND home_region = home;
   END LOOP;
   r := apply_unfenced_events(jsonb_set(p, '{events}', kept));
+  INSERT INTO applied_events (event_id, home_region, epoch)
+  SELECT (x->>'eventId')::uuid, x->>'homeRegion', (x->>'epoch')::bigint FROM jsonb_array_elements(kept) x
+  ON CONFLICT (event_id) DO NOTHING;
   RETURN r || jsonb_build_object('fenced', n);
 END $$;
 
+-- Forgets applied event ids older than p_keep, but those of an epoch that has ended here (for p_keep_ended); at
+-- most p_limit.
+CREATE FUNCTION prune_applied_events(p_keep interval, p_keep_ended interval, p_limit integer) RETURNS integer LANGUAGE sql AS $$
+  WITH old AS (
+    SELECT a.event_id FROM applied_events a
+     WHERE a.applied_at < now() - p_keep
+       AND (a.applied_at < now() - p_keep_ended
+            OR NOT EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_region = a.home_region AND w.epoch > a.epoch))
+     LIMIT p_limit
+  ), gone AS (DELETE FROM applied_events a USING old WHERE a.event_id = old.event_id RETURNING 1)
+  SELECT count(*)::integer FROM gone
+$$;
+
 -- Down Migration
+DROP FUNCTION prune_applied_events(interval, interval, integer);
 DROP FUNCTION apply_events(jsonb);
 ALTER FUNCTION apply_unfenced_events(jsonb) RENAME TO apply_events;
+DROP TABLE applied_events;
 DROP TABLE log_fences;

@@ -19,7 +19,7 @@ import { concludes, leaseAfter, majority, type Owner, Promises, successorOf } fr
 import { regionLink } from "../src/regions/link";
 import { type HealthDecision, Watcher } from "../src/regions/watcher";
 import type { LogPosition } from "../src/replication/event-log";
-import type { ReplicationStatus } from "./replication.service";
+import { APPLIED_ASK_MAX, type ReplicationStatus } from "./replication.service";
 
 type Row = Owner & { home: string };
 
@@ -198,9 +198,9 @@ const RegionsService: WalletService<RegionsThis> = {
 		},
 		/**
 		 * Rows of a higher epoch than this region's replace them (another region took over, or handed back). A row
-		 * that named this region means it was taken over while away: its events of that epoch still unpublished are
-		 * superseded (the successor never saw them), and the holds they made are dropped; repairLost() then takes the
-		 * successor's rows for what they touched. Returns this region's rows as they are now (`mine`: as read before).
+		 * that named this region means it was taken over while away: the epoch is recorded as lost (its events still
+		 * unpublished never leave), and repairLost() sorts them out with the successor. Returns this region's rows
+		 * as they are now (`mine`: as read before).
 		 */
 		async adopt(this: RegionsThis, rows: Row[], why: string, mine?: OwnerRow[]) {
 			mine ??= await this.readRows();
@@ -210,37 +210,29 @@ const RegionsService: WalletService<RegionsThis> = {
 				if (r.owner === this.me) continue;
 				const before = mine.find(x => x.home === r.home);
 				const lost = before?.owner === this.me;
-				const superseded = await withTx(this.pool, async c => {
+				const adopted = await withTx(this.pool, async c => {
 					const u = await c.query(
 						`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = NULL, updated_at = now() WHERE home_region = $1 AND epoch < $3`,
 						[r.home, r.owner, r.epoch],
 					);
-					if (!u.rowCount) return -1;
-					if (!lost) return 0;
-					await c.query(`INSERT INTO lost_epochs (home_region, epoch) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [r.home, before!.epoch]);
-					const gone = await c.query<{ event_type: string; claim_id: string | null }>(
-						`UPDATE outbox SET superseded_at = now(), published_at = now()
-						  WHERE published_at IS NULL AND home_region = $1 AND epoch <= $2
-						 RETURNING event_type, payload->>'claimId' AS claim_id`,
-						[r.home, before!.epoch],
-					);
-					const holds = gone.rows.filter(g => g.event_type === "SupplyReserved" && g.claim_id).map(g => g.claim_id);
-					if (holds.length) await c.query(`UPDATE holds SET status = 'released', updated_at = now() WHERE claim_id = ANY($1::uuid[])`, [holds]);
-					return gone.rowCount ?? 0;
+					if (u.rowCount && lost) await c.query(`INSERT INTO lost_epochs (home_region, epoch) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [r.home, before!.epoch]);
+					return !!u.rowCount;
 				});
-				if (superseded < 0) continue;
+				if (!adopted) continue;
 				moved++;
-				this.decided("ownership learned", { home: r.home, owner: r.owner, epoch: r.epoch, why });
-				if (lost) {
-					this.decided("reconciled", { home: r.home, lostEpoch: before!.epoch, superseded });
-					this.broker.metrics.increment(M.RECONCILED, { home: r.home }, superseded);
-				}
+				this.decided("ownership learned", { home: r.home, owner: r.owner, epoch: r.epoch, why, ...(lost ? { lostEpoch: before!.epoch } : {}) });
 			}
 			if (!moved) return mine;
 			this.changed();
 			return this.readRows();
 		},
-		/** Takes the current owner's rows for every aggregate of a superseded event (see adopt), once per lost epoch. */
+		/**
+		 * Once per lost epoch (see adopt): its events still unpublished here are sorted with the current owner. Those
+		 * the owner applied (the log took them before the takeover's cut, though this region never marked them, its
+		 * database or lease gone) count as published. The others were never seen by anyone and never will be (the cut
+		 * skips them): superseded, counted, their holds dropped; and this region takes the owner's rows for every
+		 * aggregate they touched.
+		 */
 		async repairLost(this: RegionsThis) {
 			const { rows: lost } = await this.pool.query<{ home_region: string; epoch: string; owner: string }>(
 				`SELECT l.home_region, l.epoch, w.owner FROM lost_epochs l JOIN ownership_leases w USING (home_region)
@@ -248,11 +240,36 @@ const RegionsService: WalletService<RegionsThis> = {
 				[this.me],
 			);
 			for (const l of lost) {
-				const { rows: aggregates } = await this.pool.query<{ aggregateType: string; aggregateId: string }>(
+				const { rows: pending } = await this.pool.query<{ id: string }>(
+					`SELECT event_id::text AS id FROM outbox WHERE published_at IS NULL AND home_region = $1 AND epoch <= $2`,
+					[l.home_region, l.epoch],
+				);
+				const seen: string[] = [];
+				for (let i = 0; i < pending.length; i += APPLIED_ASK_MAX)
+					seen.push(...(await this.call<string[]>(l.owner, "replication.applied", { eventIds: pending.slice(i, i + APPLIED_ASK_MAX).map(p => p.id) }, 5000)));
+				const superseded = await withTx(this.pool, async c => {
+					if (seen.length) await c.query(`UPDATE outbox SET published_at = now() WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL`, [seen]);
+					const gone = await c.query<{ event_type: string; claim_id: string | null; aggregateType: string; aggregateId: string }>(
+						`UPDATE outbox SET superseded_at = now(), published_at = now()
+						  WHERE published_at IS NULL AND home_region = $1 AND epoch <= $2
+						 RETURNING event_type, payload->>'claimId' AS claim_id, aggregate_type AS "aggregateType", aggregate_id AS "aggregateId"`,
+						[l.home_region, l.epoch],
+					);
+					const holds = gone.rows.filter(g => g.event_type === "SupplyReserved" && g.claim_id).map(g => g.claim_id);
+					if (holds.length) await c.query(`UPDATE holds SET status = 'released', updated_at = now() WHERE claim_id = ANY($1::uuid[])`, [holds]);
+					return gone.rows;
+				});
+				if (pending.length) {
+					this.decided("reconciled", { home: l.home_region, lostEpoch: Number(l.epoch), superseded: superseded.length, seenBySuccessor: seen.length, owner: l.owner });
+					this.broker.metrics.increment(M.RECONCILED, { home: l.home_region }, superseded.length);
+				}
+				// What this pass superseded, and (a pass that failed after its transaction) what an earlier one did.
+				const { rows: before } = await this.pool.query<{ aggregateType: string; aggregateId: string }>(
 					`SELECT DISTINCT aggregate_type AS "aggregateType", aggregate_id AS "aggregateId" FROM outbox
 					  WHERE superseded_at IS NOT NULL AND home_region = $1 AND epoch = $2`,
 					[l.home_region, l.epoch],
 				);
+				const aggregates = [...new Map([...before, ...superseded].map(a => [`${a.aggregateType}:${a.aggregateId}`, { aggregateType: a.aggregateType, aggregateId: a.aggregateId }])).values()];
 				const theirs = aggregates.length ? await this.call<Record<string, unknown>[]>(l.owner, "replication.snapshot", { aggregates }, 5000) : [];
 				await withTx(this.pool, async c => {
 					for (const e of theirs) await c.query(`SELECT take_row($1::jsonb)`, [JSON.stringify(e)]);

@@ -21,6 +21,7 @@ interface ReplicationThis extends Service {
 	pool: Pool;
 	owned?: OwnedLog;
 	relay?: OutboxRelay;
+	pruning?: NodeJS.Timeout;
 	applier?: Applier;
 	invalidate(changes: Changes | Changes[]): Promise<void>;
 }
@@ -44,6 +45,11 @@ export interface ReplicationStatus {
 	/** Outbox events of this region not yet published. */
 	unpublished: number;
 }
+
+/** Most event ids one `applied` call takes. */
+export const APPLIED_ASK_MAX = 5000;
+/** How often the ids of applied events are pruned (migrations/*_log-fences.sql prune_applied_events). */
+const PRUNE_EVERY_MS = 10_000;
 
 /** What a cache must forget for each applied change. */
 function cacheChanges(changed: Changed[]): Changes[] {
@@ -95,6 +101,17 @@ const ReplicationService: WalletService<ReplicationThis> = {
 				if (!this.owned) throw new Errors.MoleculerError("Replication is off", 409, "REPLICATION_OFF");
 				const { source, homeRegion, epoch } = ctx.params;
 				await this.owned.log.fence(source, fenceEvent({ source, homeRegion, epoch, owner: appConfig(this.broker).region, eventId: randomUUID() }));
+			},
+		},
+		/** Which of these events this region has applied (a returning region asks its successor: see repairLost). */
+		applied: {
+			permission: "internal",
+			visibility: "public",
+			timeout: 5000,
+			params: { eventIds: { type: "array", max: APPLIED_ASK_MAX, items: "uuid" } },
+			async handler(this: ReplicationThis, ctx: Context<{ eventIds: string[] }>): Promise<string[]> {
+				const { rows } = await this.pool.query<{ id: string }>(`SELECT event_id::text AS id FROM applied_events WHERE event_id = ANY($1::uuid[])`, [ctx.params.eventIds]);
+				return rows.map(r => r.id);
 			},
 		},
 		/** This region's rows of the given aggregates, as events would carry them (no payload: no such row here). */
@@ -219,9 +236,14 @@ const ReplicationService: WalletService<ReplicationThis> = {
 		});
 		this.relay.start();
 		await this.applier.start();
+		// Applied ids are kept a minute (a lost region's last batch is younger), those of an ended epoch a week.
+		this.pruning = setInterval(() => {
+			this.pool.query(`SELECT prune_applied_events(interval '1 minute', interval '7 days', 20000)`).catch(err => logger.debug(`Pruning applied events failed: ${err.message}`));
+		}, PRUNE_EVERY_MS);
 		this.logger.info(`Replication on (${r.mode}): publishing ${cfg.region}, applying ${this.applier.sources.join(", ") || "nothing"}`);
 	},
 	async stopped(this: ReplicationThis) {
+		clearInterval(this.pruning);
 		await this.relay?.stop();
 		await this.applier?.stop();
 		if (this.owned?.closeOnStop) await this.owned.log.close();

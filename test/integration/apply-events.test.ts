@@ -143,3 +143,26 @@ describe("log fences (a takeover's cut of the old owner's log)", () => {
 		expect(rows).toEqual([{ epoch: 3 }]);
 	});
 });
+
+describe("applied event ids", () => {
+	it("are recorded as applied (not when fenced), and pruned after a minute but for those of an epoch that has ended, kept a week", async () => {
+		const home = "asia-east1";
+		const B = "europe-west1";
+		const h = history();
+		const events = h.events.map(e => ({ ...e, homeRegion: home }));
+		const fenced = { ...events[0], eventId: randomUUID(), aggregateId: randomUUID(), epoch: 1 };
+		await db.pool.query(`SELECT apply_events($1::jsonb)`, [
+			JSON.stringify({ source: home, lane: 0, region: B, events: [...events, fenceEvent({ source: home, homeRegion: home, epoch: 2, owner: B, eventId: randomUUID() }), fenced] }),
+		]);
+		const ids = async () => (await db.pool.query(`SELECT event_id::text AS id, epoch::int FROM applied_events WHERE home_region = $1`, [home])).rows;
+		expect(new Set((await ids()).map(r => r.id))).toEqual(new Set(events.map(e => e.eventId)));
+		// Epoch 1 of the home region has ended here (epoch 2 owns it); a current-epoch id is pruned after a minute.
+		await db.pool.query(`INSERT INTO ownership_leases (home_region, owner, epoch) VALUES ($1, $2, 2) ON CONFLICT (home_region) DO UPDATE SET epoch = 2`, [home, B]);
+		const current = randomUUID(), ancient = randomUUID();
+		await db.pool.query(`INSERT INTO applied_events (event_id, home_region, epoch, applied_at) VALUES ($1, $3, 2, now() - interval '2 minutes'), ($2, $3, 1, now() - interval '8 days')`, [current, ancient, home]);
+		await db.pool.query(`UPDATE applied_events SET applied_at = now() - interval '2 minutes' WHERE home_region = $1 AND epoch = 1 AND event_id <> $2`, [home, ancient]);
+		const { rows } = await db.pool.query(`SELECT prune_applied_events(interval '1 minute', interval '7 days', 1000) AS n`);
+		expect(rows[0].n).toBe(2);
+		expect(new Set((await ids()).map(r => r.id))).toEqual(new Set(events.map(e => e.eventId)));
+	});
+});

@@ -32,6 +32,7 @@ describe("npm run migrate", () => {
 	it("applies, rolls back and re-applies the schema", async () => {
 		expect(migrateCmd()).toMatch(/up: .*initial-schema/);
 		expect(await tables()).toEqual([
+			"applied_events",
 			"claim_ids",
 			"claims",
 			"entity_count_deltas",
@@ -49,6 +50,7 @@ describe("npm run migrate", () => {
 		expect(migrateCmd()).toMatch(/nothing to migrate/);
 		expect(migrateCmd("down")).toMatch(/down: .*log-fences/);
 		expect(await tables()).not.toContain("log_fences");
+		expect(await tables()).not.toContain("applied_events");
 		expect(migrateCmd("down")).toMatch(/down: .*ownership-leases/);
 		expect(await tables()).toContain("ownership");
 		expect(migrateCmd("down")).toMatch(/down: .*cross-region-claims/);

@@ -10,6 +10,7 @@ import { checkInvariants } from "../../src/checker/invariants";
 import type { RegionsStatus } from "../../services/regions.service";
 import { serviceContext } from "../../src/lib/request-context";
 import type { EventLog, ReplEvent } from "../../src/replication/event-log";
+import { toReplEvent, type OutboxRelay } from "../../src/replication/relay";
 import { createSupply } from "../../src/store/creates";
 import { Client, item } from "../helpers/http";
 import { converged, startTestRegions, type TestRegion, type TestRegions } from "../helpers/regions";
@@ -25,6 +26,7 @@ afterAll(async () => rs?.stop());
 
 // An internal action: called as one of the region's own services would.
 const status = (r: TestRegion) => serviceContext(r.broker.getLocalService("api") as Service).call<RegionsStatus>("regions.status");
+const replicationOf = (r: TestRegion) => r.broker.getLocalService("replication") as unknown as { owned: { log: EventLog }; relay: OutboxRelay };
 const ownerOf = async (r: TestRegion, home: string) => (await status(r)).ownership.find(o => o.homeRegion === home);
 
 describe("failover between three regions", () => {
@@ -76,7 +78,7 @@ describe("failover between three regions", () => {
 			eventId: randomUUID(), aggregateType: "supply", aggregateId: supply.id, version: copy.version + 1, type: "SupplyPaused", region: c.name,
 			homeRegion: c.name, epoch: before.epoch, txId: "1", schemaVersion: 1, createdAt: new Date().toISOString(), payload: { ...copy, status: "paused", version: copy.version + 1 },
 		};
-		await (a.broker.getLocalService("replication") as unknown as { owned: { log: EventLog } }).owned.log.publish(c.name, [late]);
+		await replicationOf(a).owned.log.publish(c.name, [late]);
 		const fencedIn = async (r: TestRegion) =>
 			(await r.db.pool.query(`SELECT coalesce(sum(skipped), 0)::int AS n FROM log_fences WHERE source = $1 AND home_region = $1 AND epoch = $2`, [c.name, before.epoch + 1])).rows[0].n;
 		await expect.poll(() => fencedIn(a), { timeout: 10_000 }).toBe(1);
@@ -123,6 +125,50 @@ describe("failover between three regions", () => {
 			[3, before.epoch + 1],
 			[4, before.epoch + 1],
 		]);
+		const pools = rs.regions.map(r => r.db.pool);
+		expect((await checkInvariants(pools)).violations).toEqual([]);
+		expect((await checkHistory(pools)).violations).toEqual([]);
+	});
+
+	it("a returning region keeps what the log took before the cut though it never marked it, and supersedes only the rest", async () => {
+		const [a, , c] = rs.regions;
+		const rue = await Client.as(c.apiUrl, "rue");
+		const supply = (await rue.post("/api/v1/supplies", { asset: "ETH", amount: "1" })).body;
+		await converged(rs, 15_000);
+		// c's relay stops; of two changes, the log takes the first (a batch published, then c lost before marking it).
+		await replicationOf(c).relay.stop();
+		expect((await rue.post(`/api/v1/supplies/${supply.id}/pause`)).status).toBe(200);
+		expect((await rue.post(`/api/v1/supplies/${supply.id}/resume`)).status).toBe(200);
+		const { rows } = await c.db.pool.query(
+			`SELECT id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region, home_region, epoch, tx_id::text,
+			        schema_version, created_at, payload FROM outbox WHERE aggregate_id = $1 AND published_at IS NULL ORDER BY id`,
+			[supply.id],
+		);
+		expect(rows.map(r => r.aggregate_version)).toEqual([2, 3]);
+		await replicationOf(c).owned.log.publish(c.name, [toReplEvent(rows[0])]);
+		const versionIn = async (r: TestRegion) => (await r.db.pool.query(`SELECT status, version FROM supplies WHERE id = $1`, [supply.id])).rows[0];
+		await expect.poll(() => versionIn(a), { timeout: 10_000 }).toEqual({ status: "paused", version: 2 });
+
+		await rs.restart(c.name, async () => {
+			// Taken over while away; the successor writes on top of what it saw (version 2).
+			await expect.poll(async () => (await ownerOf(a, c.name))?.owner, { timeout: 15_000, interval: 50 }).toBe(a.name);
+			const resumed = await (await Client.as(a.apiUrl, "rue")).post(`/api/v1/supplies/${supply.id}/resume`);
+			expect([resumed.status, resumed.body.version]).toEqual([200, 3]);
+		});
+		await expect.poll(async () => (await ownerOf(c, c.name))?.owner, { timeout: 30_000, interval: 100 }).toBe(c.name);
+		// Its version 2 was seen by the others: published, not superseded. Its version 3 was not: superseded.
+		const { rows: mine } = await c.db.pool.query(
+			`SELECT aggregate_version AS v, published_at IS NOT NULL AS published, superseded_at IS NOT NULL AS superseded FROM outbox
+			  WHERE aggregate_id = $1 AND region = $2 ORDER BY id`,
+			[supply.id, c.name],
+		);
+		expect(mine).toEqual([
+			{ v: 1, published: true, superseded: false },
+			{ v: 2, published: true, superseded: false },
+			{ v: 3, published: true, superseded: true },
+		]);
+		const final = await converged(rs, 20_000);
+		expect(final.supplies.find(s => s.id === supply.id)).toMatchObject({ status: "active", version: 3 });
 		const pools = rs.regions.map(r => r.db.pool);
 		expect((await checkInvariants(pools)).violations).toEqual([]);
 		expect((await checkHistory(pools)).violations).toEqual([]);
