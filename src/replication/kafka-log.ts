@@ -33,6 +33,12 @@ export interface KafkaEventLogOptions {
 	requestTimeout?: number;
 	/** kafkajs retries of a failed request (default 5, 100 ms growing to 1 s): bounds how long a publish to a lost broker takes to fail. */
 	retries?: number;
+	/**
+	 * How long an applied batch's offset may wait before it is committed (default 20 ms): offsets are committed
+	 * together, every this often, not after each batch (a commit per batch capped the test broker, which hands out
+	 * one producer batch per partition per fetch, at ~150 batches/s). A crash re-delivers at most this much.
+	 */
+	commitIntervalMs?: number;
 	/** What reaches `log` (default WARN). */
 	logLevel?: logLevel;
 	log?: (level: KafkaLogLevel, message: string) => void;
@@ -65,6 +71,7 @@ export class KafkaEventLog implements EventLog {
 	private admining?: Promise<Admin>;
 	private readonly subscriptions = new Set<Subscription>();
 	private closing?: Promise<void>;
+	private readonly warn: (message: string) => void;
 
 	constructor(options: KafkaEventLogOptions) {
 		this.o = {
@@ -76,12 +83,14 @@ export class KafkaEventLog implements EventLog {
 			connectionTimeout: options.connectionTimeout ?? 3_000,
 			requestTimeout: options.requestTimeout ?? 10_000,
 			retries: options.retries ?? 5,
+			commitIntervalMs: options.commitIntervalMs ?? 20,
 		};
 		const remote = options.remoteTopic;
 		this.remoteTopic = source => (remote ? remote(source, topicFor(this.o.prefix, source)) : topicFor(this.o.prefix, source));
 		// Explicit, because kafkajs swaps in other defaults when NODE_ENV=test.
 		this.retry = { initialRetryTime: 100, maxRetryTime: 1_000, multiplier: 2, factor: 0.2, retries: this.o.retries };
 		const log = options.log;
+		this.warn = message => log?.("warn", message);
 		this.kafka = new Kafka({
 			brokers: this.o.brokers,
 			clientId: options.clientId ?? "wallet-replication",
@@ -154,6 +163,24 @@ export class KafkaEventLog implements EventLog {
 		});
 		// Consecutive handler failures per partition, for the backoff.
 		const failures = new Map<string, number>();
+		// Offsets applied and not yet committed, per topic and partition: committed together (see commitIntervalMs).
+		const applied = new Map<string, { topic: string; partition: number; offset: string }>();
+		let committing: Promise<void> = Promise.resolve();
+		let commitTimer: NodeJS.Timeout | undefined;
+		let leaving = false;
+		const commit = () => {
+			commitTimer = undefined;
+			if (!applied.size) return committing;
+			const offsets = [...applied.values()];
+			applied.clear();
+			committing = committing
+				.then(() => consumer.commitOffsets(offsets))
+				.catch(err => {
+					// Nothing lost: the next commit carries a later offset, or the events come again (idempotent apply).
+					this.warn(`kafka: committing offsets of ${group} failed (the next commit carries later ones): ${(err as Error).message}`);
+				});
+			return committing;
+		};
 
 		const eachBatch = async (p: EachBatchPayload) => {
 			const { batch } = p;
@@ -185,14 +212,20 @@ export class KafkaEventLog implements EventLog {
 			}
 			failures.delete(where);
 			p.resolveOffset(batch.lastOffset());
-			await p.commitOffsetsIfNecessary();
+			const offset = { topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() };
+			// A batch that ends while the subscription stops commits itself: the consumer no longer does.
+			if (leaving) await p.commitOffsetsIfNecessary({ topics: [{ topic: offset.topic, partitions: [offset] }] });
+			else {
+				applied.set(where, offset);
+				commitTimer ??= setTimeout(commit, this.o.commitIntervalMs);
+			}
 		};
 
 		try {
 			await consumer.connect();
 			await consumer.subscribe({ topics: [...sourceOf.keys()], fromBeginning: true });
 			// Partitions are independent (one key stays in one): apply them side by side.
-			await consumer.run({ eachBatchAutoResolve: false, partitionsConsumedConcurrently: 4, eachBatch });
+			await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 4, eachBatch });
 		} catch (err) {
 			await consumer.disconnect().catch(() => {});
 			throw new Error(`kafka: subscribing ${group} to ${sources.join(", ")} failed: ${(err as Error).message}`, { cause: err });
@@ -201,7 +234,12 @@ export class KafkaEventLog implements EventLog {
 		let stopping: Promise<void> | undefined;
 		const subscription: Subscription = {
 			stop: () => {
-				stopping ??= consumer.disconnect().finally(() => this.subscriptions.delete(subscription));
+				leaving = true;
+				clearTimeout(commitTimer);
+				// What was applied is committed before leaving the group (the next member starts after it).
+				stopping ??= commit()
+					.then(() => consumer.disconnect())
+					.finally(() => this.subscriptions.delete(subscription));
 				return stopping;
 			},
 		};

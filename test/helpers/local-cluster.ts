@@ -75,7 +75,7 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 		killNow(region) {
 			const now = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
 			const r = now.regions.find((x: ClusterRegion) => x.name === region.name);
-			for (const pid of [...r.nodes.map((n: { pid: number }) => n.pid), r.natsPid])
+			for (const pid of [...r.nodes.map((n: { pid: number }) => n.pid), r.natsPid, r.redisPid].filter(Boolean))
 				try {
 					process.kill(pid, "SIGKILL");
 				} catch {
