@@ -8,6 +8,7 @@
 //             the apply, no Kafka), exact lags.
 //   kafka     the three regions in this process over the Kafka test broker, exact lags (one process: its event loop
 //             carries every gateway, service and applier, so this is the heaviest load for one core).
+// Each run writes for --warmup W seconds first (default 3, not measured: consumers joined, pools and code warm).
 // Bounded in time: --seconds S (default 15) at --rate R writes/s (default 1000); --runs cluster,memory (default).
 import { randomUUID } from "node:crypto";
 import { Pool } from "undici";
@@ -29,6 +30,7 @@ const arg = (name: string, def: number) => {
 };
 const SECONDS = arg("seconds", 15);
 const RATE = arg("rate", 1000);
+const WARMUP_SECONDS = arg("warmup", 3);
 const REGIONS = REGION_NAMES;
 const RUNS = (process.argv.includes("--runs") ? process.argv[process.argv.indexOf("--runs") + 1] : "cluster,memory").split(",");
 
@@ -63,8 +65,6 @@ async function run(mode: "kafka" | "memory"): Promise<Run> {
 				KAFKA_MAX_WAIT_MS: kafka?.mock ? "10" : "100",
 				RATE_LIMIT: "10000000",
 				METRICS_ENABLED: "true",
-				// The default poll, as deployed (the test regions' own default is shorter).
-				RELAY_POLL_MS: "20",
 			},
 		});
 		// Every lag as it is observed, exactly (the metric's histogram has buckets only).
@@ -75,10 +75,12 @@ async function run(mode: "kafka" | "memory"): Promise<Run> {
 				return observe(name, value, labels);
 			}) as typeof broker.metrics.observe;
 		}
-		// Warm-up: every region's consumers joined (the test broker's first join takes seconds).
-		await new Promise(r => setTimeout(r, mode === "kafka" ? 5000 : 500));
-		lags.length = 0;
+		// Warm-up, not measured: every region's consumers joined (the test broker's first join takes seconds),
+		// connections and code warm; until its events are applied everywhere.
 		const tokens = await Promise.all(Array.from({ length: 30 }, (_, i) => tokenFor(`lag-user-${i}`)));
+		const warm = await writeLoad(rs.regions.map(r => r.apiUrl), tokens, WARMUP_SECONDS);
+		for (const until = Date.now() + 60_000; lags.length < warm.ok * (REGIONS.length - 1) && Date.now() < until; ) await new Promise(r => setTimeout(r, 100));
+		lags.length = 0;
 		const load = await writeLoad(rs.regions.map(r => r.apiUrl), tokens);
 		// Converged: every region has applied all the others' events.
 		const until = Date.now() + 60_000;
@@ -103,7 +105,7 @@ async function run(mode: "kafka" | "memory"): Promise<Run> {
 }
 
 /** SECONDS of creations at RATE spread over the regions' APIs (each URL ends in /api/v1). */
-async function writeLoad(urls: string[], tokens: string[]) {
+async function writeLoad(urls: string[], tokens: string[], seconds = SECONDS) {
 	const pools = urls.map(u => new Pool(new URL(u).origin, { connections: 32, pipelining: 1 }));
 	// The cluster's URLs name the API's path; the in-process regions' are the origin only.
 	const path0 = new URL(urls[0]).pathname.replace(/\/$/, "");
@@ -111,7 +113,7 @@ async function writeLoad(urls: string[], tokens: string[]) {
 	let sent = 0, ok = 0, errors = 0;
 	const started = Date.now();
 	const inFlight = new Set<Promise<void>>();
-	for (let i = 0; Date.now() - started < SECONDS * 1000; i++) {
+	for (let i = 0; Date.now() - started < seconds * 1000; i++) {
 		const due = started + (i * 1000) / RATE;
 		const wait = due - Date.now();
 		if (wait > 0) await new Promise(r => setTimeout(r, wait));
@@ -171,17 +173,22 @@ function bucketQuantile(buckets: [number, number][], q: number): number {
 }
 
 async function runCluster(): Promise<Run & { within250: number }> {
-	const cl = await clusterUp({ regions: 3, nodes: 1, env: { RATE_LIMIT: "10000000", METRICS_ENABLED: "true" } });
+	const cl = await clusterUp({ regions: 3, nodes: 1, env: { RATE_LIMIT: "10000000", METRICS_ENABLED: "true", ...(process.env.LAG_ENV ? JSON.parse(process.env.LAG_ENV) : {}) } });
 	try {
 		const state = JSON.parse(fs.readFileSync(path.join(cl.dir, "state.json"), "utf8"));
 		const jwt = loadConfig({ JWT_SECRET: state.secrets.jwt, NODE_ENV: "test" }).jwt;
 		const ports: number[] = state.regions.flatMap((r: { nodes: { metricsPort: number }[] }) => r.nodes.map(n => n.metricsPort));
 		const scopes = ["supply:read", "supply:write", "order:read", "order:write"];
 		const tokens = await Promise.all(Array.from({ length: 30 }, (_, i) => signToken(jwt, `lag-user-${i}`, scopes)));
+		const count = (b: Map<number, number>) => b.get(Number.POSITIVE_INFINITY) ?? 0;
+		// Warm-up, not measured: every region's consumers joined (a group's first join takes seconds on the test
+		// broker), connections and code warm; until its events are applied everywhere.
+		const warm = await writeLoad(cl.regions.map(r => r.apiUrl), tokens, WARMUP_SECONDS);
+		for (const until = Date.now() + 60_000; count(await lagBuckets(ports)) < warm.ok * (REGIONS.length - 1) && Date.now() < until; )
+			await new Promise(r => setTimeout(r, 200));
 		const before = await lagBuckets(ports);
 		const load = await writeLoad(cl.regions.map(r => r.apiUrl), tokens);
 		const expected = load.ok * (REGIONS.length - 1);
-		const count = (b: Map<number, number>) => b.get(Number.POSITIVE_INFINITY) ?? 0;
 		let after = await lagBuckets(ports);
 		for (const until = Date.now() + 60_000; count(after) - count(before) < expected && Date.now() < until; ) {
 			await new Promise(r => setTimeout(r, 200));

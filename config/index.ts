@@ -406,7 +406,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			kafkaBrokers,
 			topicPrefix: str(env, "KAFKA_TOPIC_PREFIX") ?? str(env, "NAMESPACE") ?? "wallet",
 			relayBatch: int(env, "RELAY_BATCH", 500, 1, 10_000),
-			relayPollMs: int(env, "RELAY_POLL_MS", 20, 1, 60_000),
+			relayPollMs: int(env, "RELAY_POLL_MS", 250, 1, 60_000),
 			link: link as Config["replication"]["link"],
 			kafka,
 			linkKafka,

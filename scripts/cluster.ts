@@ -16,7 +16,7 @@
 //   partition REGION               cut the region off from Kafka (events and link) while it serves its own clients
 //   heal [REGION]                  undo partition (of every region without REGION)
 //   kafka down|up                  the Kafka test broker drops and refuses every connection / accepts them again
-//   down                           stop everything and drop the cluster's databases
+//   down [--keep-databases]        stop everything and drop the cluster's databases (or keep them, to read)
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -422,13 +422,14 @@ async function down(keepLogs = false) {
 	await Promise.all(s.regions.flatMap(r => [stopPid(r.natsPid), stopPid(r.redisPid)]));
 	for (const r of s.regions) removeCgroup(r.cgroup);
 	await stopPid(s.kafka.holderPid);
-	await admin(async c => {
-		for (const r of s.regions) {
-			// A database left refusing connections (`postgres down`) is dropped all the same.
-			await c.query(`ALTER DATABASE ${r.database} WITH ALLOW_CONNECTIONS true`).catch(() => undefined);
-			await c.query(`DROP DATABASE IF EXISTS ${r.database} WITH (FORCE)`);
-		}
-	}).catch(err => log(`databases not dropped: ${(err as Error).message}`));
+	if (!process.argv.includes("--keep-databases"))
+		await admin(async c => {
+			for (const r of s.regions) {
+				// A database left refusing connections (`postgres down`) is dropped all the same.
+				await c.query(`ALTER DATABASE ${r.database} WITH ALLOW_CONNECTIONS true`).catch(() => undefined);
+				await c.query(`DROP DATABASE IF EXISTS ${r.database} WITH (FORCE)`);
+			}
+		}).catch(err => log(`databases not dropped: ${(err as Error).message}`));
 	if (keepLogs) fs.rmSync(STATE, { force: true });
 	else fs.rmSync(DIR, { recursive: true, force: true });
 	console.log("cluster down");

@@ -262,9 +262,7 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 		fs.cpSync(path.join(cl.dir, "logs"), path.join(OUT, `logs-${scenario}`), { recursive: true });
 		// DRILL_KEEP=1 leaves the cluster's databases to read (the processes are stopped).
 		if (process.env.DRILL_KEEP === "1") {
-			await cl.cmd("kill", a.name).catch(() => undefined);
-			await cl.cmd("kill", b.name).catch(() => undefined);
-			await cl.cmd("kill", c.name).catch(() => undefined);
+			await cl.cmd("down", "--keep-databases").catch(err => console.error(`cluster down: ${err.message}`));
 			console.error(`kept: databases ${cl.regions.map(r => r.database).join(", ")}`);
 		} else await cl.down();
 	}

@@ -2,7 +2,7 @@
 // published in the same transaction that read them. One relay is active per region at a time (a
 // transaction-scoped advisory lock), so one key's events leave in the order they were written; a crash
 // between the publish and the commit publishes the batch again, which appliers absorb (versions).
-import type { Pool } from "pg";
+import pg, { type Pool } from "pg";
 import { withTx } from "../db";
 import type { EventLog, ReplEvent } from "./event-log";
 
@@ -77,10 +77,17 @@ export interface RelayOptions {
 	onError?: (err: Error) => void;
 }
 
+/** The channel outbox writes notify at their commit (migrations/*_outbox-notify.sql). */
+const CHANNEL = "wallet_outbox";
+
 export class OutboxRelay {
 	private running = false;
 	private loop?: Promise<void>;
 	private wake?: () => void;
+	/** A notification came while a round ran: the next round starts at once. */
+	private notified = false;
+	private listener?: pg.Client;
+	private listening?: Promise<void>;
 
 	constructor(
 		private readonly pool: Pool,
@@ -116,6 +123,7 @@ export class OutboxRelay {
 	start(): void {
 		if (this.running) return;
 		this.running = true;
+		this.listening = this.listen();
 		this.loop = (async () => {
 			let backoff = this.options.pollMs;
 			while (this.running) {
@@ -129,8 +137,10 @@ export class OutboxRelay {
 					this.options.onError?.(err as Error);
 					backoff = Math.min(backoff * 2, 2000);
 				}
-				// A full batch means more is waiting: go on at once.
-				if (n < this.options.batch && this.running) await this.sleep(backoff);
+				// A full batch means more is waiting, and a notification new rows: go on at once. Else sleep until a
+				// notification, or pollMs (rows waiting for a lease, a lost notification connection).
+				if (n < this.options.batch && this.running && !this.notified) await this.sleep(backoff);
+				this.notified = false;
 			}
 		})();
 	}
@@ -146,9 +156,43 @@ export class OutboxRelay {
 		});
 	}
 
+	/**
+	 * Wakes the relay when outbox rows commit, on a connection of its own (LISTEN holds one). Lost, it connects again
+	 * after a second; meanwhile the relay polls every pollMs.
+	 */
+	private async listen(): Promise<void> {
+		while (this.running) {
+			const client = new pg.Client(this.pool.options);
+			const closed = new Promise<void>(resolve => {
+				client.on("error", () => resolve());
+				client.on("end", () => resolve());
+			});
+			client.on("notification", () => {
+				this.notified = true;
+				this.wake?.();
+			});
+			try {
+				await client.connect();
+				await client.query(`LISTEN ${CHANNEL}`);
+				this.listener = client;
+				// Rows may have committed before the LISTEN: look once.
+				this.notified = true;
+				this.wake?.();
+				await closed;
+			} catch (err) {
+				this.options.onError?.(new Error(`listening for outbox rows failed (polling every ${this.options.pollMs} ms): ${(err as Error).message}`));
+			}
+			this.listener = undefined;
+			await client.end().catch(() => undefined);
+			if (this.running) await new Promise(r => setTimeout(r, 1000));
+		}
+	}
+
 	async stop(): Promise<void> {
 		this.running = false;
 		this.wake?.();
+		await this.listener?.end().catch(() => undefined);
 		await this.loop;
+		await this.listening;
 	}
 }

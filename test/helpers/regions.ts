@@ -55,7 +55,7 @@ export async function startTestRegions(o: TestRegionsOptions = {}): Promise<Test
 			const cfg = testConfig({
 				databaseUrl: db.url,
 				namespace,
-				env: { REGIONS: names.join(","), REGION: name, REPLICATION: "memory", RELAY_POLL_MS: "10", ...o.env },
+				env: { REGIONS: names.join(","), REGION: name, REPLICATION: "memory", ...o.env },
 			});
 			const broker = build(name, cfg, o.services);
 			regions.push({ name, cfg, broker, db, apiUrl: "" });

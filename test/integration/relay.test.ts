@@ -77,4 +77,21 @@ describe("outbox relay", () => {
 		expect(await relay.tick()).toBe(1);
 		expect(await unpublished()).toBe(0);
 	});
+
+	it("wakes when outbox rows commit, without polling", async () => {
+		await lease(`now() + interval '1 minute'`);
+		const memory = new MemoryEventLog();
+		// A poll a minute apart: only the commit's notification can make it publish within the test.
+		const relay = new OutboxRelay(db.pool, memory, { region: A, batch: 100, pollMs: 60_000 });
+		relay.start();
+		try {
+			await expect.poll(() => unpublished(), { timeout: 5000 }).toBe(0);
+			const before = total(await memory.ends(A));
+			await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
+			await expect.poll(async () => total(await memory.ends(A)), { timeout: 2000, interval: 20 }).toBe(before + 1);
+			expect(await unpublished()).toBe(0);
+		} finally {
+			await relay.stop();
+		}
+	});
 });
