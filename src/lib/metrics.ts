@@ -23,6 +23,7 @@ export const M = {
 	REPL_RELAY_ERRORS: "wallet.replication.relay.errors.total",
 	REPL_LAG: "wallet.replication.lag",
 	FORWARDED: "wallet.forwarded.total",
+	REROUTED: "wallet.rerouted.total",
 	REGION_HEALTH: "wallet.region.health",
 	OWNER_EPOCH: "wallet.ownership.epoch",
 	LEASE_AGE: "wallet.ownership.lease.remaining",
@@ -72,6 +73,7 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 		description: "Replication lag: from an event's commit in its region to its apply here",
 		buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
 	});
+	m.register({ name: M.REROUTED, type: "counter", labelNames: ["target"], description: "Calls sent to another region because no node of their service was alive here" });
 	m.register({ name: M.FORWARDED, type: "counter", labelNames: ["target"], description: "Writes forwarded to the region that owns the entity's home region", rate: true });
 	m.register({ name: M.REGION_HEALTH, type: "gauge", labelNames: ["peer"], description: "Each region's health (peer) as this region's watcher sees it: 1 up, 0.5 suspect, 0 down" });
 	m.register({ name: M.OWNER_EPOCH, type: "gauge", labelNames: ["home", "owner"], description: "The epoch under which each home region is owned, as this region's rows say (owner: who writes it)" });
