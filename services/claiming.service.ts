@@ -17,7 +17,7 @@ import { isAdmin } from "../src/domain/permissions";
 import type { Claim, Order, Supply, User } from "../src/domain/types";
 import { AVAILABLE_SHARD } from "../src/lib/available-shard";
 import { Batcher } from "../src/lib/batcher";
-import { notDurable, waitPublished } from "../src/store/outbox";
+import { durableOrder, notDurable, waitPublished } from "../src/store/outbox";
 import { Mailbox } from "../src/lib/mailbox";
 import { M, type ClaimOutcome } from "../src/lib/metrics";
 import { paging, status, uuid } from "../src/lib/params";
@@ -166,11 +166,13 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			async handler(this: ClaimingThis, ctx: Ctx<{ id: string }>) {
 				const claim = await getClaim(this.pool, ctx.params.id);
 				if (!claim || (claim.claimerId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("claim");
+				const until = Date.now() + appConfig(this.broker).requestTimeoutMs * 0.8;
 				const result = await ctx.call<CommandResult, CommandParams>("claiming.command", {
 					op: "release",
 					orderId: claim.orderId,
 					claimId: claim.id,
 				});
+				if (result.order) await durableOrder(this.pool, appConfig(this.broker), result.order, until);
 				return result.claim;
 			},
 		},

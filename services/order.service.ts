@@ -16,6 +16,7 @@ import type { Order, OrderItem, Page, User } from "../src/domain/types";
 import { orderView } from "../src/domain/views";
 import { asset, paging, status, text, uuid } from "../src/lib/params";
 import { createOrder } from "../src/store/creates";
+import { durableOrder } from "../src/store/outbox";
 import { getOrder, listOrders } from "../src/store/queries";
 
 type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
@@ -28,7 +29,9 @@ const command = (op: "cancel" | "complete") => ({
 	permission: "order:write",
 	params: { id: uuid },
 	async handler(this: any, ctx: Ctx<{ id: string }>) {
+		const until = Date.now() + appConfig(this.broker).requestTimeoutMs * 0.8;
 		const { order } = await ctx.call<{ order: Order }, any>("claiming.command", { op, orderId: ctx.params.id });
+		await durableOrder(this.pool, appConfig(this.broker), order, until);
 		return orderView(order, ctx.meta.user);
 	},
 });

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Errors } from "moleculer";
 import type { ClientBase, Pool } from "pg";
+import type { Config } from "../../config";
 
 export interface DomainEvent {
 	aggregateType: "supply" | "order" | "claim";
@@ -44,7 +45,8 @@ export async function appendEvents(client: ClientBase, events: DomainEvent[]): P
 
 /**
  * Waits until what a write put in the outbox is published (the relay marks a row once the event log holds it):
- * every event of the transaction that created `claimId`, an aggregate's events up to `version`, or a home
+ * every event of the transaction that created `claimId`, an aggregate's events up to `version` (and the rest of
+ * that version's transaction), or a home
  * region's events up to `epoch`. False if `until` (epoch ms) passes first.
  */
 export async function waitPublished(
@@ -60,7 +62,14 @@ export async function waitPublished(
 					[what.claimId],
 				]
 			: "aggregateId" in what
-				? [`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL AND aggregate_id = $1 AND aggregate_version <= $2`, [what.aggregateId, what.version]]
+				? [
+						// Its earlier versions, and every event of the transaction that wrote this one (a relay batch can end
+						// inside a transaction).
+						`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL
+						    AND ((aggregate_id = $1 AND aggregate_version <= $2)
+						         OR tx_id IN (SELECT tx_id FROM outbox WHERE aggregate_id = $1 AND aggregate_version = $2))`,
+						[what.aggregateId, what.version],
+					]
 				: [
 						`SELECT count(*)::int AS n FROM (SELECT 1 FROM outbox WHERE published_at IS NULL AND home_region = $1 AND epoch <= $2 LIMIT 1) x`,
 						[what.homeRegion, what.epoch],
@@ -74,6 +83,16 @@ export async function waitPublished(
 }
 
 /** The answer when a write is committed but not yet in the event log by its deadline. */
-export const notDurable = (what: string, data: Record<string, unknown>) =>
+export const notDurable = (what: string, data: Record<string, unknown>, retry = "retry with the same Idempotency-Key") =>
 	// Not retried by Moleculer (the caller's budget is spent): the client retries, and is told so.
-	new Errors.MoleculerError(`${what} is written but not yet durable outside its region; retry with the same Idempotency-Key`, 503, "NOT_DURABLE", data);
+	new Errors.MoleculerError(`${what} is written but not yet durable outside its region; ${retry}`, 503, "NOT_DURABLE", data);
+
+/**
+ * CLAIM_DURABILITY=replicated (with replication on): resolves once an order command's events are in the event log
+ * (the order's up to `version`), else throws NOT_DURABLE at `until`. A completion, release or cancellation answered
+ * at its commit could be superseded if its region were lost before publishing it: the drills saw a 200 undone.
+ */
+export async function durableOrder(db: Pool, cfg: Config, order: { id: string; version: number }, until: number): Promise<void> {
+	if (cfg.failover.durability !== "replicated" || cfg.replication.mode === "off") return;
+	if (!(await waitPublished(db, { aggregateId: order.id, version: order.version }, until))) throw notDurable("The change", { orderId: order.id }, "read the order to see whether it took effect");
+}

@@ -1,6 +1,7 @@
 // CLAIM_DURABILITY=replicated: a claim is acknowledged only once its events are in the event log (outside its
 // region). With the relay stopped, the claim is written but answered 503 NOT_DURABLE; the retry with the same
-// key, once the relay runs again, replays it as 201. With `local`, the same claim is acknowledged at the commit.
+// key, once the relay runs again, replays it as 201; an order change (completion, cancellation, a claim's release) waits the
+// same way. With `local`, the same claim is acknowledged at the commit.
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OutboxRelay } from "../../src/replication/relay";
@@ -39,6 +40,22 @@ describe("CLAIM_DURABILITY=replicated", () => {
 		expect(again.status).toBe(201);
 		expect(again.headers.get("idempotent-replayed")).toBe("true");
 		const pending = await rs.regions[0].db.pool.query(`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL AND aggregate_id = $1`, [again.body.id]);
+		expect(pending.rows[0].n).toBe(0);
+	});
+
+	it("answers a completion only once it is in the log: 503 NOT_DURABLE before, and the order completed after", async () => {
+		const [a] = rs.regions;
+		const supply = (await (await Client.as(a.apiUrl, "oda")).post("/api/v1/supplies", { asset: "ETH", amount: "1" })).body;
+		const buyer = await Client.as(a.apiUrl, "oda-buyer");
+		const order = (await buyer.post("/api/v1/orders", { asset: "ETH", items: [item("0.1")] })).body;
+		const claim = await (await Client.as(a.apiUrl, "oda")).post("/api/v1/claims", { orderId: order.id, supplyId: supply.id }, { "Idempotency-Key": randomUUID() });
+		expect(claim.status).toBe(201);
+		await relayOf(a).stop();
+		const done = await buyer.post(`/api/v1/orders/${order.id}/complete`);
+		expect([done.status, done.body.error?.code]).toEqual([503, "NOT_DURABLE"]);
+		relayOf(a).start();
+		await expect.poll(async () => (await buyer.get(`/api/v1/orders/${order.id}`)).body.status, { timeout: 5000 }).toBe("completed");
+		const pending = await a.db.pool.query(`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL AND aggregate_id = $1`, [order.id]);
 		expect(pending.rows[0].n).toBe(0);
 	});
 });
