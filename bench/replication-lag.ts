@@ -45,7 +45,21 @@ interface Run {
 	p99: number;
 	max: number;
 	convergeMs: number;
+	/** The machine's CPU busy during the measured load (every process: nodes, servers, the load generator). */
+	cpuBusy: number;
 }
+
+/** /proc/stat's cpu line: busy and total jiffies. */
+function cpuTimes(): { busy: number; total: number } {
+	const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+	const idle = f[3] + (f[4] ?? 0);
+	const total = f.reduce((a, b) => a + b, 0);
+	return { busy: total - idle, total };
+}
+const busySince = (t: { busy: number; total: number }) => {
+	const n = cpuTimes();
+	return (n.busy - t.busy) / Math.max(1, n.total - t.total);
+};
 
 async function run(mode: "kafka" | "memory"): Promise<Run> {
 	const prefix = `lag${randomUUID().slice(0, 6)}`;
@@ -81,7 +95,9 @@ async function run(mode: "kafka" | "memory"): Promise<Run> {
 		const warm = await writeLoad(rs.regions.map(r => r.apiUrl), tokens, WARMUP_SECONDS);
 		for (const until = Date.now() + 60_000; lags.length < warm.ok * (REGIONS.length - 1) && Date.now() < until; ) await new Promise(r => setTimeout(r, 100));
 		lags.length = 0;
+		const cpu0 = cpuTimes();
 		const load = await writeLoad(rs.regions.map(r => r.apiUrl), tokens);
+		const cpuBusy = busySince(cpu0);
 		// Converged: every region has applied all the others' events.
 		const until = Date.now() + 60_000;
 		const expected = load.ok * (REGIONS.length - 1);
@@ -97,6 +113,7 @@ async function run(mode: "kafka" | "memory"): Promise<Run> {
 			p99: percentile(sorted, 99),
 			max: sorted[sorted.length - 1] ?? 0,
 			convergeMs,
+			cpuBusy,
 		};
 	} finally {
 		await rs?.stop();
@@ -187,7 +204,9 @@ async function runCluster(): Promise<Run & { within250: number }> {
 		for (const until = Date.now() + 60_000; count(await lagBuckets(ports)) < warm.ok * (REGIONS.length - 1) && Date.now() < until; )
 			await new Promise(r => setTimeout(r, 200));
 		const before = await lagBuckets(ports);
+		const cpu0 = cpuTimes();
 		const load = await writeLoad(cl.regions.map(r => r.apiUrl), tokens);
+		const cpuBusy = busySince(cpu0);
 		const expected = load.ok * (REGIONS.length - 1);
 		let after = await lagBuckets(ports);
 		for (const until = Date.now() + 60_000; count(after) - count(before) < expected && Date.now() < until; ) {
@@ -207,6 +226,7 @@ async function runCluster(): Promise<Run & { within250: number }> {
 			p99: bucketQuantile(buckets, 0.99),
 			max: buckets.find(([, c]) => c === events)?.[0] ?? Number.POSITIVE_INFINITY,
 			convergeMs,
+			cpuBusy,
 			within250: events ? at(250) / events : 0,
 		};
 	} finally {
@@ -218,12 +238,12 @@ async function main() {
 	console.log(`replication lag: 3 regions, ${RATE} writes/s for ${SECONDS} s, spread over the regions`);
 	const rows: (Run & { within250?: number })[] = [];
 	for (const r of RUNS) rows.push(r === "cluster" ? await runCluster() : await run(r as "memory" | "kafka"));
-	console.log("\n| run | writes sent | 201 | errors | events applied | lag p50 | p95 | p99 | max | within 250 ms | converged after the load |");
-	console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+	console.log("\n| run | writes sent | 201 | errors | events applied | lag p50 | p95 | p99 | max | within 250 ms | converged after the load | machine CPU busy |");
+	console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
 	for (const r of rows) {
 		const max = r.within250 === undefined ? `${r.max.toFixed(0)} ms` : `≤ ${r.max} ms (bucket)`;
 		const within = r.within250 === undefined ? "—" : `${(r.within250 * 100).toFixed(2)} %`;
-		console.log(`| ${r.mode} | ${r.sent} | ${r.ok} | ${r.errors} | ${r.events} | ${r.p50.toFixed(0)} ms | ${r.p95.toFixed(0)} ms | ${r.p99.toFixed(0)} ms | ${max} | ${within} | ${r.convergeMs} ms |`);
+		console.log(`| ${r.mode} | ${r.sent} | ${r.ok} | ${r.errors} | ${r.events} | ${r.p50.toFixed(0)} ms | ${r.p95.toFixed(0)} ms | ${r.p99.toFixed(0)} ms | ${max} | ${within} | ${r.convergeMs} ms | ${(r.cpuBusy * 100).toFixed(0)} % |`);
 	}
 	const cluster = rows.find(r => r.within250 !== undefined);
 	const memory = rows.find(r => r.mode.startsWith("memory"));
