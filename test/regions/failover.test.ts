@@ -149,13 +149,18 @@ describe("failover between three regions", () => {
 		const versionIn = async (r: TestRegion) => (await r.db.pool.query(`SELECT status, version FROM supplies WHERE id = $1`, [supply.id])).rows[0];
 		await expect.poll(() => versionIn(a), { timeout: 10_000 }).toEqual({ status: "paused", version: 2 });
 
+		let taken = 0;
 		await rs.restart(c.name, async () => {
 			// Taken over while away; the successor writes on top of what it saw (version 2).
 			await expect.poll(async () => (await ownerOf(a, c.name))?.owner, { timeout: 15_000, interval: 50 }).toBe(a.name);
+			taken = (await ownerOf(a, c.name))!.epoch;
 			const resumed = await (await Client.as(a.apiUrl, "rue")).post(`/api/v1/supplies/${supply.id}/resume`);
 			expect([resumed.status, resumed.body.version]).toEqual([200, 3]);
 		});
-		await expect.poll(async () => (await ownerOf(c, c.name))?.owner, { timeout: 30_000, interval: 100 }).toBe(c.name);
+		// Back, c's own row still names it (under the lost epoch) until it learns better: wait for the fail-back's epoch.
+		await expect
+			.poll(async () => (({ owner, epoch }) => ({ owner, epoch }))((await ownerOf(c, c.name))!), { timeout: 30_000, interval: 100 })
+			.toEqual({ owner: c.name, epoch: taken + 1 });
 		// Its version 2 was seen by the others: published, not superseded. Its version 3 was not: superseded.
 		const { rows: mine } = await c.db.pool.query(
 			`SELECT aggregate_version AS v, published_at IS NOT NULL AS published, superseded_at IS NOT NULL AS superseded FROM outbox
