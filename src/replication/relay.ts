@@ -175,15 +175,18 @@ export class OutboxRelay {
 				await client.connect();
 				await client.query(`LISTEN ${CHANNEL}`);
 				this.listener = client;
+				// stop() came while this connected: it found no listener to end.
+				if (!this.running) break;
 				// Rows may have committed before the LISTEN: look once.
 				this.notified = true;
 				this.wake?.();
 				await closed;
 			} catch (err) {
 				this.options.onError?.(new Error(`listening for outbox rows failed (polling every ${this.options.pollMs} ms): ${(err as Error).message}`));
+			} finally {
+				this.listener = undefined;
+				await client.end().catch(() => undefined);
 			}
-			this.listener = undefined;
-			await client.end().catch(() => undefined);
 			if (this.running) await new Promise(r => setTimeout(r, 1000));
 		}
 	}

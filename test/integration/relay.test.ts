@@ -94,4 +94,10 @@ describe("outbox relay", () => {
 			await relay.stop();
 		}
 	});
+
+	it("stops while its listening connection is still being made", async () => {
+		const relay = new OutboxRelay(db.pool, new MemoryEventLog(), { region: A, batch: 100, pollMs: 60_000 });
+		relay.start();
+		await expect(Promise.race([relay.stop().then(() => "stopped"), new Promise(r => setTimeout(() => r("hung"), 3000))])).resolves.toBe("stopped");
+	});
 });
