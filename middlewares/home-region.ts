@@ -49,7 +49,7 @@ function answerAs(ctx: Context<unknown, Meta>, meta: Meta, region: string) {
 function nextHealthy(cfg: Config, link: RegionLink): string | undefined {
 	const order = cfg.failover.order;
 	const at = order.indexOf(cfg.region);
-	return [...order.slice(at + 1), ...order.slice(0, Math.max(0, at))].find(r => r !== cfg.region && link.reachable(r));
+	return [...order.slice(at + 1), ...order.slice(0, at)].find(r => link.reachable(r));
 }
 
 /**

@@ -17,7 +17,7 @@ import { isAdmin } from "../src/domain/permissions";
 import type { Claim, Order, Supply, User } from "../src/domain/types";
 import { AVAILABLE_SHARD } from "../src/lib/available-shard";
 import { Batcher } from "../src/lib/batcher";
-import { durableOrder, notDurable, waitPublished } from "../src/store/outbox";
+import { durableOrder, notDurable, whenDurable } from "../src/store/outbox";
 import { Mailbox } from "../src/lib/mailbox";
 import { M, type ClaimOutcome } from "../src/lib/metrics";
 import { paging, status, uuid } from "../src/lib/params";
@@ -62,7 +62,6 @@ interface ClaimingThis extends Service {
 	claimAcross(ctx: Ctx<CommandParams>, cmd: OrderCommand & { op: "claim" }, need: { homeRegion: string; amount: string; asset: string }): Promise<CommandResult>;
 	resolveHolds(): Promise<number>;
 	loadEpochs(): Promise<void>;
-	durable(claimId: string, until: number): Promise<void>;
 	sampleGauges(): Promise<void>;
 	pruneOutbox(): Promise<number>;
 }
@@ -121,11 +120,13 @@ const ClaimingService: WalletService<ClaimingThis> = {
 						supplyId,
 						idempotencyKey,
 					});
-					// CLAIM_DURABILITY=replicated: acknowledged once the claim is in the event log, outside this region.
+					// CLAIM_DURABILITY=replicated: acknowledged once the claim is in the event log, outside this region;
+					// answered before the action's own timeout, so the caller learns why.
 					const cfg = appConfig(this.broker);
-					if (cfg.failover.durability === "replicated" && cfg.replication.mode !== "off")
-						// Answered before the action's own timeout, so the caller learns why.
-						await this.durable(result.claim!.id, Date.now() + cfg.requestTimeoutMs * 0.8 - (performance.now() - started));
+					const claimId = result.claim!.id;
+					await whenDurable(this.pool, cfg, { claimId }, Date.now() + cfg.requestTimeoutMs * 0.8 - (performance.now() - started), () =>
+						notDurable("The claim", { claimId }),
+					);
 					outcome = result.replayed ? "replayed" : "won";
 					if (result.replayed) ctx.meta.$responseHeaders = { "Idempotent-Replayed": "true" };
 					return created(ctx, result.claim!);
@@ -217,10 +218,6 @@ const ClaimingService: WalletService<ClaimingThis> = {
 		},
 	},
 	methods: {
-		/** CLAIM_DURABILITY=replicated: the claim's transaction is in the event log before `until`, or NOT_DURABLE. */
-		async durable(this: ClaimingThis, claimId: string, until: number) {
-			if (!(await waitPublished(this.pool, { claimId }, until))) throw notDurable("The claim", { claimId });
-		},
 		/** The epochs this region writes under: its ownership rows that name it (the SQL refuses any other). */
 		async loadEpochs(this: ClaimingThis) {
 			const r = await this.pool.query<{ home_region: string; epoch: string }>(

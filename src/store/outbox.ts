@@ -46,8 +46,7 @@ export async function appendEvents(client: ClientBase, events: DomainEvent[]): P
 /**
  * Waits until what a write put in the outbox is published (the relay marks a row once the event log holds it):
  * every event of the transaction that created `claimId`, an aggregate's events up to `version` (and the rest of
- * that version's transaction), or a home
- * region's events up to `epoch`. False if `until` (epoch ms) passes first.
+ * that version's transaction), or a home region's events up to `epoch`. False if `until` (epoch ms) passes first.
  */
 export async function waitPublished(
 	db: Pool,
@@ -88,11 +87,24 @@ export const notDurable = (what: string, data: Record<string, unknown>, retry = 
 	new Errors.MoleculerError(`${what} is written but not yet durable outside its region; ${retry}`, 503, "NOT_DURABLE", data);
 
 /**
- * CLAIM_DURABILITY=replicated (with replication on): resolves once an order command's events are in the event log
- * (the order's up to `version`), else throws NOT_DURABLE at `until`. A completion, release or cancellation answered
- * at its commit could be superseded if its region were lost before publishing it: the drills saw a 200 undone.
+ * CLAIM_DURABILITY=replicated (with replication on): resolves once a write's events are in the event log (a claim's
+ * transaction, or an order's events up to its version), else throws `refused()` at `until`. A claim, completion,
+ * release or cancellation answered at its commit could be superseded if its region were lost before publishing it:
+ * the drills saw a 200 undone.
  */
-export async function durableOrder(db: Pool, cfg: Config, order: { id: string; version: number }, until: number): Promise<void> {
+export async function whenDurable(
+	db: Pool,
+	cfg: Config,
+	what: { claimId: string } | { aggregateId: string; version: number },
+	until: number,
+	refused: () => Error,
+): Promise<void> {
 	if (cfg.failover.durability !== "replicated" || cfg.replication.mode === "off") return;
-	if (!(await waitPublished(db, { aggregateId: order.id, version: order.version }, until))) throw notDurable("The change", { orderId: order.id }, "read the order to see whether it took effect");
+	if (!(await waitPublished(db, what, until))) throw refused();
 }
+
+/** whenDurable for an order command's result. */
+export const durableOrder = (db: Pool, cfg: Config, order: { id: string; version: number }, until: number) =>
+	whenDurable(db, cfg, { aggregateId: order.id, version: order.version }, until, () =>
+		notDurable("The change", { orderId: order.id }, "read the order to see whether it took effect"),
+	);
