@@ -138,6 +138,47 @@ describe("a batch of commands (group commit)", () => {
 		expect(rows[2]).toMatchObject({ reserved: "1.5", spent: "0" });
 		expect(rows[5]).toMatchObject({ reserved: "0", spent: "1.5" });
 	});
+
+	it("finds and locks its rows by key: a batch costs the same however many rows the tables hold", async () => {
+		// Thousands of orders, supplies and claims, as a region has after a while, with fresh statistics.
+		await db.pool.query(`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
+			SELECT gen_random_uuid(), 'crowd', 'ETH', '[]', 1, 'us-central1', now() + interval '1 hour' FROM generate_series(1, 5000)`);
+		await db.pool.query(`INSERT INTO supplies (id, user_id, asset, amount, home_region)
+			SELECT gen_random_uuid(), 'crowd-' || i, 'ETH', 10, 'us-central1' FROM generate_series(1, 2000) i`);
+		await db.pool.query(`INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at, status)
+			SELECT gen_random_uuid(), o.id, s.user_id, s.id, 1, gen_random_uuid()::text, 'us-central1', 1, now(), 'released'
+			  FROM (SELECT id, row_number() OVER () AS n FROM orders WHERE user_id = 'crowd') o
+			  JOIN (SELECT id, user_id, row_number() OVER () AS n FROM supplies WHERE user_id LIKE 'crowd-%') s ON s.n = o.n`);
+		await db.pool.query("ANALYZE orders; ANALYZE supplies; ANALYZE claims");
+		const supply = await seedSupply(db.pool, "gina", "10");
+		const [toRelease, toComplete, ...fresh] = await Promise.all([1, 2, 3, 4].map(() => seedOrder(db.pool, "bob", "1")));
+		const held = await runCommands(nodeA, cc, [claimCmd(toRelease, supply, "gina", "scan-1"), claimCmd(toComplete, supply, "gina", "scan-2")]);
+		const releaseId = held[0].ok ? held[0].value.claim!.id : "";
+		// One batch of every kind of command that locks a supply, and the sequential scans it made (this session's
+		// counts not yet flushed, before and after).
+		const scans = `SELECT relname, seq_scan::int AS n FROM pg_stat_xact_user_tables WHERE relname IN ('orders', 'supplies', 'claims')`;
+		const client = await nodeA.connect();
+		try {
+			await client.query("BEGIN");
+			const before = new Map((await client.query(scans)).rows.map(r => [r.relname, r.n]));
+			const outs = await runCommands(client, cc, [
+				claimCmd(fresh[0], supply, "gina", "scan-3"),
+				claimCmd(fresh[1], supply, "gina", "scan-4"),
+				{ op: "release", orderId: toRelease, claimId: releaseId, userId: "gina" },
+				{ op: "complete", orderId: toComplete, userId: "bob" },
+			]);
+			expect(outs.map(o => o.ok)).toEqual([true, true, true, true]);
+			const after = (await client.query(scans)).rows.map(r => ({ table: r.relname, seqScans: r.n - (before.get(r.relname) ?? 0) }));
+			expect(after.sort((a, b) => a.table.localeCompare(b.table))).toEqual([
+				{ table: "claims", seqScans: 0 },
+				{ table: "orders", seqScans: 0 },
+				{ table: "supplies", seqScans: 0 },
+			]);
+		} finally {
+			await client.query("ROLLBACK");
+			client.release();
+		}
+	});
 });
 
 describe("refusals and states the API never produces", () => {
