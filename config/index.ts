@@ -83,6 +83,7 @@ export interface Config {
 		topicPrefix: string;
 		relayBatch: number;
 		relayPollMs: number;
+		relayLingerMs: number;
 		/**
 		 * How a region calls another (forwarded writes, holds): in-process (regions of one process), over
 		 * Moleculer's Kafka transporter on a global namespace (the `link` service), or not at all.
@@ -407,6 +408,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			topicPrefix: str(env, "KAFKA_TOPIC_PREFIX") ?? str(env, "NAMESPACE") ?? "wallet",
 			relayBatch: int(env, "RELAY_BATCH", 500, 1, 10_000),
 			relayPollMs: int(env, "RELAY_POLL_MS", 250, 1, 60_000),
+			relayLingerMs: int(env, "RELAY_LINGER_MS", 10, 0, 1000),
 			link: link as Config["replication"]["link"],
 			kafka,
 			linkKafka,

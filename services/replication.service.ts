@@ -206,6 +206,7 @@ const ReplicationService: WalletService<ReplicationThis> = {
 			publishTimeoutMs: cfg.pgTimeouts.idleInTxMs > 0 ? Math.min(5000, cfg.pgTimeouts.idleInTxMs / 2) : 5000,
 			batch: r.relayBatch,
 			pollMs: r.relayPollMs,
+			lingerMs: r.relayLingerMs,
 			onPublished: n => metrics.increment(M.REPL_PUBLISHED, undefined, n),
 			onUnconfirmed: n => logger.warn(`${n} event(s) reached the log after this region's lease ran out: left unpublished until the lease is back or they are superseded`),
 			onError: err => {

@@ -71,6 +71,11 @@ export interface RelayOptions {
 	publishTimeoutMs?: number;
 	batch: number;
 	pollMs: number;
+	/**
+	 * How long a relay woken by a commit waits for more before it reads the outbox (Kafka's linger.ms): fewer,
+	 * larger batches for the log, its readers and their transactions, for this much more lag. 0: at once.
+	 */
+	lingerMs?: number;
 	onPublished?: (n: number) => void;
 	/** Events the log took after their lease ran out, left unmarked (see tick). */
 	onUnconfirmed?: (n: number) => void;
@@ -140,9 +145,15 @@ export class OutboxRelay {
 				// A full batch means more is waiting, and a notification new rows: go on at once. Else sleep until a
 				// notification, or pollMs (rows waiting for a lease, a lost notification connection).
 				if (n < this.options.batch && this.running && !this.notified) await this.sleep(backoff);
+				// Woken by a commit (not a full batch waiting): let the next commits join this round.
+				if (this.notified && n < this.options.batch && this.options.lingerMs && this.running) await this.linger(this.options.lingerMs);
 				this.notified = false;
 			}
 		})();
+	}
+
+	private linger(ms: number) {
+		return new Promise<void>(resolve => setTimeout(resolve, ms));
 	}
 
 	private sleep(ms: number) {

@@ -95,6 +95,33 @@ describe("outbox relay", () => {
 		}
 	});
 
+	it("lingers after a commit wakes it, so the commits of that moment leave in one batch", async () => {
+		await lease(`now() + interval '1 minute'`);
+		const memory = new MemoryEventLog();
+		const batches: number[] = [];
+		const counting: EventLog = Object.assign(Object.create(memory), {
+			publish: (source: string, events: ReplEvent[]) => {
+				batches.push(events.length);
+				return memory.publish(source, events);
+			},
+		});
+		const relay = new OutboxRelay(db.pool, counting, { region: A, batch: 100, pollMs: 60_000, lingerMs: 400 });
+		relay.start();
+		try {
+			await expect.poll(() => unpublished(), { timeout: 5000 }).toBe(0);
+			batches.length = 0;
+			// Five commits 20 ms apart: the first wakes the relay, the others come within its linger.
+			for (let i = 0; i < 5; i++) {
+				await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
+				await new Promise(r => setTimeout(r, 20));
+			}
+			await expect.poll(() => unpublished(), { timeout: 3000, interval: 20 }).toBe(0);
+			expect(batches).toEqual([5]);
+		} finally {
+			await relay.stop();
+		}
+	});
+
 	it("stops while its listening connection is still being made", async () => {
 		const relay = new OutboxRelay(db.pool, new MemoryEventLog(), { region: A, batch: 100, pollMs: 60_000 });
 		relay.start();
