@@ -147,6 +147,7 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 		let healedAt: number | undefined;
 		const watch = async () => {
 			const client = await as(a, "drill-watch");
+			const home = await as(c, "drill-watch");
 			while (running) {
 				const v = await client.get("/api/v1/regions").catch(() => undefined);
 				const row = v?.body?.regions?.find((x: { name: string }) => x.name === c.name);
@@ -159,7 +160,16 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 						ownershipChanges++;
 						owner = row.owner;
 						mark(`owner ${owner} @${row.epoch}`, owner === c.name ? "#7c3aed" : "#2563eb");
-						if (healedAt && owner === c.name && !failbackAt) failbackAt = Date.now();
+					}
+				}
+				// Fail-back: the returning region writes its own entities again (its own row names it, under a lease), not
+				// the moment the survivor hands them back (the region first applies the survivor's log up to the cut).
+				if (healedAt && !failbackAt && owner === c.name) {
+					const mine = await home.get("/api/v1/regions").catch(() => undefined);
+					const own = mine?.body?.regions?.find((x: { name: string }) => x.name === c.name);
+					if (own?.owner === c.name && (own.leaseRemainingMs ?? 0) > 0) {
+						failbackAt = Date.now();
+						mark(`${c.name} writes again`, "#7c3aed");
 					}
 				}
 				await sleep(100);
@@ -213,7 +223,7 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 			healedAt = Date.now();
 		}
 		// Until the lost region owns its entities again (or long enough to say it does not), plus a little.
-		for (const until = Date.now() + 60_000; Date.now() < until && (owner !== c.name || (scenario === "kill" && !failbackAt && ownershipChanges > 0)); ) await sleep(200);
+		for (const until = Date.now() + 60_000; Date.now() < until && (owner !== c.name || (!failbackAt && ownershipChanges > 0)); ) await sleep(200);
 		await sleep(3000);
 		running = false;
 		await Promise.all(load);
