@@ -255,7 +255,7 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 			durability,
 			detectedMs: detectedAt ? detectedAt - faultAt! : null,
 			servedAgainMs: servedAgainAt ? servedAgainAt - faultAt! : refusedSince ? null : 0,
-			failbackMs: failbackAt && healedAt ? failbackAt - healedAt : null,
+			failbackMs: failbackAt && healedAt && ownershipChanges > 0 ? Math.max(0, failbackAt - healedAt) : null,
 			writes: writes.length,
 			accepted: writes.filter(w => w.ok).length,
 			claimsAcked: claims.length,
