@@ -179,6 +179,47 @@ describe("a batch of commands (group commit)", () => {
 			client.release();
 		}
 	});
+
+	it("keeps finding rows by key on a connection whose plans were made while the tables were young", async () => {
+		const young = await createTestDatabase();
+		const client = await young.pool.connect();
+		try {
+			await migrate(young.pool);
+			await ensureOwnership(young.pool, ["us-central1"]);
+			await young.pool.query("ANALYZE"); // a new region: statistics of empty tables
+			const supply = await seedSupply(young.pool, "hana", "1000");
+			// This connection's plans are made now (PL/pgSQL keeps a statement's plan from its sixth run on).
+			for (let i = 0; i < 8; i++) {
+				const [out] = await runCommands(client, cc, [claimCmd(await seedOrder(young.pool, "bob", "1"), supply, "hana", `young-${i}`)]);
+				expect(out.ok).toBe(true);
+			}
+			// The tables grow; no ANALYZE comes in between (autovacuum's comes after 10 % more rows and its nap).
+			await young.pool.query(`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
+				SELECT gen_random_uuid(), 'crowd', 'ETH', '[]', 1, 'us-central1', now() + interval '1 hour' FROM generate_series(1, 3000)`);
+			await young.pool.query(`INSERT INTO supplies (id, user_id, asset, amount, home_region)
+				SELECT gen_random_uuid(), 'crowd-' || i, 'ETH', 10, 'us-central1' FROM generate_series(1, 3000) i`);
+			await young.pool.query(`INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at, status)
+				SELECT gen_random_uuid(), o.id, s.user_id, s.id, 1, gen_random_uuid()::text, 'us-central1', 1, now(), 'released'
+				  FROM (SELECT id, row_number() OVER () AS n FROM orders WHERE user_id = 'crowd') o
+				  JOIN (SELECT id, user_id, row_number() OVER () AS n FROM supplies WHERE user_id LIKE 'crowd-%') s ON s.n = o.n`);
+			const scans = `SELECT relname, seq_scan::int AS n FROM pg_stat_xact_user_tables WHERE relname IN ('orders', 'supplies', 'claims')`;
+			await client.query("BEGIN");
+			const before = new Map((await client.query(scans)).rows.map(r => [r.relname, r.n]));
+			const order = await seedOrder(young.pool, "bob", "1");
+			const [out] = await runCommands(client, cc, [claimCmd(order, supply, "hana", "young-last")]);
+			expect(out.ok).toBe(true);
+			const after = (await client.query(scans)).rows.map(r => ({ table: r.relname, seqScans: r.n - (before.get(r.relname) ?? 0) }));
+			expect(after.sort((a, b) => a.table.localeCompare(b.table))).toEqual([
+				{ table: "claims", seqScans: 0 },
+				{ table: "orders", seqScans: 0 },
+				{ table: "supplies", seqScans: 0 },
+			]);
+		} finally {
+			await client.query("ROLLBACK").catch(() => undefined);
+			client.release();
+			await young.drop();
+		}
+	});
 });
 
 describe("refusals and states the API never produces", () => {
