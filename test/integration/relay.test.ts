@@ -89,7 +89,8 @@ describe("outbox relay", () => {
 			const before = total(await memory.ends(A));
 			await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
 			await expect.poll(async () => total(await memory.ends(A)), { timeout: 2000, interval: 20 }).toBe(before + 1);
-			expect(await unpublished()).toBe(0);
+			// Marked in the relay's transaction, which commits just after the log took the event.
+			await expect.poll(() => unpublished(), { timeout: 2000, interval: 20 }).toBe(0);
 		} finally {
 			await relay.stop();
 		}
@@ -108,6 +109,11 @@ describe("outbox relay", () => {
 		const relay = new OutboxRelay(db.pool, counting, { region: A, batch: 100, pollMs: 60_000, lingerMs: 400 });
 		relay.start();
 		try {
+			// Listening, and past the round it runs once it listens (commits may have come before the LISTEN).
+			const listening = async () =>
+				(await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN wallet_outbox%'`)).rows[0].n;
+			await expect.poll(listening, { timeout: 5000 }).toBe(1);
+			await new Promise(r => setTimeout(r, 600));
 			await expect.poll(() => unpublished(), { timeout: 5000 }).toBe(0);
 			batches.length = 0;
 			// Five commits 20 ms apart: the first wakes the relay, the others come within its linger.
