@@ -1,0 +1,77 @@
+// npm run bench:sql: what PostgreSQL spends on the claim's one call, alone. One connection runs order_commands
+// (the group commit's call) on batches of claims, after a warm-up, against a scratch database with the project's
+// migrations on the tests' PostgreSQL (PG_ADMIN_URL); it prints the backend's CPU a claim (/proc/<pid>/stat: the
+// server must be on this machine) beside the wall time. With --young, no ANALYZE runs after the tables fill (the
+// plans a new region's connections make); by default the statistics are fresh.
+//
+//   npm run bench:sql                          # 8,000 claims in batches of 8
+//   npm run bench:sql -- --claims 20000 --batch 16 --young
+import fs from "node:fs";
+import { parseArgs } from "node:util";
+import { migrate } from "../src/db/migrate";
+import { ensureOwnership, runCommands, type CommandContext } from "../src/store/commands";
+import { createTestDatabase } from "../test/helpers/db";
+
+const { values: args } = parseArgs({
+	options: { claims: { type: "string", default: "8000" }, batch: { type: "string", default: "8" }, young: { type: "boolean", default: false } },
+});
+const CLAIMS = Number(args.claims);
+const BATCH = Number(args.batch);
+const WARM = Math.min(2000, Math.floor(CLAIMS / 4));
+const REGION = "us-central1";
+
+async function main() {
+	const db = await createTestDatabase();
+	try {
+		await migrate(db.pool);
+		await ensureOwnership(db.pool, [REGION]);
+		const cc: CommandContext = { region: REGION, epochs: { [REGION]: 1 }, holdSec: 300 };
+		await db.pool.query(`INSERT INTO supplies (id, user_id, asset, amount, home_region)
+			SELECT gen_random_uuid(), 'shopper-' || i, 'ETH', 1000000, $1 FROM generate_series(1, 64) i`, [REGION]);
+		await db.pool.query(`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
+			SELECT gen_random_uuid(), 'buyer', 'ETH', '[{"sku":"s","name":"n","unitPrice":"0.001","quantity":1}]', 0.001, $1, now() + interval '1 hour'
+			  FROM generate_series(1, $2)`, [REGION, CLAIMS + WARM]);
+		if (!args.young) await db.pool.query("ANALYZE");
+		const supplies = (await db.pool.query<{ id: string; user_id: string }>(`SELECT id, user_id FROM supplies ORDER BY id`)).rows;
+		const orders = (await db.pool.query<{ id: string }>(`SELECT id FROM orders`)).rows.map(r => r.id);
+		const client = await db.pool.connect();
+		try {
+			const run = async (from: number, to: number) => {
+				for (let i = from; i < to; i += BATCH) {
+					const cmds = orders.slice(i, Math.min(i + BATCH, to)).map((orderId, k) => {
+						const s = supplies[(i + k) % supplies.length];
+						return { op: "claim" as const, orderId, supplyId: s.id, userId: s.user_id, key: `sql-${i + k}` };
+					});
+					const outs = await runCommands(client, cc, cmds);
+					const failed = outs.find(o => !o.ok);
+					if (failed && !failed.ok) throw failed.error;
+				}
+			};
+			await run(0, WARM);
+			const pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+			const cpuMs = () => {
+				const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+				return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks of 10 ms
+			};
+			const c0 = cpuMs();
+			const t0 = performance.now();
+			await run(WARM, WARM + CLAIMS);
+			const wall = performance.now() - t0;
+			const cpu = cpuMs() - c0;
+			console.log(
+				`order_commands, ${CLAIMS} claims in batches of ${BATCH}${args.young ? ", statistics of empty tables" : ""}: ` +
+					`PostgreSQL CPU ${Math.round((cpu / CLAIMS) * 1000)} µs a claim, wall ${Math.round((wall / CLAIMS) * 1000)} µs a claim ` +
+					`(${Math.round(CLAIMS / (wall / 1000))} claims/s on one connection)`,
+			);
+		} finally {
+			client.release();
+		}
+	} finally {
+		await db.drop();
+	}
+}
+
+main().catch(err => {
+	console.error(err);
+	process.exit(1);
+});
