@@ -35,6 +35,34 @@ const one = async (pool: pg.Pool, cmd: OrderCommand, ctx = cc): Promise<Outcome>
 const claimCmd = (orderId: string, supplyId: string, userId: string, key: string): OrderCommand => ({ op: "claim", orderId, supplyId, userId, key });
 const errorOf = (o: Outcome) => (o.ok ? undefined : (o.error as any));
 
+/** `n` orders, supplies and (released) claims of other users, as a region holds after a while. */
+async function crowd(pool: pg.Pool, n: number) {
+	await pool.query(`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
+		SELECT gen_random_uuid(), 'crowd', 'ETH', '[]', 1, 'us-central1', now() + interval '1 hour' FROM generate_series(1, $1)`, [n]);
+	await pool.query(`INSERT INTO supplies (id, user_id, asset, amount, home_region)
+		SELECT gen_random_uuid(), 'crowd-' || i, 'ETH', 10, 'us-central1' FROM generate_series(1, $1) i`, [n]);
+	await pool.query(`INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at, status)
+		SELECT gen_random_uuid(), o.id, s.user_id, s.id, 1, gen_random_uuid()::text, 'us-central1', 1, now(), 'released'
+		  FROM (SELECT id, row_number() OVER () AS n FROM orders WHERE user_id = 'crowd') o
+		  JOIN (SELECT id, user_id, row_number() OVER () AS n FROM supplies WHERE user_id LIKE 'crowd-%') s ON s.n = o.n`);
+}
+
+/** The sequential scans of orders, supplies and claims `run` makes in this client's open transaction. */
+async function seqScansOf(client: pg.PoolClient, run: () => Promise<void>) {
+	const scans = `SELECT relname, seq_scan::int AS n FROM pg_stat_xact_user_tables WHERE relname IN ('orders', 'supplies', 'claims')`;
+	// This session's counts not yet flushed: read before and after.
+	const before = new Map((await client.query(scans)).rows.map(r => [r.relname, r.n]));
+	await run();
+	const after = (await client.query(scans)).rows.map(r => ({ table: r.relname as string, seqScans: r.n - (before.get(r.relname) ?? 0) }));
+	return after.sort((a, b) => a.table.localeCompare(b.table));
+}
+
+const NO_SCANS = [
+	{ table: "claims", seqScans: 0 },
+	{ table: "orders", seqScans: 0 },
+	{ table: "supplies", seqScans: 0 },
+];
+
 describe("a retry of a claim whose first attempt is still running", () => {
 	it("waits for it and gets its result, on another node, never a 409", async () => {
 		const supply = await seedSupply(db.pool, "alice");
@@ -141,39 +169,26 @@ describe("a batch of commands (group commit)", () => {
 
 	it("finds and locks its rows by key: a batch costs the same however many rows the tables hold", async () => {
 		// Thousands of orders, supplies and claims, as a region has after a while, with fresh statistics.
-		await db.pool.query(`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
-			SELECT gen_random_uuid(), 'crowd', 'ETH', '[]', 1, 'us-central1', now() + interval '1 hour' FROM generate_series(1, 5000)`);
-		await db.pool.query(`INSERT INTO supplies (id, user_id, asset, amount, home_region)
-			SELECT gen_random_uuid(), 'crowd-' || i, 'ETH', 10, 'us-central1' FROM generate_series(1, 2000) i`);
-		await db.pool.query(`INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at, status)
-			SELECT gen_random_uuid(), o.id, s.user_id, s.id, 1, gen_random_uuid()::text, 'us-central1', 1, now(), 'released'
-			  FROM (SELECT id, row_number() OVER () AS n FROM orders WHERE user_id = 'crowd') o
-			  JOIN (SELECT id, user_id, row_number() OVER () AS n FROM supplies WHERE user_id LIKE 'crowd-%') s ON s.n = o.n`);
+		await crowd(db.pool, 2000);
 		await db.pool.query("ANALYZE orders; ANALYZE supplies; ANALYZE claims");
 		const supply = await seedSupply(db.pool, "gina", "10");
 		const [toRelease, toComplete, ...fresh] = await Promise.all([1, 2, 3, 4].map(() => seedOrder(db.pool, "bob", "1")));
 		const held = await runCommands(nodeA, cc, [claimCmd(toRelease, supply, "gina", "scan-1"), claimCmd(toComplete, supply, "gina", "scan-2")]);
 		const releaseId = held[0].ok ? held[0].value.claim!.id : "";
-		// One batch of every kind of command that locks a supply, and the sequential scans it made (this session's
-		// counts not yet flushed, before and after).
-		const scans = `SELECT relname, seq_scan::int AS n FROM pg_stat_xact_user_tables WHERE relname IN ('orders', 'supplies', 'claims')`;
+		// One batch of every kind of command that locks a supply, and the sequential scans it made.
 		const client = await nodeA.connect();
 		try {
 			await client.query("BEGIN");
-			const before = new Map((await client.query(scans)).rows.map(r => [r.relname, r.n]));
-			const outs = await runCommands(client, cc, [
-				claimCmd(fresh[0], supply, "gina", "scan-3"),
-				claimCmd(fresh[1], supply, "gina", "scan-4"),
-				{ op: "release", orderId: toRelease, claimId: releaseId, userId: "gina" },
-				{ op: "complete", orderId: toComplete, userId: "bob" },
-			]);
-			expect(outs.map(o => o.ok)).toEqual([true, true, true, true]);
-			const after = (await client.query(scans)).rows.map(r => ({ table: r.relname, seqScans: r.n - (before.get(r.relname) ?? 0) }));
-			expect(after.sort((a, b) => a.table.localeCompare(b.table))).toEqual([
-				{ table: "claims", seqScans: 0 },
-				{ table: "orders", seqScans: 0 },
-				{ table: "supplies", seqScans: 0 },
-			]);
+			const scans = await seqScansOf(client, async () => {
+				const outs = await runCommands(client, cc, [
+					claimCmd(fresh[0], supply, "gina", "scan-3"),
+					claimCmd(fresh[1], supply, "gina", "scan-4"),
+					{ op: "release", orderId: toRelease, claimId: releaseId, userId: "gina" },
+					{ op: "complete", orderId: toComplete, userId: "bob" },
+				]);
+				expect(outs.map(o => o.ok)).toEqual([true, true, true, true]);
+			});
+			expect(scans).toEqual(NO_SCANS);
 		} finally {
 			await client.query("ROLLBACK");
 			client.release();
@@ -194,26 +209,14 @@ describe("a batch of commands (group commit)", () => {
 				expect(out.ok).toBe(true);
 			}
 			// The tables grow; no ANALYZE comes in between (autovacuum's comes after 10 % more rows and its nap).
-			await young.pool.query(`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
-				SELECT gen_random_uuid(), 'crowd', 'ETH', '[]', 1, 'us-central1', now() + interval '1 hour' FROM generate_series(1, 3000)`);
-			await young.pool.query(`INSERT INTO supplies (id, user_id, asset, amount, home_region)
-				SELECT gen_random_uuid(), 'crowd-' || i, 'ETH', 10, 'us-central1' FROM generate_series(1, 3000) i`);
-			await young.pool.query(`INSERT INTO claims (id, order_id, claimer_id, supply_id, amount, idempotency_key, region, epoch, expires_at, status)
-				SELECT gen_random_uuid(), o.id, s.user_id, s.id, 1, gen_random_uuid()::text, 'us-central1', 1, now(), 'released'
-				  FROM (SELECT id, row_number() OVER () AS n FROM orders WHERE user_id = 'crowd') o
-				  JOIN (SELECT id, user_id, row_number() OVER () AS n FROM supplies WHERE user_id LIKE 'crowd-%') s ON s.n = o.n`);
-			const scans = `SELECT relname, seq_scan::int AS n FROM pg_stat_xact_user_tables WHERE relname IN ('orders', 'supplies', 'claims')`;
-			await client.query("BEGIN");
-			const before = new Map((await client.query(scans)).rows.map(r => [r.relname, r.n]));
+			await crowd(young.pool, 3000);
 			const order = await seedOrder(young.pool, "bob", "1");
-			const [out] = await runCommands(client, cc, [claimCmd(order, supply, "hana", "young-last")]);
-			expect(out.ok).toBe(true);
-			const after = (await client.query(scans)).rows.map(r => ({ table: r.relname, seqScans: r.n - (before.get(r.relname) ?? 0) }));
-			expect(after.sort((a, b) => a.table.localeCompare(b.table))).toEqual([
-				{ table: "claims", seqScans: 0 },
-				{ table: "orders", seqScans: 0 },
-				{ table: "supplies", seqScans: 0 },
-			]);
+			await client.query("BEGIN");
+			const scans = await seqScansOf(client, async () => {
+				const [out] = await runCommands(client, cc, [claimCmd(order, supply, "hana", "young-last")]);
+				expect(out.ok).toBe(true);
+			});
+			expect(scans).toEqual(NO_SCANS);
 		} finally {
 			await client.query("ROLLBACK").catch(() => undefined);
 			client.release();
