@@ -13,6 +13,7 @@ function partitionOf(key: string): number {
 }
 
 interface Source {
+	name: string;
 	partitions: ReplEvent[][];
 	/** Absolute offset of each partition's first kept event (older ones fell out of retention). */
 	base: number[];
@@ -25,7 +26,11 @@ export interface MemoryEventLogOptions {
 	maxBatch?: number;
 	/** Delay before a rejected batch is redelivered. */
 	retryMs?: number;
-	/** Events kept per partition (retention, as Kafka's): the oldest go first. */
+	/**
+	 * Events kept per partition (default 10,000; retention, as Kafka's): the oldest go first, but never one that a
+	 * group which has subscribed to the source has not committed yet (the embedded regions' appliers lose nothing;
+	 * a stuck one keeps the log growing instead).
+	 */
 	retain?: number;
 }
 
@@ -40,10 +45,11 @@ export class MemoryEventLog implements EventLog {
 
 	private source(name: string): Source {
 		let s = this.sources.get(name);
-		if (!s) this.sources.set(name, (s = { partitions: Array.from({ length: PARTITIONS }, () => []), base: new Array(PARTITIONS).fill(0), waiters: new Set() }));
+		if (!s) this.sources.set(name, (s = { name, partitions: Array.from({ length: PARTITIONS }, () => []), base: new Array(PARTITIONS).fill(0), waiters: new Set() }));
 		return s;
 	}
 
+	/** A group's committed offsets in a source (created at its subscription; a group only asked about holds nothing). */
 	private committed(group: string, source: string): number[] {
 		let g = this.offsets.get(group);
 		if (!g) this.offsets.set(group, (g = new Map()));
@@ -69,13 +75,22 @@ export class MemoryEventLog implements EventLog {
 	}
 
 	private append(s: Source, p: number, e: ReplEvent) {
-		const retain = this.options.retain ?? 100_000;
+		const retain = this.options.retain ?? 10_000;
 		s.partitions[p].push(structuredClone(e));
-		if (s.partitions[p].length > retain) {
-			const drop = s.partitions[p].length - retain;
-			s.partitions[p].splice(0, drop);
-			s.base[p] += drop;
+		// Dropped a tenth of the retention at a time: splicing the front of a long array costs its length.
+		const chunk = Math.max(1, Math.floor(retain / 10));
+		const over = s.partitions[p].length - retain;
+		if (over < chunk) return;
+		// No further than the lowest offset a subscribed group has committed in this lane.
+		let floor = Number.POSITIVE_INFINITY;
+		for (const g of this.offsets.values()) {
+			const o = g.get(s.name);
+			if (o) floor = Math.min(floor, o[p]);
 		}
+		const drop = Math.min(over, floor - s.base[p]);
+		if (drop < chunk) return;
+		s.partitions[p].splice(0, drop);
+		s.base[p] += drop;
 	}
 
 	async subscribe(options: SubscribeOptions): Promise<Subscription> {
@@ -133,7 +148,7 @@ export class MemoryEventLog implements EventLog {
 
 	async backlog(group: string, source: string, upTo?: LogPosition): Promise<number> {
 		const s = this.source(source);
-		const o = this.committed(group, source);
+		const o = this.offsets.get(group)?.get(source) ?? new Array(PARTITIONS).fill(0);
 		return s.partitions.reduce((n, events, p) => {
 			const end = Math.min(s.base[p] + events.length, upTo?.[p] ?? Number.POSITIVE_INFINITY);
 			return n + Math.max(0, end - Math.max(o[p], s.base[p]));
