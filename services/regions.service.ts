@@ -146,16 +146,28 @@ const RegionsService: WalletService<RegionsThis> = {
 			params: { home: { type: "string", min: 1, max: 64 }, epoch: { type: "number", integer: true, positive: true } },
 			async handler(this: RegionsThis, ctx: Context<{ home: string; epoch: number }>) {
 				const { home, epoch } = ctx.params;
-				const r = await this.pool.query(
-					`UPDATE ownership_leases SET owner = $1, epoch = $2 + 1, lease_until = NULL, updated_at = now()
-					  WHERE home_region = $1 AND owner = $3 AND epoch = $2`,
-					[home, epoch, this.me],
-				);
+				// In the transaction that gives the home region up, while this region still writes it: the claims whose
+				// supply and order now part ways get holds (migrations/*_hand-back-holds.sql), so whichever region ends
+				// such a claim, the supply's owner moves its funds.
+				const { r, adopted } = await withTx(this.pool, async c => {
+					const adopted = (await c.query<{ n: number }>(`SELECT hold_direct_reservations($1, $2) AS n`, [home, this.me])).rows[0].n;
+					const r = await c.query(
+						`UPDATE ownership_leases SET owner = $1, epoch = $2 + 1, lease_until = NULL, updated_at = now()
+						  WHERE home_region = $1 AND owner = $3 AND epoch = $2`,
+						[home, epoch, this.me],
+					);
+					// Not this region's to give (any more): nothing adopted either.
+					if (!r.rowCount) throw Object.assign(new Error("not the owner"), { notOwner: true });
+					return { r, adopted };
+				}).catch((err: Error & { notOwner?: boolean }) => {
+					if (err.notOwner) return { r: { rowCount: 0 }, adopted: 0 };
+					throw err;
+				});
 				const row = (await this.readRows()).find(x => x.home === home);
 				if (r.rowCount === 0 && !(row?.owner === home && row.epoch === epoch + 1))
 					throw new Errors.MoleculerError(`${this.me} does not own ${home} at epoch ${epoch}`, 409, "NOT_OWNER_AT_EPOCH", { row });
 				if (r.rowCount) {
-					this.decided("handed back", { home, to: home, epoch: epoch + 1 });
+					this.decided("handed back", { home, to: home, epoch: epoch + 1, holdsAdopted: adopted });
 					this.broker.metrics.increment(M.FAILBACKS, { home });
 					this.changed();
 				}

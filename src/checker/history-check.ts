@@ -327,7 +327,9 @@ function rebuildSupplies(db: Db, byAggregate: Map<string, Event[]>, byTx: Map<st
 			state.status = SUPPLY_STATUS[e.type] ?? state.status;
 			const after = previousInTx.get(e.tx);
 			previousInTx.set(e.tx, e);
-			const hold = p.claimId !== undefined && p.holdAmount !== undefined ? HOLD_DELTAS[e.type] : undefined;
+			// A hold taken over at a hand-back (`adopted`) moves no funds: the claim's own transaction reserved them.
+			const adopted = p.adopted === true;
+			const hold = p.claimId !== undefined && p.holdAmount !== undefined && !adopted ? HOLD_DELTAS[e.type] : undefined;
 			if (hold) {
 				const amount = units(p.holdAmount) ?? 0n;
 				state.reserved += hold.reserved * amount;
@@ -345,7 +347,7 @@ function rebuildSupplies(db: Db, byAggregate: Map<string, Event[]>, byTx: Map<st
 					if (!voided) add("orphan-event", id, `${e.type} v${e.version} holds for claim ${p.claimId}, which has no ${hold.claimEvent}`);
 				}
 			}
-			for (const c of hold ? [] : (byTx.get(e.tx) ?? [])) {
+			for (const c of hold || adopted ? [] : (byTx.get(e.tx) ?? [])) {
 				const d = CLAIM_DELTAS[c.type];
 				if (!d || c.aggregateType !== "claim" || c.payload?.supplyId !== id) continue;
 				if (c.source === e.source && (c.id > e.id || (after && c.id < after.id))) continue;

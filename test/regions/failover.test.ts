@@ -109,7 +109,13 @@ describe("failover between three regions", () => {
 		// Its first writes carry the new epoch; every region ends equal, and the checkers find nothing.
 		await expect.poll(async () => (await (await Client.as(c.apiUrl, "max")).post(`/api/v1/supplies/${supply.id}/pause`)).status, { timeout: 10_000 }).toBe(200);
 		const final = await converged(rs, 20_000);
-		expect(final.supplies.find(s => s.id === supply.id)).toMatchObject({ status: "paused", version: 5 });
+		expect(final.supplies.find(s => s.id === supply.id)).toMatchObject({ status: "paused", version: 6 });
+		// a's claim reserved c's supply directly while a wrote it; handing it back, a made that reservation a hold
+		// (version 5), so c moves the funds when the claim ends, wherever it ends.
+		for (const r of rs.regions)
+			expect((await r.db.pool.query(`SELECT amount::text, status FROM holds WHERE claim_id = $1`, [claim.body.id])).rows).toEqual([
+				{ amount: "0.500000000000000000", status: expect.stringMatching(/^(held|confirmed)$/) },
+			]);
 		// Who wrote each version, under which epoch: c created it, a wrote it while c was away, c again after.
 		const written = async (r: TestRegion) =>
 			(await r.db.pool.query(`SELECT aggregate_version, epoch FROM outbox WHERE aggregate_id = $1 ORDER BY aggregate_version`, [supply.id])).rows.map(x => [
@@ -118,12 +124,13 @@ describe("failover between three regions", () => {
 			]);
 		expect(await written(c)).toEqual([
 			[1, before.epoch],
-			[5, before.epoch + 2],
+			[6, before.epoch + 2],
 		]);
 		expect(await written(a)).toEqual([
 			[2, before.epoch + 1],
 			[3, before.epoch + 1],
 			[4, before.epoch + 1],
+			[5, before.epoch + 1],
 		]);
 		const pools = rs.regions.map(r => r.db.pool);
 		expect((await checkInvariants(pools)).violations).toEqual([]);
