@@ -231,8 +231,11 @@ async function setup(shopper: string) {
 	await cl.converged();
 	// The link between A and B is up both ways (after the tests that kill and cut regions, it may still be rejoining):
 	// a claim sent before would be refused with 503 REGION_UNREACHABLE and never reach the failpoint.
-	const sees = async (from: ClusterRegion, to: ClusterRegion) =>
-		(await (await cl.as(from, shopper)).get("/api/v1/regions")).body.regions.find((r: { name: string }) => r.name === to.name)?.health;
+	// Another answer than the list (a region's node still restarting after the tests before) is waited out too.
+	const sees = async (from: ClusterRegion, to: ClusterRegion) => {
+		const res = await (await cl.as(from, shopper)).get("/api/v1/regions");
+		return (res.body?.regions?.find((r: { name: string }) => r.name === to.name)?.health as string | undefined) ?? `HTTP ${res.status}`;
+	};
 	await until(`${a.name} and ${b.name} linked`, async () => [await sees(a, b), await sees(b, a)], v => v.every(h => h === "up"), 60_000, 250);
 	return { supply, order };
 }
