@@ -201,6 +201,9 @@ async function measure(t: Target): Promise<TargetResult> {
 	const echo = { perSecond: Math.round(e.perSecond), p50Ms: round2(e.p50Ms), p99Ms: round2(e.p99Ms), transport: e.transport };
 
 	const db = new pg.Pool({ connectionString: t.databaseUrl, max: 2 });
+	// An idle connection the server ends must not end the run unannounced (one CI run did, with 57P01): a query that
+	// loses its connection still fails the checkers, with its message.
+	db.on("error", err => console.error(`[${t.name}] checkers' database connection: ${err.message}`));
 	try {
 		const inv = await checkInvariants([db]);
 		const hist = await checkHistory([db], history);
