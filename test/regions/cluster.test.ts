@@ -226,8 +226,11 @@ async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean
 
 async function setup(shopper: string) {
 	const [a, b] = cl.regions;
-	const supply = (await (await cl.as(b, shopper)).post("/api/v1/supplies", { asset: "ETH", amount: "1" })).body;
-	const order = (await (await cl.as(a, `${shopper}-buyer`)).post("/api/v1/orders", { asset: "ETH", items: [item("0.4")] })).body;
+	// The tests before kill and restart nodes: a region may still be coming back (503) when this one starts.
+	const created = async (what: string, post: () => Promise<{ status: number; body: any }>) =>
+		(await until(`${what} created`, post, r => r.status === 201, 60_000, 250)).body;
+	const supply = await created("the supply", async () => (await cl.as(b, shopper)).post("/api/v1/supplies", { asset: "ETH", amount: "1" }));
+	const order = await created("the order", async () => (await cl.as(a, `${shopper}-buyer`)).post("/api/v1/orders", { asset: "ETH", items: [item("0.4")] }));
 	await cl.converged();
 	// The link between A and B is up both ways (after the tests that kill and cut regions, it may still be rejoining):
 	// a claim sent before would be refused with 503 REGION_UNREACHABLE and never reach the failpoint.
