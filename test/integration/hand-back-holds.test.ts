@@ -76,6 +76,8 @@ describe("a hand-back turns the reservations it parts from their claims into hol
 			{ aggregate_id: asiaSupply, home_region: ASIA, epoch: 2, claim: c1, amount: "0.5", orderRegion: US },
 			{ aggregate_id: usSupply, home_region: US, epoch: 1, claim: c2, amount: "0.25", orderRegion: ASIA },
 		]);
+		// Asked by the supply's region to resolve such a hold, the order's region answers that its claim exists.
+		expect((await us.pool.query(`SELECT void_claim($1) AS o`, [c1])).rows[0].o).toBe("claimed");
 		// Once: a second run finds nothing left to adopt.
 		expect((await us.pool.query(`SELECT hold_direct_reservations($1, $2) AS n`, [ASIA, US])).rows[0].n).toBe(0);
 		await owner(us.pool, ASIA, ASIA, 3);
