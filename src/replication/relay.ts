@@ -45,6 +45,9 @@ const PUBLISHABLE = `EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_regio
 	AND ((w.owner = $2 AND w.epoch = o.epoch AND (w.lease_until IS NULL OR w.lease_until > clock_timestamp()))
 	     OR (w.epoch > o.epoch AND NOT EXISTS (SELECT 1 FROM lost_epochs l WHERE l.home_region = o.home_region AND l.epoch = o.epoch))))`;
 
+const COLUMNS = `id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region, home_region,
+	epoch, tx_id::text, schema_version, created_at, payload`;
+
 /** How often a standby relay checks whether the active one is gone. */
 const STANDBY_MS = 1000;
 
@@ -105,15 +108,12 @@ export class OutboxRelay {
 		return withTx(this.pool, async c => {
 			const lock = await c.query<{ mine: boolean }>(`SELECT pg_try_advisory_xact_lock($1) AS mine`, [RELAY_LOCK]);
 			if (!lock.rows[0].mine) return -1;
-			const { rows } = await c.query<OutboxRow>(
-				`SELECT id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region,
-				        home_region, epoch, tx_id::text, schema_version, created_at, payload
-				   FROM outbox o
-				  WHERE published_at IS NULL AND ${PUBLISHABLE}
-				  ORDER BY id LIMIT $1`,
+			let { rows } = await c.query<OutboxRow>(
+				`SELECT ${COLUMNS} FROM outbox o WHERE published_at IS NULL AND ${PUBLISHABLE} ORDER BY id LIMIT $1`,
 				[this.options.batch, this.options.region],
 			);
 			if (rows.length === 0) return 0;
+			if (rows.length === this.options.batch) rows = rows.concat(await this.restOfTransactions(c, rows));
 			// Bounded: this transaction holds the relay lock, and the database ends a transaction idle too long.
 			await withTimeout(this.log.publish(this.options.region, rows.map(toReplEvent)), this.options.publishTimeoutMs ?? 5000, "publishing to the event log");
 			// Marked (and so acknowledged to a client waiting for durability) only if still publishable now that the log
@@ -123,6 +123,35 @@ export class OutboxRelay {
 			if ((marked.rowCount ?? 0) < rows.length) this.options.onUnconfirmed?.(rows.length - (marked.rowCount ?? 0));
 			return marked.rowCount ?? 0;
 		});
+	}
+
+	/**
+	 * A full batch may end inside a transaction (or several: their rows' ids interleave). The rows after it up to
+	 * the last row of those transactions, and so on for the transactions these begin: the log never holds part of a
+	 * transaction, which a successor taking over at the end of the log would apply alone, and the rows of one key
+	 * still leave in id order (none skipped for a later one).
+	 */
+	private async restOfTransactions(c: pg.PoolClient, rows: OutboxRow[]): Promise<OutboxRow[]> {
+		const more: OutboxRow[] = [];
+		const seen = new Set(rows.map(r => r.tx_id));
+		let txs = [...seen];
+		let last = rows[rows.length - 1].id;
+		while (txs.length > 0) {
+			const end = await c.query<{ id: string | null }>(
+				`SELECT max(id)::text AS id FROM outbox WHERE published_at IS NULL AND tx_id = ANY($1::bigint[])`,
+				[txs],
+			);
+			const to = end.rows[0].id;
+			if (to === null || BigInt(to) <= BigInt(last)) break;
+			const next = await c.query<OutboxRow>(
+				`SELECT ${COLUMNS} FROM outbox o WHERE published_at IS NULL AND id > $1::bigint AND id <= $3::bigint AND ${PUBLISHABLE} ORDER BY id`,
+				[last, this.options.region, to],
+			);
+			more.push(...next.rows);
+			last = to;
+			txs = next.rows.map(r => r.tx_id).filter(t => !seen.has(t) && seen.add(t));
+		}
+		return more;
 	}
 
 	start(): void {

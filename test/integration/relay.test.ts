@@ -78,6 +78,44 @@ describe("outbox relay", () => {
 		expect(await unpublished()).toBe(0);
 	});
 
+	it("publishes whole transactions: a full batch that ends inside one takes the rest of it and the rows between", async () => {
+		await lease(`now() + interval '1 minute'`);
+		expect(await unpublished()).toBe(0);
+		// Two transactions whose rows interleave by id: t1 a, t2 a, t1 b, (t1 commits) t2 b.
+		const [t1, t2] = [await db.pool.connect(), await db.pool.connect()];
+		const row = (c: typeof t1, type: string) =>
+			c.query(
+				`INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region, home_region, epoch, payload)
+				 SELECT $1, 'supply', $2, 1, $3, $4, $4, epoch, '{}' FROM ownership_leases WHERE home_region = $4`,
+				[randomUUID(), randomUUID(), type, A],
+			);
+		try {
+			await t1.query("BEGIN");
+			await t2.query("BEGIN");
+			await row(t1, "t1-a");
+			await row(t2, "t2-a");
+			await row(t1, "t1-b");
+			await t1.query("COMMIT");
+			await row(t2, "t2-b");
+			await t2.query("COMMIT");
+		} finally {
+			t1.release();
+			t2.release();
+		}
+		const batches: string[][] = [];
+		const memory = new MemoryEventLog();
+		const log: EventLog = Object.assign(Object.create(memory), {
+			publish: (source: string, events: ReplEvent[]) => {
+				batches.push(events.map(e => e.type));
+				return memory.publish(source, events);
+			},
+		});
+		// A batch of one: t1's first row, then the rest of t1, which takes t2's first row, and so the rest of t2.
+		expect(await new OutboxRelay(db.pool, log, { region: A, batch: 1, pollMs: 10 }).tick()).toBe(4);
+		expect(batches).toEqual([["t1-a", "t2-a", "t1-b", "t2-b"]]);
+		expect(await unpublished()).toBe(0);
+	});
+
 	it("wakes when outbox rows commit, without polling", async () => {
 		await lease(`now() + interval '1 minute'`);
 		const memory = new MemoryEventLog();
