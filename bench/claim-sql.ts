@@ -2,7 +2,9 @@
 // (the group commit's call) on batches of claims, after a warm-up, against a scratch database with the project's
 // migrations on the tests' PostgreSQL (PG_ADMIN_URL); it prints the backend's CPU a claim (/proc/<pid>/stat: the
 // server must be on this machine) beside the wall time. With --young, no ANALYZE runs after the tables fill (the
-// plans a new region's connections make); by default the statistics are fresh.
+// plans a new region's connections make); by default the statistics are fresh. --functions lists the functions
+// the claims called, a claim's calls and time in each (track_functions): a SQL function listed there was not
+// inlined, and PostgreSQL before 18 plans its body at every call.
 //
 //   npm run bench:sql                          # 8,000 claims in batches of 8
 //   npm run bench:sql -- --claims 20000 --batch 16 --young
@@ -13,7 +15,9 @@ import { ensureOwnership, runCommands, type CommandContext } from "../src/store/
 import { createTestDatabase } from "../test/helpers/db";
 
 const { values: args } = parseArgs({
-	options: { claims: { type: "string", default: "8000" }, batch: { type: "string", default: "8" }, young: { type: "boolean", default: false } },
+	options: { claims: { type: "string", default: "8000" }, batch: { type: "string", default: "8" }, young: { type: "boolean", default: false },
+		functions: { type: "boolean", default: false },
+	},
 });
 const CLAIMS = Number(args.claims);
 const BATCH = Number(args.batch);
@@ -53,6 +57,13 @@ async function main() {
 				const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
 				return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks of 10 ms
 			};
+			// The measured calls alone (a scratch database; superuser: the tests' PostgreSQL); reported at the end.
+			if (args.functions) {
+				// The warm-up's calls are flushed before the reset (a backend flushes at most once a second).
+				await client.query("SELECT pg_stat_force_next_flush()");
+				await client.query("SET track_functions = 'all'");
+				await client.query("SELECT pg_stat_reset()");
+			}
 			const c0 = cpuMs();
 			const t0 = performance.now();
 			await run(WARM, WARM + CLAIMS);
@@ -63,12 +74,25 @@ async function main() {
 					`PostgreSQL CPU ${Math.round((cpu / CLAIMS) * 1000)} µs a claim, wall ${Math.round((wall / CLAIMS) * 1000)} µs a claim ` +
 					`(${Math.round(CLAIMS / (wall / 1000))} claims/s on one connection)`,
 			);
+			if (args.functions) await printFunctions(client);
 		} finally {
 			client.release();
 		}
 	} finally {
 		await db.drop();
 	}
+}
+
+/** What the measured claims called (the scratch database's function statistics, this session's flushed first). */
+async function printFunctions(client: import("pg").PoolClient) {
+	await client.query("SELECT pg_stat_force_next_flush()");
+	await client.query("SELECT pg_stat_clear_snapshot()");
+	const { rows } = await client.query<{ funcname: string; calls: string; self: number; total: number }>(
+		`SELECT funcname, calls, self_time AS self, total_time AS total FROM pg_stat_user_functions ORDER BY total_time DESC`,
+	);
+	console.log("function | calls a claim | self µs a claim | total µs a claim");
+	for (const r of rows)
+		console.log(`${r.funcname} | ${(Number(r.calls) / CLAIMS).toFixed(2)} | ${Math.round((r.self * 1000) / CLAIMS)} | ${Math.round((r.total * 1000) / CLAIMS)}`);
 }
 
 main().catch(err => {

@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrate } from "../../src/db/migrate";
 import { fenceEvent, type ReplEvent } from "../../src/replication/event-log";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { createTestDatabase, sqlFunctionsCalled, type TestDatabase } from "../helpers/db";
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -62,6 +62,19 @@ describe("apply_events", () => {
 		expect(once.claims).toEqual([{ id: h.c1, status: "released", version: 2 }, { id: h.c2, status: "active", version: 1 }]);
 		expect(await applyIn(db.pool, h.events, 3)).toEqual({ applied: 0, skipped: 11 });
 		expect(await rowsOf(db.pool, h)).toEqual(once);
+	});
+
+	it("runs no SQL function as a call of its own (each one planned again at every call before PostgreSQL 18)", async () => {
+		const h = history();
+		const client = await db.pool.connect();
+		try {
+			await client.query("BEGIN");
+			const called = await sqlFunctionsCalled(client, async () => expect(await applyIn(client, h.events, 4)).toEqual({ applied: 11, skipped: 0 }));
+			expect(called).toEqual([]);
+		} finally {
+			await client.query("ROLLBACK");
+			client.release();
+		}
 	});
 
 	it("any order, duplicates and gaps included, ends where in-order ends, and never stalls", async () => {

@@ -1,11 +1,13 @@
 // The order actor's SQL commands against a real PostgreSQL, with the interleavings a cluster produces:
 // two nodes (two connections) running commands for one order at once, a first attempt held up by a lock
 // while its retry arrives elsewhere, a failing row inside a batch, states the API never produces.
+import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrate } from "../../src/db/migrate";
 import { ensureOwnership, runCommands, type CommandContext, type OrderCommand, type Outcome } from "../../src/store/commands";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { createOrder, createSupply } from "../../src/store/creates";
+import { createTestDatabase, sqlFunctionsCalled, type TestDatabase } from "../helpers/db";
 import { lockWaits, seedOrder, seedSupply, waitForLockWaits } from "../helpers/seed";
 
 let db: TestDatabase;
@@ -189,6 +191,36 @@ describe("a batch of commands (group commit)", () => {
 				expect(outs.map(o => o.ok)).toEqual([true, true, true, true]);
 			});
 			expect(scans).toEqual(NO_SCANS);
+		} finally {
+			await client.query("ROLLBACK");
+			client.release();
+		}
+	});
+
+	it("runs no SQL function as a call of its own (each one planned again at every call before PostgreSQL 18)", async () => {
+		const supply = await seedSupply(db.pool, "gina", "10");
+		const [toRelease, toComplete, ...fresh] = await Promise.all([1, 2, 3, 4].map(() => seedOrder(db.pool, "bob", "1")));
+		const held = await runCommands(nodeA, cc, [claimCmd(toRelease, supply, "gina", "fn-1"), claimCmd(toComplete, supply, "gina", "fn-2")]);
+		const releaseId = held[0].ok ? held[0].value.claim!.id : "";
+		const client = await nodeA.connect();
+		try {
+			await client.query("BEGIN");
+			const called = await sqlFunctionsCalled(client, async () => {
+				const outs = await runCommands(client, cc, [
+					claimCmd(fresh[0], supply, "gina", "fn-3"),
+					claimCmd(toRelease, supply, "gina", "fn-4"),
+					claimCmd(fresh[1], supply, "gina", "fn-3"),
+					{ op: "release", orderId: toRelease, claimId: releaseId, userId: "gina" },
+					{ op: "complete", orderId: toComplete, userId: "bob" },
+				]);
+				// Refusals run too: an order already claimed, a key that names another order.
+				expect(outs.map(o => (o.ok ? "ok" : errorOf(o).type))).toEqual(["ok", "ORDER_NOT_OPEN", "IDEMPOTENCY_KEY_REUSED", "ok", "ok"]);
+				// And the creates (one statement each, building their event's JSON).
+				const db = client as unknown as pg.Pool;
+				await createSupply(db, { id: randomUUID(), userId: "gina", asset: "ETH", amount: "1", region: "us-central1" });
+				await createOrder(db, { id: randomUUID(), userId: "bob", asset: "ETH", items: [{ sku: "s", name: "n", unitPrice: "1", quantity: 1 }], amount: "1", region: "us-central1", ttlSec: 60 });
+			});
+			expect(called).toEqual([]);
 		} finally {
 			await client.query("ROLLBACK");
 			client.release();
