@@ -4,19 +4,24 @@
 // server must be on this machine) beside the wall time. With --young, no ANALYZE runs after the tables fill (the
 // plans a new region's connections make); by default the statistics are fresh. --functions lists the functions
 // the claims called, a claim's calls and time in each (track_functions): a SQL function listed there was not
-// inlined, and PostgreSQL before 18 plans its body at every call.
+// inlined, and PostgreSQL before 18 plans its body at every call. --apply then applies the claims' events (their
+// outbox rows, as the relay publishes them) in a second scratch database, in batches of --apply-batch (default
+// 50), and prints that backend's CPU an event: what a region spends on another region's claim.
 //
 //   npm run bench:sql                          # 8,000 claims in batches of 8
 //   npm run bench:sql -- --claims 20000 --batch 16 --young
 import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { migrate } from "../src/db/migrate";
+import { OUTBOX_COLUMNS, toReplEvent } from "../src/replication/relay";
 import { ensureOwnership, runCommands, type CommandContext } from "../src/store/commands";
 import { createTestDatabase } from "../test/helpers/db";
 
 const { values: args } = parseArgs({
 	options: { claims: { type: "string", default: "8000" }, batch: { type: "string", default: "8" }, young: { type: "boolean", default: false },
 		functions: { type: "boolean", default: false },
+		apply: { type: "boolean", default: false },
+		"apply-batch": { type: "string", default: "50" },
 	},
 });
 const CLAIMS = Number(args.claims);
@@ -53,10 +58,7 @@ async function main() {
 			};
 			await run(0, WARM);
 			const pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
-			const cpuMs = () => {
-				const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-				return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks of 10 ms
-			};
+			const cpuMs = () => backendCpuMs(pid);
 			// The measured calls alone (a scratch database; superuser: the tests' PostgreSQL); reported at the end.
 			if (args.functions) {
 				// The warm-up's calls are flushed before the reset (a backend flushes at most once a second).
@@ -78,9 +80,49 @@ async function main() {
 		} finally {
 			client.release();
 		}
+		if (args.apply) await benchApply(db.pool, Number(args["apply-batch"]));
 	} finally {
 		await db.drop();
 	}
+}
+
+/** Applies the claims' events, in order and in batches, in another region's database: its backend's CPU an event. */
+async function benchApply(home: import("pg").Pool, batch: number) {
+	const events = (await home.query(`SELECT ${OUTBOX_COLUMNS} FROM outbox o ORDER BY id`)).rows.map(toReplEvent);
+	const replica = await createTestDatabase();
+	try {
+		await migrate(replica.pool);
+		const client = await replica.pool.connect();
+		try {
+			const apply = async (from: number, to: number) => {
+				for (let i = from; i < to; i += batch)
+					await client.query(`SELECT apply_events($1::jsonb)`, [
+						JSON.stringify({ source: REGION, lane: 0, region: "europe-west1", events: events.slice(i, Math.min(i + batch, to)) }),
+					]);
+			};
+			const warm = Math.floor(events.length / 5);
+			await apply(0, warm);
+			const pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+			const c0 = backendCpuMs(pid);
+			const t0 = performance.now();
+			await apply(warm, events.length);
+			const n = events.length - warm;
+			console.log(
+				`apply_events, ${n} of the claims' events in batches of ${batch}: PostgreSQL CPU ${Math.round(((backendCpuMs(pid) - c0) / n) * 1000)} µs an event, ` +
+					`wall ${Math.round(((performance.now() - t0) / n) * 1000)} µs an event`,
+			);
+		} finally {
+			client.release();
+		}
+	} finally {
+		await replica.drop();
+	}
+}
+
+/** A backend's CPU so far, from /proc (the server must run on this machine). */
+function backendCpuMs(pid: number) {
+	const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+	return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks of 10 ms
 }
 
 /** What the measured claims called (the scratch database's function statistics, this session's flushed first). */

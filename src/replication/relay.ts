@@ -45,7 +45,8 @@ const PUBLISHABLE = `EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_regio
 	AND ((w.owner = $2 AND w.epoch = o.epoch AND (w.lease_until IS NULL OR w.lease_until > clock_timestamp()))
 	     OR (w.epoch > o.epoch AND NOT EXISTS (SELECT 1 FROM lost_epochs l WHERE l.home_region = o.home_region AND l.epoch = o.epoch))))`;
 
-const COLUMNS = `id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region, home_region,
+/** An outbox row as toReplEvent reads it. */
+export const OUTBOX_COLUMNS = `id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region, home_region,
 	epoch, tx_id::text, schema_version, created_at, payload`;
 
 /** How often a standby relay checks whether the active one is gone. */
@@ -109,7 +110,7 @@ export class OutboxRelay {
 			const lock = await c.query<{ mine: boolean }>(`SELECT pg_try_advisory_xact_lock($1) AS mine`, [RELAY_LOCK]);
 			if (!lock.rows[0].mine) return -1;
 			let { rows } = await c.query<OutboxRow>(
-				`SELECT ${COLUMNS} FROM outbox o WHERE published_at IS NULL AND ${PUBLISHABLE} ORDER BY id LIMIT $1`,
+				`SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE published_at IS NULL AND ${PUBLISHABLE} ORDER BY id LIMIT $1`,
 				[this.options.batch, this.options.region],
 			);
 			if (rows.length === 0) return 0;
@@ -144,7 +145,7 @@ export class OutboxRelay {
 			const to = end.rows[0].id;
 			if (to === null || BigInt(to) <= BigInt(last)) break;
 			const next = await c.query<OutboxRow>(
-				`SELECT ${COLUMNS} FROM outbox o WHERE published_at IS NULL AND id > $1::bigint AND id <= $3::bigint AND ${PUBLISHABLE} ORDER BY id`,
+				`SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE published_at IS NULL AND id > $1::bigint AND id <= $3::bigint AND ${PUBLISHABLE} ORDER BY id`,
 				[last, this.options.region, to],
 			);
 			more.push(...next.rows);
