@@ -150,7 +150,12 @@ export class OutboxRelay {
 			);
 			more.push(...next.rows);
 			last = to;
-			txs = next.rows.map(r => r.tx_id).filter(t => !seen.has(t) && seen.add(t));
+			txs = [];
+			for (const r of next.rows)
+				if (!seen.has(r.tx_id)) {
+					seen.add(r.tx_id);
+					txs.push(r.tx_id);
+				}
 		}
 		return more;
 	}
