@@ -408,7 +408,10 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			topicPrefix: str(env, "KAFKA_TOPIC_PREFIX") ?? str(env, "NAMESPACE") ?? "wallet",
 			relayBatch: int(env, "RELAY_BATCH", 500, 1, 10_000),
 			relayPollMs: int(env, "RELAY_POLL_MS", 250, 1, 60_000),
-			relayLingerMs: int(env, "RELAY_LINGER_MS", 10, 0, 1000),
+			// A replicated claim waits for its publish, so its linger is on the client's clock; a local one is answered
+			// at its commit, and a longer linger only makes fewer, larger batches (a reader of a backlog advances one
+			// batch per partition and fetch on some brokers: the test broker; docs/multi-region.md).
+			relayLingerMs: int(env, "RELAY_LINGER_MS", str(env, "CLAIM_DURABILITY") === "replicated" ? 10 : 25, 0, 1000),
 			link: link as Config["replication"]["link"],
 			kafka,
 			linkKafka,

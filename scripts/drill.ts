@@ -1,4 +1,4 @@
-// `npm run drill -- SCENARIO [--durability local|replicated] [--seconds S] [--clients N] [--assert]`: a failover drill on the
+// `npm run drill -- SCENARIO [--durability local|replicated] [--seconds S] [--clients N] [--repeat R] [--assert]`: a failover drill on the
 // local cluster (three regions as processes, Kafka test broker, FAILOVER=on). Clients write through every region
 // (orders, claims across regions, supply changes) while the fault is injected and healed; then the regions must
 // converge, and the history checker reads every region's database. One table row per scenario; a timeline (SVG)
@@ -13,6 +13,8 @@
 //   nats       asia-east1's nats-server SIGKILLed, started again after S seconds
 //   all        each of them, one after the other
 //
+// --repeat R runs each scenario R times (its timeline and logs are the last run's) and ends with a line per scenario:
+// each timing's min / median / max and how many runs met its target (scripts/drill-summary.ts).
 // --assert exits 1 unless the safety figures hold (0 double claims, 0 negative balances, regions equal, and in
 // replicated mode 0 acknowledged claims lost). Timings are printed, never asserted (docs/multi-region.md).
 import { randomUUID } from "node:crypto";
@@ -25,6 +27,7 @@ import { checkInvariants } from "../src/checker/invariants";
 import { signToken } from "../src/lib/jwt";
 import { Client, item } from "../test/helpers/http";
 import { clusterUp, type ClusterRegion, type LocalCluster } from "../test/helpers/local-cluster";
+import { summaryLines } from "./drill-summary";
 
 const ROOT = path.resolve(__dirname, "..");
 const OUT = path.resolve(process.env.DRILL_DIR ?? path.join(ROOT, ".drills"));
@@ -346,15 +349,18 @@ async function main() {
 	const clients = Number(arg("clients", "1"));
 	if (!(Number.isInteger(clients) && clients >= 1 && clients <= 16)) throw new Error("--clients must be an integer from 1 to 16");
 	if (!(seconds >= 2 && seconds <= 600)) throw new Error("--seconds must be between 2 and 600");
+	const repeat = Number(arg("repeat", "1"));
+	if (!(Number.isInteger(repeat) && repeat >= 1 && repeat <= 20)) throw new Error("--repeat must be an integer from 1 to 20");
 	const scenarios: Scenario[] = which === "all" ? [...SCENARIOS] : SCENARIOS.includes(which as Scenario) ? [which as Scenario] : [];
-	if (!scenarios.length) throw new Error(`usage: npm run drill -- ${SCENARIOS.join("|")}|all [--durability local|replicated] [--seconds S] [--clients N] [--assert]`);
+	if (!scenarios.length) throw new Error(`usage: npm run drill -- ${SCENARIOS.join("|")}|all [--durability local|replicated] [--seconds S] [--clients N] [--repeat R] [--assert]`);
 	const rows: Row[] = [];
-	for (const s of scenarios) {
-		console.error(`drill ${s} (${durability}, ${seconds} s)...`);
-		rows.push(await drill(s, durability, seconds, clients));
-	}
+	for (const s of scenarios)
+		for (let i = 1; i <= repeat; i++) {
+			console.error(`drill ${s} (${durability}, ${seconds} s)${repeat > 1 ? `, run ${i} of ${repeat}` : ""}...`);
+			rows.push(await drill(s, durability, seconds, clients));
+		}
 	console.log(
-		`\nnpm run drill -- ${which} --durability ${durability} --seconds ${seconds}: ${new Date().toISOString()}\n\n` +
+		`\nnpm run drill -- ${which} --durability ${durability} --seconds ${seconds}${repeat > 1 ? ` --repeat ${repeat}` : ""}: ${new Date().toISOString()}\n\n` +
 			"| scenario | durability | detected | writes served again | fail-back | writes (accepted) | claims acknowledged | acknowledged claims lost | double claims | negative balances | other violations | regions equal | ownership changes |\n" +
 			"|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" +
 			rows
@@ -364,7 +370,8 @@ async function main() {
 				.map(l => `| ${l} |`)
 				.join("\n"),
 	);
-	console.log(`\ntimelines: ${rows.map(r => path.relative(ROOT, r.timeline)).join(", ")}`);
+	if (repeat > 1) console.log(`\n${summaryLines(rows).join("\n")}`);
+	console.log(`\ntimelines: ${[...new Set(rows.map(r => path.relative(ROOT, r.timeline)))].join(", ")}`);
 	fs.mkdirSync(OUT, { recursive: true });
 	fs.writeFileSync(path.join(OUT, "last.json"), JSON.stringify(rows, null, 2));
 	if (process.argv.includes("--assert")) {

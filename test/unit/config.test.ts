@@ -48,6 +48,13 @@ describe("loadConfig defaults", () => {
 		expect(cfg.rateLimit).toEqual({ points: 600, windowSec: 60, ipPoints: 6000, syncMs: 100 });
 	});
 
+	it("lingers the relay longer when no client waits for the publish (local durability) than when one does", () => {
+		expect(cfg.replication.relayLingerMs).toBe(25);
+		expect(loadConfig({ CLAIM_DURABILITY: "replicated" }).replication.relayLingerMs).toBe(10);
+		expect(loadConfig({ CLAIM_DURABILITY: "replicated", RELAY_LINGER_MS: "0" }).replication.relayLingerMs).toBe(0);
+		expect(loadConfig({ RELAY_LINGER_MS: "5" }).replication.relayLingerMs).toBe(5);
+	});
+
 	it("treats empty and blank variables as unset", () => {
 		expect(loadConfig({ PORT: "", NAMESPACE: "   ", REGION: "" })).toMatchObject({ port: 3000, namespace: "wallet", region: "us-central1" });
 	});
