@@ -10,15 +10,19 @@
 //
 //   npm run bench:sql                          # 8,000 claims in batches of 8
 //   npm run bench:sql -- --claims 20000 --batch 16 --young
-import fs from "node:fs";
 import { parseArgs } from "node:util";
+import type pg from "pg";
 import { migrate } from "../src/db/migrate";
 import { OUTBOX_COLUMNS, toReplEvent } from "../src/replication/relay";
 import { ensureOwnership, runCommands, type CommandContext } from "../src/store/commands";
 import { createTestDatabase } from "../test/helpers/db";
+import { cpuMs } from "./proc";
 
 const { values: args } = parseArgs({
-	options: { claims: { type: "string", default: "8000" }, batch: { type: "string", default: "8" }, young: { type: "boolean", default: false },
+	options: {
+		claims: { type: "string", default: "8000" },
+		batch: { type: "string", default: "8" },
+		young: { type: "boolean", default: false },
 		functions: { type: "boolean", default: false },
 		apply: { type: "boolean", default: false },
 		"apply-batch": { type: "string", default: "50" },
@@ -57,8 +61,6 @@ async function main() {
 				}
 			};
 			await run(0, WARM);
-			const pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
-			const cpuMs = () => backendCpuMs(pid);
 			// The measured calls alone (a scratch database; superuser: the tests' PostgreSQL); reported at the end.
 			if (args.functions) {
 				// The warm-up's calls are flushed before the reset (a backend flushes at most once a second).
@@ -66,11 +68,7 @@ async function main() {
 				await client.query("SET track_functions = 'all'");
 				await client.query("SELECT pg_stat_reset()");
 			}
-			const c0 = cpuMs();
-			const t0 = performance.now();
-			await run(WARM, WARM + CLAIMS);
-			const wall = performance.now() - t0;
-			const cpu = cpuMs() - c0;
+			const { cpu, wall } = await measured(client, () => run(WARM, WARM + CLAIMS));
 			console.log(
 				`order_commands, ${CLAIMS} claims in batches of ${BATCH}${args.young ? ", statistics of empty tables" : ""}: ` +
 					`PostgreSQL CPU ${Math.round((cpu / CLAIMS) * 1000)} µs a claim, wall ${Math.round((wall / CLAIMS) * 1000)} µs a claim ` +
@@ -87,7 +85,7 @@ async function main() {
 }
 
 /** Applies the claims' events, in order and in batches, in another region's database: its backend's CPU an event. */
-async function benchApply(home: import("pg").Pool, batch: number) {
+async function benchApply(home: pg.Pool, batch: number) {
 	const events = (await home.query(`SELECT ${OUTBOX_COLUMNS} FROM outbox o ORDER BY id`)).rows.map(toReplEvent);
 	const replica = await createTestDatabase();
 	try {
@@ -102,14 +100,11 @@ async function benchApply(home: import("pg").Pool, batch: number) {
 			};
 			const warm = Math.floor(events.length / 5);
 			await apply(0, warm);
-			const pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
-			const c0 = backendCpuMs(pid);
-			const t0 = performance.now();
-			await apply(warm, events.length);
+			const { cpu, wall } = await measured(client, () => apply(warm, events.length));
 			const n = events.length - warm;
 			console.log(
-				`apply_events, ${n} of the claims' events in batches of ${batch}: PostgreSQL CPU ${Math.round(((backendCpuMs(pid) - c0) / n) * 1000)} µs an event, ` +
-					`wall ${Math.round(((performance.now() - t0) / n) * 1000)} µs an event`,
+				`apply_events, ${n} of the claims' events in batches of ${batch}: PostgreSQL CPU ${Math.round((cpu / n) * 1000)} µs an event, ` +
+					`wall ${Math.round((wall / n) * 1000)} µs an event`,
 			);
 		} finally {
 			client.release();
@@ -119,14 +114,17 @@ async function benchApply(home: import("pg").Pool, batch: number) {
 	}
 }
 
-/** A backend's CPU so far, from /proc (the server must run on this machine). */
-function backendCpuMs(pid: number) {
-	const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-	return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks of 10 ms
+/** What `work` cost the backend of `client` (CPU ms from /proc: the server must run on this machine) and took (wall ms). */
+async function measured(client: pg.PoolClient, work: () => Promise<void>): Promise<{ cpu: number; wall: number }> {
+	const pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+	const c0 = cpuMs(pid);
+	const t0 = performance.now();
+	await work();
+	return { cpu: cpuMs(pid) - c0, wall: performance.now() - t0 };
 }
 
 /** What the measured claims called (the scratch database's function statistics, this session's flushed first). */
-async function printFunctions(client: import("pg").PoolClient) {
+async function printFunctions(client: pg.PoolClient) {
 	await client.query("SELECT pg_stat_force_next_flush()");
 	await client.query("SELECT pg_stat_clear_snapshot()");
 	const { rows } = await client.query<{ funcname: string; calls: string; self: number; total: number }>(

@@ -411,7 +411,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			// A replicated claim waits for its publish, so its linger is on the client's clock; a local one is answered
 			// at its commit, and a longer linger only makes fewer, larger batches (a reader of a backlog advances one
 			// batch per partition and fetch on some brokers: the test broker; docs/multi-region.md).
-			relayLingerMs: int(env, "RELAY_LINGER_MS", str(env, "CLAIM_DURABILITY") === "replicated" ? 10 : 25, 0, 1000),
+			relayLingerMs: int(env, "RELAY_LINGER_MS", failover.durability === "replicated" ? 10 : 25, 0, 1000),
 			link: link as Config["replication"]["link"],
 			kafka,
 			linkKafka,

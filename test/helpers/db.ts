@@ -35,16 +35,23 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 }
 
 /**
- * The SQL-language functions `run` called as functions of their own in `client`'s open transaction: not inlined into
- * the statement that used them, so PostgreSQL before 18 parsed and planned their body at every call. (One is
- * inlined when it is a single expression no more volatile than it is declared.)
+ * The SQL-language functions `run` called as functions of their own, in a transaction of one of `pool`'s connections
+ * that is rolled back after: not inlined into the statement that used them, so PostgreSQL before 18 parsed and planned
+ * their body at every call. (One is inlined when it is a single expression no more volatile than it is declared.)
  */
-export async function sqlFunctionsCalled(client: pg.PoolClient, run: () => Promise<unknown>): Promise<string[]> {
-	await client.query("SET LOCAL track_functions = 'all'");
-	await run();
-	const { rows } = await client.query<{ name: string }>(
-		`SELECT f.funcname AS name FROM pg_stat_xact_user_functions f JOIN pg_proc p ON p.oid = f.funcid
-		   JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname = 'sql' ORDER BY 1`,
-	);
-	return rows.map(r => r.name);
+export async function sqlFunctionsCalled(pool: pg.Pool, run: (client: pg.PoolClient) => Promise<unknown>): Promise<string[]> {
+	const client = await pool.connect();
+	try {
+		await client.query("BEGIN");
+		await client.query("SET LOCAL track_functions = 'all'");
+		await run(client);
+		const { rows } = await client.query<{ name: string }>(
+			`SELECT f.funcname AS name FROM pg_stat_xact_user_functions f JOIN pg_proc p ON p.oid = f.funcid
+			   JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname = 'sql' ORDER BY 1`,
+		);
+		return rows.map(r => r.name);
+	} finally {
+		await client.query("ROLLBACK").catch(() => undefined);
+		client.release();
+	}
 }

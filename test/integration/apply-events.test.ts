@@ -66,15 +66,8 @@ describe("apply_events", () => {
 
 	it("runs no SQL function as a call of its own (each one planned again at every call before PostgreSQL 18)", async () => {
 		const h = history();
-		const client = await db.pool.connect();
-		try {
-			await client.query("BEGIN");
-			const called = await sqlFunctionsCalled(client, async () => expect(await applyIn(client, h.events, 4)).toEqual({ applied: 11, skipped: 0 }));
-			expect(called).toEqual([]);
-		} finally {
-			await client.query("ROLLBACK");
-			client.release();
-		}
+		const called = await sqlFunctionsCalled(db.pool, async client => expect(await applyIn(client, h.events, 4)).toEqual({ applied: 11, skipped: 0 }));
+		expect(called).toEqual([]);
 	});
 
 	it("any order, duplicates and gaps included, ends where in-order ends, and never stalls", async () => {

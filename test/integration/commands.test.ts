@@ -59,6 +59,15 @@ async function seqScansOf(client: pg.PoolClient, run: () => Promise<void>) {
 	return after.sort((a, b) => a.table.localeCompare(b.table));
 }
 
+/** A supply of gina's with two of bob's orders claimed on it (one to release, one to complete) and two open ones. */
+async function claimsToEnd(key: string) {
+	const supply = await seedSupply(db.pool, "gina", "10");
+	const [toRelease, toComplete, ...fresh] = await Promise.all([1, 2, 3, 4].map(() => seedOrder(db.pool, "bob", "1")));
+	const held = await runCommands(nodeA, cc, [claimCmd(toRelease, supply, "gina", `${key}-1`), claimCmd(toComplete, supply, "gina", `${key}-2`)]);
+	const releaseId = held[0].ok ? held[0].value.claim!.id : "";
+	return { supply, toRelease, toComplete, fresh, releaseId };
+}
+
 const NO_SCANS = [
 	{ table: "claims", seqScans: 0 },
 	{ table: "orders", seqScans: 0 },
@@ -173,10 +182,7 @@ describe("a batch of commands (group commit)", () => {
 		// Thousands of orders, supplies and claims, as a region has after a while, with fresh statistics.
 		await crowd(db.pool, 2000);
 		await db.pool.query("ANALYZE orders; ANALYZE supplies; ANALYZE claims");
-		const supply = await seedSupply(db.pool, "gina", "10");
-		const [toRelease, toComplete, ...fresh] = await Promise.all([1, 2, 3, 4].map(() => seedOrder(db.pool, "bob", "1")));
-		const held = await runCommands(nodeA, cc, [claimCmd(toRelease, supply, "gina", "scan-1"), claimCmd(toComplete, supply, "gina", "scan-2")]);
-		const releaseId = held[0].ok ? held[0].value.claim!.id : "";
+		const { supply, toRelease, toComplete, fresh, releaseId } = await claimsToEnd("scan");
 		// One batch of every kind of command that locks a supply, and the sequential scans it made.
 		const client = await nodeA.connect();
 		try {
@@ -198,33 +204,23 @@ describe("a batch of commands (group commit)", () => {
 	});
 
 	it("runs no SQL function as a call of its own (each one planned again at every call before PostgreSQL 18)", async () => {
-		const supply = await seedSupply(db.pool, "gina", "10");
-		const [toRelease, toComplete, ...fresh] = await Promise.all([1, 2, 3, 4].map(() => seedOrder(db.pool, "bob", "1")));
-		const held = await runCommands(nodeA, cc, [claimCmd(toRelease, supply, "gina", "fn-1"), claimCmd(toComplete, supply, "gina", "fn-2")]);
-		const releaseId = held[0].ok ? held[0].value.claim!.id : "";
-		const client = await nodeA.connect();
-		try {
-			await client.query("BEGIN");
-			const called = await sqlFunctionsCalled(client, async () => {
-				const outs = await runCommands(client, cc, [
-					claimCmd(fresh[0], supply, "gina", "fn-3"),
-					claimCmd(toRelease, supply, "gina", "fn-4"),
-					claimCmd(fresh[1], supply, "gina", "fn-3"),
-					{ op: "release", orderId: toRelease, claimId: releaseId, userId: "gina" },
-					{ op: "complete", orderId: toComplete, userId: "bob" },
-				]);
-				// Refusals run too: an order already claimed, a key that names another order.
-				expect(outs.map(o => (o.ok ? "ok" : errorOf(o).type))).toEqual(["ok", "ORDER_NOT_OPEN", "IDEMPOTENCY_KEY_REUSED", "ok", "ok"]);
-				// And the creates (one statement each, building their event's JSON).
-				const db = client as unknown as pg.Pool;
-				await createSupply(db, { id: randomUUID(), userId: "gina", asset: "ETH", amount: "1", region: "us-central1" });
-				await createOrder(db, { id: randomUUID(), userId: "bob", asset: "ETH", items: [{ sku: "s", name: "n", unitPrice: "1", quantity: 1 }], amount: "1", region: "us-central1", ttlSec: 60 });
-			});
-			expect(called).toEqual([]);
-		} finally {
-			await client.query("ROLLBACK");
-			client.release();
-		}
+		const { supply, toRelease, toComplete, fresh, releaseId } = await claimsToEnd("fn");
+		const called = await sqlFunctionsCalled(nodeA, async client => {
+			const outs = await runCommands(client, cc, [
+				claimCmd(fresh[0], supply, "gina", "fn-3"),
+				claimCmd(toRelease, supply, "gina", "fn-4"),
+				claimCmd(fresh[1], supply, "gina", "fn-3"),
+				{ op: "release", orderId: toRelease, claimId: releaseId, userId: "gina" },
+				{ op: "complete", orderId: toComplete, userId: "bob" },
+			]);
+			// Refusals run too: an order already claimed, a key that names another order.
+			expect(outs.map(o => (o.ok ? "ok" : errorOf(o).type))).toEqual(["ok", "ORDER_NOT_OPEN", "IDEMPOTENCY_KEY_REUSED", "ok", "ok"]);
+			// And the creates (one statement each, building their event's JSON).
+			const db = client as unknown as pg.Pool;
+			await createSupply(db, { id: randomUUID(), userId: "gina", asset: "ETH", amount: "1", region: "us-central1" });
+			await createOrder(db, { id: randomUUID(), userId: "bob", asset: "ETH", items: [{ sku: "s", name: "n", unitPrice: "1", quantity: 1 }], amount: "1", region: "us-central1", ttlSec: 60 });
+		});
+		expect(called).toEqual([]);
 	});
 
 	it("keeps finding rows by key on a connection whose plans were made while the tables were young", async () => {

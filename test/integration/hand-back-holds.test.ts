@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "pg";
 import { migrate } from "../../src/db/migrate";
 import { applyDelivery } from "../../src/replication/applier";
-import { toReplEvent } from "../../src/replication/relay";
+import { OUTBOX_COLUMNS, toReplEvent } from "../../src/replication/relay";
 import { ensureOwnership, runCommands, type CommandContext } from "../../src/store/commands";
 import { createTestDatabase, type TestDatabase } from "../helpers/db";
 import { seedOrder, seedSupply } from "../helpers/seed";
@@ -30,10 +30,7 @@ const owner = (pool: Pool, home: string, region: string, epoch: number) =>
 
 /** Everything us-central1 wrote, applied in asia-east1 as its applier would (one lane: the order they were written in). */
 async function replicateToAsia() {
-	const { rows } = await us.pool.query(
-		`SELECT id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region, home_region, epoch,
-		        tx_id::text, schema_version, created_at, payload FROM outbox ORDER BY id`,
-	);
+	const { rows } = await us.pool.query(`SELECT ${OUTBOX_COLUMNS} FROM outbox ORDER BY id`);
 	await applyDelivery(asia.pool, ASIA, { source: US, lane: 0, events: rows.map(toReplEvent) });
 }
 
