@@ -3,20 +3,22 @@
 // region's ownership rows (a higher epoch wins everywhere) and the renewal of the leases it holds; the answers
 // feed the watcher and, from a majority, extend the leases in the database, where every write checks them.
 // The decisions are pure (src/regions/watcher.ts, lease.ts, failover.ts); this service carries them out.
-// One per region: it runs beside the link (node 0 of a region).
-import { Errors, type Context, type Service } from "moleculer";
+// One active per region: any number of nodes may run this file, and the one that holds the region's role lock
+// (src/regions/role-lock.ts) creates the `regions` service; the others stand by and take over when it dies.
+import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import type { Pool } from "pg";
 import type { FailoverConfig } from "../config";
 import { appConfig } from "../mixins/config";
 import { DbMixin } from "../mixins/db.mixin";
 import type { WalletService } from "../mixins/schema";
-import { withTx } from "../src/db";
+import { acquireDatabase, releaseDatabase, withTx, type Database } from "../src/db";
 import { waitPublished } from "../src/store/outbox";
 import { M } from "../src/lib/metrics";
 import { serviceContext } from "../src/lib/request-context";
 import { nextSteps, newerRows, type OwnerRow, type Step } from "../src/regions/failover";
 import { concludes, leaseAfter, majority, type Owner, Promises, successorOf } from "../src/regions/lease";
 import { regionLink } from "../src/regions/link";
+import { RoleLock } from "../src/regions/role-lock";
 import { type HealthDecision, Watcher } from "../src/regions/watcher";
 import type { LogPosition } from "../src/replication/event-log";
 import { APPLIED_ASK_MAX, type ReplicationStatus } from "./replication.service";
@@ -45,6 +47,10 @@ export interface RegionsStatus {
 
 interface RegionsThis extends Service {
 	pool: Pool;
+	/** The region role that created this service on this node (FAILOVER=on). */
+	role?: RoleThis;
+	/** Whether this node may act as its region now: the role lock seen held within the last holdMs. */
+	holds(): boolean;
 	cfg: FailoverConfig;
 	me: string;
 	regions: string[];
@@ -75,6 +81,7 @@ interface RegionsThis extends Service {
 }
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+const roleMoving = (region: string) => new Errors.MoleculerRetryableError(`${region}'s failover role is moving to another node`, 503, "ROLE_MOVING");
 const HEALTH_VALUE = { up: 1, suspect: 0.5, down: 0 } as const;
 
 const RegionsService: WalletService<RegionsThis> = {
@@ -93,6 +100,7 @@ const RegionsService: WalletService<RegionsThis> = {
 			},
 			async handler(this: RegionsThis, ctx: Context<PingParams>): Promise<PingAnswer> {
 				if (!this.cfg?.enabled) throw new Errors.MoleculerError("Failover is off in this region", 409, "FAILOVER_OFF");
+				if (!this.holds()) throw roleMoving(this.me);
 				const { from, rows, renew } = ctx.params;
 				const mine = await this.adopt(rows, `ping from ${from}`);
 				const now = Date.now();
@@ -115,6 +123,7 @@ const RegionsService: WalletService<RegionsThis> = {
 			params: { home: { type: "string", min: 1, max: 64 }, candidate: { type: "string", min: 1, max: 64 }, epoch: { type: "number", integer: true, positive: true } },
 			async handler(this: RegionsThis, ctx: Context<{ home: string; candidate: string; epoch: number }>) {
 				if (!this.cfg?.enabled) throw new Errors.MoleculerError("Failover is off in this region", 409, "FAILOVER_OFF");
+				if (!this.holds()) throw roleMoving(this.me);
 				const { home, candidate, epoch } = ctx.params;
 				const view = (await this.readRows()).find(r => r.home === home);
 				const down = (r: string) => r !== this.me && this.watcher.health(r) === "down";
@@ -146,6 +155,7 @@ const RegionsService: WalletService<RegionsThis> = {
 			params: { home: { type: "string", min: 1, max: 64 }, epoch: { type: "number", integer: true, positive: true } },
 			async handler(this: RegionsThis, ctx: Context<{ home: string; epoch: number }>) {
 				const { home, epoch } = ctx.params;
+				if (!this.holds()) throw roleMoving(this.me);
 				// In the transaction that gives the home region up, while this region still writes it: the claims whose
 				// supply and order now part ways get holds (migrations/*_hand-back-holds.sql), so whichever region ends
 				// such a claim, the supply's owner moves its funds.
@@ -201,6 +211,9 @@ const RegionsService: WalletService<RegionsThis> = {
 		},
 	},
 	methods: {
+		holds(this: RegionsThis) {
+			return !this.cfg?.enabled || (!!this.role && this.role.holds());
+		},
 		async readRows(this: RegionsThis): Promise<OwnerRow[]> {
 			// The lease's end in epoch ms (float8: -Infinity for a row born without a lease).
 			const { rows } = await this.pool.query<{ home_region: string; owner: string; epoch: string; lease_ms: number | null }>(
@@ -296,6 +309,7 @@ const RegionsService: WalletService<RegionsThis> = {
 			return link.call<T>(region, action, params, { meta: {}, asRegion: true, timeout, caller: serviceContext(this) });
 		},
 		async tick(this: RegionsThis) {
+			if (!this.holds()) return;
 			const sentAt = Date.now();
 			const rows = await this.readRows();
 			const others = this.regions.filter(r => r !== this.me);
@@ -315,7 +329,7 @@ const RegionsService: WalletService<RegionsThis> = {
 					),
 				),
 			);
-			if (this.stopping) return;
+			if (this.stopping || !this.holds()) return;
 			const now = Date.now();
 			// Until this region has reached another once (its link joins the others after it starts), unanswered
 			// pings say nothing about them: at start-up every region would see every other down.
@@ -416,6 +430,7 @@ const RegionsService: WalletService<RegionsThis> = {
 				this.logger.warn(`Takeover of ${step.home} waits: ${view.owner}'s log is not fenced and applied here yet`);
 				return;
 			}
+			if (!this.holds()) return;
 			// The votes are the first lease's grants (a voter promises the new owner as a renewal would).
 			const u = await this.pool.query(
 				`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = to_timestamp($4 / 1000.0), updated_at = now()
@@ -437,6 +452,7 @@ const RegionsService: WalletService<RegionsThis> = {
 				this.logger.warn(`Fail-back of ${step.home}: ${step.from}'s log is not applied here yet; the next tick tries again`);
 				return;
 			}
+			if (!this.holds()) return;
 			const u = await this.pool.query(
 				`UPDATE ownership_leases SET owner = $2, epoch = $3, lease_until = '-infinity', updated_at = now() WHERE home_region = $1 AND epoch < $3`,
 				[step.home, this.me, answer.epoch],
@@ -510,7 +526,10 @@ const RegionsService: WalletService<RegionsThis> = {
 			{ failuresToDown: this.cfg.failuresToDown, successesToUp: this.cfg.successesToUp, flapWindowMs: this.cfg.flapWindowMs },
 			this.startedAt,
 		);
-		this.promises = new Promises(cfg.region, this.cfg, this.startedAt);
+		if (this.cfg.enabled && !this.role) throw new Error("With FAILOVER=on the regions service is created by the region role (this file's default export), which holds the region's role lock");
+		// A node that takes the role over knows nothing of what the last one promised, which went on promising until
+		// it last saw the lock (at most holdMs before this node took it): no vote for a lease's length after that.
+		this.promises = new Promises(cfg.region, this.cfg, this.startedAt + (this.role?.holdMs ?? 0));
 		// Known series start at 0 (dashboards show 0, not "no data"); this region is up as far as it knows.
 		const m = this.broker.metrics;
 		m.set(M.REGION_HEALTH, 1, { peer: cfg.region });
@@ -537,4 +556,70 @@ const RegionsService: WalletService<RegionsThis> = {
 	},
 };
 
-export default RegionsService;
+interface RoleThis extends Service {
+	db?: Database;
+	lock?: RoleLock;
+	/** How long a lock seen held lets the active node act (a verification every holdMs / 4). */
+	holdMs: number;
+	stopping: boolean;
+	running?: Promise<void>;
+	holds(): boolean;
+	serve(cfg: FailoverConfig): Promise<void>;
+}
+
+/**
+ * The region role: with FAILOVER=on, the node that holds the region's role lock runs the `regions` service, and
+ * the others (k8s runs two replicas) stand by; a standby takes the lock within pollMs of the active node's death,
+ * before the other regions see this one down (WATCH_FAILURES pings) or its lease runs out. Without failover, the
+ * `regions` service (status only) runs on every node that runs this file.
+ */
+const RegionRole: WalletService<RoleThis> = {
+	name: "region-role",
+	methods: {
+		holds(this: RoleThis) {
+			return !!this.lock && Date.now() - this.lock.seenAt < this.holdMs;
+		},
+		/** Takes the lock, runs `regions` while it holds, and stands by again if the lock is lost. */
+		async serve(this: RoleThis, cfg: FailoverConfig) {
+			const role = this;
+			while (!this.stopping) {
+				const waitedFrom = Date.now();
+				if (!(await this.lock!.acquire(() => this.stopping, m => this.logger.info(m)))) return;
+				this.logger.info("Failover: role taken", { decision: "role taken", region: appConfig(this.broker).region, node: this.broker.nodeID, waitedMs: Date.now() - waitedFrom });
+				const svc = this.broker.createService({
+					...RegionsService,
+					mixins: [...(RegionsService.mixins ?? []), { created(this: RegionsThis) { this.role = role; } }],
+				} as ServiceSchema);
+				while (!this.stopping && (await this.lock!.verify())) await sleep(this.holdMs / 4);
+				if (this.stopping) return;
+				this.logger.warn("Failover: role lost", { decision: "role lost", region: appConfig(this.broker).region, node: this.broker.nodeID, reason: this.lock!.lost });
+				await this.broker.destroyService(svc).catch((err: Error) => this.logger.warn(`Stopping the regions service: ${err.message}`));
+				await sleep(cfg.intervalMs);
+			}
+		},
+	},
+	created(this: RoleThis) {
+		this.stopping = false;
+	},
+	async started(this: RoleThis) {
+		const cfg = appConfig(this.broker);
+		this.holdMs = 2 * cfg.failover.intervalMs;
+		if (!cfg.failover.enabled) {
+			this.broker.createService(RegionsService as ServiceSchema);
+			return;
+		}
+		this.db = await acquireDatabase(cfg, m => this.logger.info(m));
+		this.lock = new RoleLock({ url: this.db.url, name: `wallet-region-role:${cfg.region}`, holder: this.broker.nodeID, pollMs: cfg.failover.intervalMs / 2 });
+		this.running = this.serve(cfg.failover).catch(err => this.logger.error(`The region role stopped: ${(err as Error).message}`));
+	},
+	async stopped(this: RoleThis) {
+		this.stopping = true;
+		// The broker stops `regions` itself; from the release on, it acts no more (holds() is false).
+		await this.lock?.release();
+		await this.running;
+		if (this.db) await releaseDatabase(this.db);
+	},
+};
+
+export { RegionsService };
+export default RegionRole;

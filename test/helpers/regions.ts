@@ -7,7 +7,7 @@ import { ServiceBroker, type ServiceSchema } from "moleculer";
 import type pg from "pg";
 import type { Config } from "../../config";
 import { brokerOptions } from "../../moleculer.config";
-import RegionsService from "../../services/regions.service";
+import RegionRole from "../../services/regions.service";
 import ReplicationService from "../../services/replication.service";
 import { SERVICES, testConfig } from "./cluster";
 import { createTestDatabase, type TestDatabase } from "./db";
@@ -108,7 +108,7 @@ function build(name: string, cfg: Config, services: ServiceSchema[] = []) {
 	const broker = new ServiceBroker(brokerOptions(cfg, { nodeID: regionNodeID(name), skipProcessEventRegistration: true }));
 	for (const s of Object.values(SERVICES)) broker.createService(s as ServiceSchema);
 	broker.createService(ReplicationService as ServiceSchema);
-	broker.createService(RegionsService as ServiceSchema);
+	broker.createService(RegionRole as ServiceSchema);
 	for (const s of services) broker.createService(s);
 	return broker;
 }
