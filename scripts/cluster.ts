@@ -4,7 +4,8 @@
 // region's environment); a redis-server per region unless CLUSTER_REDIS_URL names one to share. Between regions: the Kafka test broker (librdkafka's mock, or KAFKA_BROKERS) carries
 // the events and the region link. State (pids, ports, secrets, logs) lives in CLUSTER_DIR (default `.cluster/`).
 //
-//   up [--regions N] [--nodes M] [--failover] [--durability local|replicated]
+//   up [--regions N] [--nodes M] [--failover] [--durability local|replicated] [--watchers K]
+//                                  --watchers: the region role (failover) on K nodes of its own, one active
 //                                  start everything; prints each region's API and metrics ports once all are ready
 //   status                         JSON: regions, nodes, pids, URLs, health
 //   kill REGION                    SIGKILL every process of the region (its nodes, its NATS and its Redis)
@@ -22,6 +23,7 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import pg from "pg";
+import { roleHolder } from "../src/regions/role-lock";
 import { loadConfig } from "../config";
 import { signToken } from "../src/lib/jwt";
 import { startKafkaMock } from "../src/replication/kafka-mock";
@@ -236,6 +238,9 @@ async function up() {
 		throw new Error(`A cluster is already running from ${DIR}: \`npm run cluster -- down\` first`);
 	const count = flag("regions", 3);
 	const nodes = flag("nodes", 2);
+	// The region role (failover) on nodes of its own, one active and the others standing by, as in k8s.
+	const watchers = process.argv.includes("--watchers") ? flag("watchers", 1) : 0;
+	if (nodes + watchers > 10) throw new Error("--nodes and --watchers are at most 10 together (a region's ports)");
 	if (count > ALL_REGIONS.length) throw new Error(`--regions is at most ${ALL_REGIONS.length}`);
 	fs.rmSync(DIR, { recursive: true, force: true });
 	fs.mkdirSync(DIR, { recursive: true });
@@ -256,17 +261,28 @@ async function up() {
 			database: `${NAMESPACE}_${name.replace(/-/g, "_")}`,
 			apiUrl: `http://127.0.0.1:${base + i * 10}/api/v1`,
 			cgroup: regionCgroup(NAMESPACE, name),
-			// Node 0: the gateway, supply and order, replication and the region link; the others: the order actor.
-			nodes: Array.from({ length: nodes }, (_, k) => ({
-				name: `${name}-n${k}`,
-				nodeID: `${name}-n${k}`,
-				services: k === 0 ? ["api", "supply", "order", "replication", "link", "regions"].filter(x => fs.existsSync(path.join(ROOT, "services", `${x}.service.ts`))) : ["claiming"],
-				apiPort: k === 0 ? base + i * 10 : undefined,
-				metricsPort: base + 1000 + i * 10 + k,
-			})),
+			// Node 0: the gateway, supply and order, replication, the region link and (without --watchers) the region
+			// role; the others: the order actor; then the --watchers nodes, which run the region role alone.
+			nodes: [
+				...Array.from({ length: nodes }, (_, k) => ({
+					name: `${name}-n${k}`,
+					nodeID: `${name}-n${k}`,
+					services: k === 0 ? ["api", "supply", "order", "replication", "link", ...(watchers ? [] : ["regions"])] : ["claiming"],
+					apiPort: k === 0 ? base + i * 10 : undefined,
+					metricsPort: base + 1000 + i * 10 + k,
+				})),
+				...Array.from({ length: watchers }, (_, k) => ({
+					name: `${name}-w${k}`,
+					nodeID: `${name}-w${k}`,
+					services: ["regions"],
+					apiPort: undefined,
+					metricsPort: base + 1000 + i * 10 + nodes + k,
+				})),
+			],
 		})),
 	};
 	if (nodes === 1) s.regions.forEach(r => r.nodes[0].services.push("claiming"));
+	// The claiming nodes' index is what tests and drills rely on (n<k>); the role nodes come after them.
 	if (!external) {
 		const holder = detached("kafka", process.execPath, ["--import", "tsx", "scripts/cluster.ts", "kafka-holder", ...names], { CLUSTER_DIR: DIR });
 		fs.writeFileSync(path.join(DIR, "kafka.pid"), String(holder));
@@ -293,7 +309,7 @@ async function up() {
 	write(s);
 	await Promise.all(s.regions.map(r => ready(s, r)));
 	const fo = s.failover!.enabled ? `failover on (${s.failover!.durability})` : "failover off";
-	console.log(`cluster up (${DIR}): ${s.regions.length} regions × ${nodes} nodes, Kafka ${s.kafka.bootstrap.join(",")}, ${fo}`);
+	console.log(`cluster up (${DIR}): ${s.regions.length} regions × ${nodes} nodes${watchers ? ` + ${watchers} region-role nodes` : ""}, Kafka ${s.kafka.bootstrap.join(",")}, ${fo}`);
 	for (const r of s.regions)
 		console.log(`  ${r.name.padEnd(14)} API ${r.apiUrl}   metrics ${r.nodes.map(n => n.metricsPort).join(",")}   NATS :${r.natsPort}`);
 	console.log(`  tokens: JWT_SECRET=${s.secrets.jwt} npm run -s token -- <user>`);
@@ -313,9 +329,22 @@ async function status() {
 			redis: r.redisPort ? { port: r.redisPort, pid: r.redisPid, alive: alive(r.redisPid) } : { url: SHARED_REDIS },
 			database: r.database,
 			nodes: r.nodes.map(n => ({ nodeID: n.nodeID, services: n.services, pid: n.pid, alive: alive(n.pid), metricsPort: n.metricsPort })),
+			// The node that runs the region role now (failover: the holder of the role lock).
+			activeRole: s.failover?.enabled ? await activeRole(r).catch(() => null) : null,
 		})),
 	);
 	console.log(JSON.stringify({ dir: s.dir, failover: s.failover, kafka: { ...s.kafka, alive: s.kafka.external || alive(s.kafka.holderPid) }, regions }, null, 2));
+}
+
+/** The node holding a region's role lock (services/regions.service.ts), as its database sees it. */
+export async function activeRole(r: { name: string; database: string }): Promise<string | null> {
+	const c = new pg.Client({ connectionString: dbUrl(r.database), connectionTimeoutMillis: 2000 });
+	await c.connect();
+	try {
+		return await roleHolder(c, r.name);
+	} finally {
+		await c.end();
+	}
 }
 
 function region(s: State, name: string | undefined): RegionState {
@@ -476,7 +505,7 @@ async function main() {
 			return kafka(arg);
 		default:
 			throw new Error(
-				"usage: npm run cluster -- up [--regions N] [--nodes M] [--failover] [--durability local|replicated] | status | kill REGION | kill-node NODE | start REGION | postgres|nats|redis down|up REGION | partition REGION | heal [REGION] | kafka down|up | down",
+				"usage: npm run cluster -- up [--regions N] [--nodes M] [--failover] [--durability local|replicated] [--watchers K] | status | kill REGION | kill-node NODE | start REGION | postgres|nats|redis down|up REGION | partition REGION | heal [REGION] | kafka down|up | down",
 			);
 	}
 }

@@ -11,6 +11,8 @@
 //   postgres   asia-east1's database refuses connections (its sessions ended) for S seconds
 //   redis      asia-east1's redis-server SIGKILLed, started again (empty) after S seconds
 //   nats       asia-east1's nats-server SIGKILLed, started again after S seconds
+//   watcher    the node running asia-east1's region role (the watcher, leases) SIGKILLed, started again after S
+//              seconds; the role runs on two nodes of its own there (`cluster up --watchers 2`), and the standby takes over
 //   all        each of them, one after the other
 //
 // --repeat R runs each scenario R times (its timeline and logs are the last run's) and ends with a line per scenario:
@@ -25,13 +27,14 @@ import { checkHistory } from "../src/checker/history-check";
 import { History } from "../src/checker/history";
 import { checkInvariants } from "../src/checker/invariants";
 import { signToken } from "../src/lib/jwt";
+import { roleHolder } from "../src/regions/role-lock";
 import { Client, item } from "../test/helpers/http";
 import { clusterUp, type ClusterRegion, type LocalCluster } from "../test/helpers/local-cluster";
 import { summaryLines } from "./drill-summary";
 
 const ROOT = path.resolve(__dirname, "..");
 const OUT = path.resolve(process.env.DRILL_DIR ?? path.join(ROOT, ".drills"));
-const SCENARIOS = ["kill", "partition", "flap", "kafka", "postgres", "redis", "nats"] as const;
+const SCENARIOS = ["kill", "partition", "flap", "kafka", "postgres", "redis", "nats", "watcher"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 const SCOPES = ["supply:read", "supply:write", "order:read", "order:write", "claim:read", "claim:write"];
 
@@ -69,7 +72,7 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 	const cl: LocalCluster = await clusterUp({
 		regions: 3,
 		nodes: 1,
-		up: ["--failover", "--durability", durability],
+		up: ["--failover", "--durability", durability, ...(scenario === "watcher" ? ["--watchers", "2"] : [])],
 		logLevel: "info",
 		// Short enough to watch on one machine; the defaults otherwise (WATCH_*, LEASE_*: config/index.ts).
 		env: { FAILBACK_AFTER_MS: "3000", REQUEST_TIMEOUT_MS: "3000", HOLD_CONFIRM_SEC: "5" },
@@ -181,6 +184,7 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 		const load = [...cl.regions.flatMap(r => Array.from({ length: clients }, (_, n) => worker(r, n))), probe(), watch()];
 
 		await sleep(3000);
+		const activeRole = (r: ClusterRegion) => roleHolder(cl.pools[cl.regions.indexOf(r)], r.name).catch(() => null);
 		if (scenario === "kill") {
 			faultAt = Date.now();
 			mark(`kill ${c.name}`, "#dc2626");
@@ -208,6 +212,21 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 			}
 			mark("stable", "#16a34a");
 			healedAt = Date.now();
+		} else if (scenario === "watcher") {
+			const active = await activeRole(c);
+			if (!active) throw new Error(`no node of ${c.name} holds its region role`);
+			faultAt = Date.now();
+			mark(`kill ${active}`, "#dc2626");
+			cl.killNodeNow(active);
+			let now: string | null = active;
+			for (const until = Date.now() + 10_000; Date.now() < until && (now === active || now === null); await sleep(50)) now = await activeRole(c);
+			if (now === active) now = null;
+			mark(now ? `role on ${now}` : "role on no node", now ? "#2563eb" : "#dc2626");
+			console.log(now ? `watcher: ${c.name}'s region role moved from ${active} to ${now} in ${Date.now() - faultAt} ms` : `watcher: no node of ${c.name} took its region role in 10 s`);
+			await sleep(seconds * 1000);
+			mark(`start ${active}`, "#16a34a");
+			healedAt = Date.now();
+			await cl.cmd("start", c.name);
 		} else if (scenario === "postgres" || scenario === "redis" || scenario === "nats") {
 			await cl.cmd(scenario, "down", c.name);
 			faultAt = Date.now();

@@ -8,6 +8,7 @@ import type { WalletService } from "../mixins/schema";
 import ApiGateway from "moleculer-web";
 import Redis from "ioredis";
 import { appConfig } from "../mixins/config";
+import { RoleFollowerMixin } from "../mixins/role-follower.mixin";
 import { methodTable, type MethodTable } from "../src/http/allow";
 import { jsonBody } from "../src/http/body";
 import { answerClientErrors } from "../src/http/client-error";
@@ -61,7 +62,7 @@ const ApiService: WalletService = {
 	name: "api",
 	// No database pool of its own: a gateway holds no connections, and a node that runs only the gateway
 	// checks the database only through the services it hosts (readiness below).
-	mixins: [ApiGateway],
+	mixins: [ApiGateway, RoleFollowerMixin],
 	settings: {
 		port: 3000,
 		ip: "127.0.0.1",

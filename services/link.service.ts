@@ -5,6 +5,7 @@
 import type { Context, Service, ServiceBroker } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import { appConfig } from "../mixins/config";
+import { RoleFollowerMixin } from "../mixins/role-follower.mixin";
 import { createGlobalBroker, forward, liveRegions, reaches, type ForwardParams } from "../src/regions/bridge";
 
 interface LinkThis extends Service {
@@ -18,6 +19,7 @@ interface LinkThis extends Service {
 
 const LinkService: WalletService<LinkThis> = {
 	name: "link",
+	mixins: [RoleFollowerMixin],
 	actions: {
 		/** Runs `action` in `region`, over the global broker: the callers are this region's services. */
 		forward: {

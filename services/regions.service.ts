@@ -10,6 +10,7 @@ import type { Pool } from "pg";
 import type { FailoverConfig } from "../config";
 import { appConfig } from "../mixins/config";
 import { DbMixin } from "../mixins/db.mixin";
+import { ROLE_TAKEN } from "../mixins/role-follower.mixin";
 import type { WalletService } from "../mixins/schema";
 import { acquireDatabase, releaseDatabase, withTx, type Database } from "../src/db";
 import { waitPublished } from "../src/store/outbox";
@@ -18,7 +19,7 @@ import { serviceContext } from "../src/lib/request-context";
 import { nextSteps, newerRows, type OwnerRow, type Step } from "../src/regions/failover";
 import { concludes, leaseAfter, majority, type Owner, Promises, successorOf } from "../src/regions/lease";
 import { regionLink } from "../src/regions/link";
-import { RoleLock } from "../src/regions/role-lock";
+import { RoleLock, roleLockName } from "../src/regions/role-lock";
 import { type HealthDecision, Watcher } from "../src/regions/watcher";
 import type { LogPosition } from "../src/replication/event-log";
 import { APPLIED_ASK_MAX, type ReplicationStatus } from "./replication.service";
@@ -62,6 +63,8 @@ interface RegionsThis extends Service {
 	timer?: NodeJS.Timeout;
 	ticking?: Promise<void>;
 	stopping: boolean;
+	/** The last failure of a ping per region (logged with a health decision). */
+	pingErrors: Map<string, string>;
 	/** Home regions with a takeover or fail-back under way (one at a time each). */
 	moving: Set<string>;
 	readRows(): Promise<OwnerRow[]>;
@@ -324,6 +327,7 @@ const RegionsService: WalletService<RegionsThis> = {
 						a => a,
 						(err: Error) => {
 							this.logger.debug(`Ping of ${r} failed: ${err.message}`);
+							this.pingErrors.set(r, err.message);
 							return undefined;
 						},
 					),
@@ -342,7 +346,7 @@ const RegionsService: WalletService<RegionsThis> = {
 				const d: HealthDecision | undefined = this.watcher.observe(r, answers[i] !== undefined, now);
 				if (d) {
 					const { region: peer, ...rest } = d;
-					this.decided("health", { peer, ...rest });
+					this.decided("health", { peer, ...rest, ...(answers[i] ? {} : { lastError: this.pingErrors.get(r) }) });
 				}
 				this.broker.metrics.set(M.REGION_HEALTH, HEALTH_VALUE[this.watcher.health(r)], { peer: r });
 			});
@@ -512,6 +516,7 @@ const RegionsService: WalletService<RegionsThis> = {
 	},
 	created(this: RegionsThis) {
 		this.moving = new Set();
+		this.pingErrors = new Map();
 		this.stopping = false;
 		this.linked = false;
 	},
@@ -565,6 +570,7 @@ interface RoleThis extends Service {
 	running?: Promise<void>;
 	holds(): boolean;
 	serve(cfg: FailoverConfig): Promise<void>;
+	announce(): Promise<void>;
 }
 
 /**
@@ -579,6 +585,18 @@ const RegionRole: WalletService<RoleThis> = {
 		holds(this: RoleThis) {
 			return !!this.lock && Date.now() - this.lock.seenAt < this.holdMs;
 		},
+		/**
+		 * Once `regions` is registered here, the region's nodes hear of it at once (Moleculer sends a node's new services
+		 * after a second's debounce), then forget the node that had it (mixins/role-follower.mixin.ts): it may have died
+		 * unannounced, and calls balanced onto it would time out until the heartbeat timeout.
+		 */
+		async announce(this: RoleThis) {
+			const registry = this.broker.registry as unknown as { services: { has(name: string, nodeID: string): boolean }; discoverer: { sendLocalNodeInfo(): Promise<void> } };
+			for (const until = Date.now() + 10_000; !registry.services.has("regions", this.broker.nodeID); await sleep(10))
+				if (Date.now() > until || this.stopping) return;
+			await registry.discoverer.sendLocalNodeInfo();
+			await this.broker.broadcast(ROLE_TAKEN, { node: this.broker.nodeID });
+		},
 		/** Takes the lock, runs `regions` while it holds, and stands by again if the lock is lost. */
 		async serve(this: RoleThis, cfg: FailoverConfig) {
 			const role = this;
@@ -590,6 +608,7 @@ const RegionRole: WalletService<RoleThis> = {
 					...RegionsService,
 					mixins: [...(RegionsService.mixins ?? []), { created(this: RegionsThis) { this.role = role; } }],
 				} as ServiceSchema);
+				await this.announce();
 				while (!this.stopping && (await this.lock!.verify())) await sleep(this.holdMs / 4);
 				if (this.stopping) return;
 				this.logger.warn("Failover: role lost", { decision: "role lost", region: appConfig(this.broker).region, node: this.broker.nodeID, reason: this.lock!.lost });
@@ -609,7 +628,7 @@ const RegionRole: WalletService<RoleThis> = {
 			return;
 		}
 		this.db = await acquireDatabase(cfg, m => this.logger.info(m));
-		this.lock = new RoleLock({ url: this.db.url, name: `wallet-region-role:${cfg.region}`, holder: this.broker.nodeID, pollMs: cfg.failover.intervalMs / 2 });
+		this.lock = new RoleLock({ url: this.db.url, name: roleLockName(cfg.region), holder: this.broker.nodeID, pollMs: cfg.failover.intervalMs / 2 });
 		this.running = this.serve(cfg.failover).catch(err => this.logger.error(`The region role stopped: ${(err as Error).message}`));
 	},
 	async stopped(this: RoleThis) {

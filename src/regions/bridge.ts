@@ -90,10 +90,15 @@ export async function forward(global: ServiceBroker | undefined, p: ForwardParam
 	}
 }
 
-/** Only actions that check their caller can be run from the link: each declares a permission (middlewares/permissions.ts). */
-function linkable(regional: ServiceBroker, action: string): boolean {
+/**
+ * Only actions that check their caller can be run from the link: each declares a permission (middlewares/permissions.ts).
+ * Undefined: no live node has the action now.
+ */
+function linkable(regional: ServiceBroker, action: string): boolean | undefined {
 	const list = regional.registry.getActionEndpoints(action);
-	return !!list && list.endpoints.some(ep => typeof (ep.action as { permission?: unknown }).permission === "string");
+	const live = list?.endpoints.filter(ep => ep.node.available) ?? [];
+	if (!live.length) return undefined;
+	return live.some(ep => typeof (ep.action as { permission?: unknown }).permission === "string");
 }
 
 /**
@@ -106,8 +111,10 @@ export async function runHere(regional: ServiceBroker, ctx: Context<CallParams>,
 	// call failed (a retryable 503), so running it now would write what it believes was not written.
 	if (deadline !== undefined && Date.now() > deadline)
 		throw new Errors.MoleculerRetryableError(`${action} arrived after its caller's deadline: not run`, 504, "LINK_DEADLINE_PASSED", { action });
-	if (!linkable(regional, action))
-		throw new Errors.MoleculerClientError(`${action} cannot be called over the region link`, 403, "FORBIDDEN", { action });
+	const can = linkable(regional, action);
+	// No node runs it here at this moment (one restarting, a role moving to its standby): as unreachable, retryable.
+	if (can === undefined) throw new Errors.MoleculerRetryableError(`${action} has no live node in this region now`, 503, "SERVICE_NOT_AVAILABLE", { action });
+	if (!can) throw new Errors.MoleculerClientError(`${action} cannot be called over the region link`, 403, "FORBIDDEN", { action });
 	// A call without a parent context keeps this object as its meta: what the action (or a remote one) sets lands here.
 	const meta = pick(ctx.params.meta, LINK_CREDENTIALS);
 	const budget = (ctx.options as { timeout?: number }).timeout || defaultTimeout;

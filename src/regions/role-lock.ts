@@ -18,6 +18,20 @@ export interface RoleLockOptions {
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
+/** The lock's name for a region (services/regions.service.ts). */
+export const roleLockName = (region: string) => `wallet-region-role:${region}`;
+
+/** The node holding `region`'s role lock, as the database sees it (its session's application_name), or null. */
+export async function roleHolder(db: Pick<pg.ClientBase, "query">, region: string): Promise<string | null> {
+	const { rows } = await db.query<{ app: string }>(
+		`SELECT a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		  WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)
+		    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+		[roleLockName(region)],
+	);
+	return rows[0]?.app ?? null;
+}
+
 export class RoleLock {
 	private client?: pg.Client;
 	private lostReason?: string;

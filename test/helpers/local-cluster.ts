@@ -29,6 +29,8 @@ export interface LocalCluster {
 	cmd(...args: string[]): Promise<{ stdout: string; stderr: string }>;
 	/** What `cluster kill REGION` does, at once (a crash at an exact step cannot wait for a command to start). */
 	killNow(region: ClusterRegion): void;
+	/** SIGKILLs one node of the cluster at once (`cluster kill-node` without the command's start-up). */
+	killNodeNow(nodeName: string): void;
 	as(region: ClusterRegion, user: string): Promise<Client>;
 	/** Waits until every region's rows are equal; returns them (supplies, orders, claims). */
 	converged(timeoutMs?: number): Promise<any[][]>;
@@ -81,6 +83,12 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 				} catch {
 					// already gone
 				}
+		},
+		killNodeNow(nodeName) {
+			const now = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
+			const n = now.regions.flatMap((r: { nodes: { name: string; pid: number }[] }) => r.nodes).find((x: { name: string }) => x.name === nodeName);
+			if (!n) throw new Error(`no node ${nodeName} in the cluster`);
+			process.kill(n.pid, "SIGKILL");
 		},
 		as: async (r, user) => new Client(r.apiUrl.replace("/api/v1", ""), await signToken(jwt, user, SCOPES)),
 		async converged(timeoutMs = 30_000) {

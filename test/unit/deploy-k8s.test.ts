@@ -25,8 +25,8 @@ const EMBEDDED_ONLY = ["DATA_DIR", "EMBEDDED_PG_PORT", "EMBEDDED_DATABASE"];
 const SECRET_NAME = /SECRET|PASSWORD|TOKEN|CREDENTIAL|PRIVATE_KEY|_KEY$/;
 // The roles that keep no state of their own in memory: each must scale by an HPA.
 const STATELESS_SERVICES = ["services/api.service.ts", "services/supply.service.ts", "services/order.service.ts", "services/claiming.service.ts"];
-/** Roles that must run exactly once per region (services/regions.service.ts: failover). */
-const SINGLETON_SERVICES = ["services/regions.service.ts"];
+/** Roles of which one pod acts per region, the others standing by (services/regions.service.ts: failover, by its role lock). */
+const ACTIVE_STANDBY_SERVICES = ["services/regions.service.ts"];
 // The services with Kafka clients: the event log's relay and applier, and the region link's global broker.
 const KAFKA_SERVICES = ["services/replication.service.ts", "services/link.service.ts"];
 
@@ -391,10 +391,10 @@ describe("k8s manifests", () => {
 				expect(hpa!.spec.minReplicas, `${where}: one pod per zone at least`).toBeGreaterThanOrEqual(3);
 				// A fixed replicas count would reset the HPA's choice on every apply.
 				expect(w.spec.replicas, `${where}: replicas is the HPA's`).toBeUndefined();
-			} else if (servicesOf(w).some(s => SINGLETON_SERVICES.includes(s))) {
-				// One per region, and never two at once (its promises to other regions are in its memory).
-				expect(w.spec.replicas, `${where}: replicas`).toBe(1);
-				expect(w.spec.strategy?.type, `${where}: strategy`).toBe("Recreate");
+			} else if (servicesOf(w).some(s => ACTIVE_STANDBY_SERVICES.includes(s))) {
+				// One acts (the role lock), one stands by; an update never leaves the region without a pod to take over.
+				expect(w.spec.replicas, `${where}: replicas`).toBe(2);
+				expect(w.spec.strategy, `${where}: strategy`).toEqual({ type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
 			} else expect(w.spec.replicas, `${where}: replicas`).toBeGreaterThanOrEqual(2);
 		}
 		for (const pdb of objs.filter(o => o.kind === "PodDisruptionBudget"))
