@@ -3,8 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
 	test: {
 		include: ["test/**/*.test.ts"],
-		// Run after the rest, alone (vitest.processes.config.mts; `npm test` runs both).
-		exclude: ["test/regions/cluster.test.ts", "node_modules/**"],
+		// The many-process tests run after the rest, alone (vitest.processes.config.mts; `npm test` runs both).
+		exclude: ["test/regions/cluster.test.ts", "test/regions/cluster-role.test.ts", "node_modules/**"],
 		pool: "forks",
 		// Two cores: integration files start real brokers and PostgreSQL databases.
 		maxWorkers: 2,

@@ -4,7 +4,7 @@
 import { defineConfig } from "vitest/config";
 import base from "./vitest.config.mts";
 
-export const PROCESS_TESTS = ["test/regions/cluster.test.ts"];
+export const PROCESS_TESTS = ["test/regions/cluster.test.ts", "test/regions/cluster-role.test.ts"];
 
 export default defineConfig({
 	...base,
