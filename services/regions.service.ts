@@ -106,6 +106,8 @@ const RegionsService: WalletService<RegionsThis> = {
 				if (!this.holds()) throw roleMoving(this.me);
 				const { from, rows, renew } = ctx.params;
 				const mine = await this.adopt(rows, `ping from ${from}`);
+				// Grants are promises: made only while this node surely acts for the region (checked again after the reads).
+				if (!this.holds()) throw roleMoving(this.me);
 				const now = Date.now();
 				const granted: string[] = [];
 				const refused: Record<string, string> = {};
