@@ -605,6 +605,7 @@ const RegionRole: WalletService<RoleThis> = {
 			while (!this.stopping) {
 				const waitedFrom = Date.now();
 				if (!(await this.lock!.acquire(() => this.stopping, m => this.logger.info(m)))) return;
+				this.broker.metrics.set(M.ROLE_ACTIVE, 1);
 				this.logger.info("Failover: role taken", { decision: "role taken", region: appConfig(this.broker).region, node: this.broker.nodeID, waitedMs: Date.now() - waitedFrom });
 				const svc = this.broker.createService({
 					...RegionsService,
@@ -613,6 +614,7 @@ const RegionRole: WalletService<RoleThis> = {
 				await this.announce();
 				while (!this.stopping && (await this.lock!.verify())) await sleep(this.holdMs / 4);
 				if (this.stopping) return;
+				this.broker.metrics.set(M.ROLE_ACTIVE, 0);
 				this.logger.warn("Failover: role lost", { decision: "role lost", region: appConfig(this.broker).region, node: this.broker.nodeID, reason: this.lock!.lost });
 				await this.broker.destroyService(svc).catch((err: Error) => this.logger.warn(`Stopping the regions service: ${err.message}`));
 				await sleep(cfg.intervalMs);
@@ -626,9 +628,11 @@ const RegionRole: WalletService<RoleThis> = {
 		const cfg = appConfig(this.broker);
 		this.holdMs = 2 * cfg.failover.intervalMs;
 		if (!cfg.failover.enabled) {
+			this.broker.metrics.set(M.ROLE_ACTIVE, 1);
 			this.broker.createService(RegionsService as ServiceSchema);
 			return;
 		}
+		this.broker.metrics.set(M.ROLE_ACTIVE, 0);
 		this.db = await acquireDatabase(cfg, m => this.logger.info(m));
 		this.lock = new RoleLock({ url: this.db.url, name: roleLockName(cfg.region), holder: this.broker.nodeID, pollMs: cfg.failover.intervalMs / 2 });
 		this.running = this.serve(cfg.failover).catch(err => this.logger.error(`The region role stopped: ${(err as Error).message}`));
@@ -637,6 +641,7 @@ const RegionRole: WalletService<RoleThis> = {
 		this.stopping = true;
 		// The broker stops `regions` itself; from the release on, it acts no more (holds() is false).
 		await this.lock?.release();
+		this.broker.metrics.set(M.ROLE_ACTIVE, 0);
 		await this.running;
 		if (this.db) await releaseDatabase(this.db);
 	},

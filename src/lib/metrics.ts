@@ -28,6 +28,7 @@ export const M = {
 	OWNER_EPOCH: "wallet.ownership.epoch",
 	LEASE_AGE: "wallet.ownership.lease.remaining",
 	FAILOVERS: "wallet.failovers.total",
+	ROLE_ACTIVE: "wallet.region.role.active",
 	FAILBACKS: "wallet.failbacks.total",
 	FENCED: "wallet.fenced.writes.total",
 	RECONCILED: "wallet.reconciled.events.total",
@@ -78,6 +79,7 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 	m.register({ name: M.REGION_HEALTH, type: "gauge", labelNames: ["peer"], description: "Each region's health (peer) as this region's watcher sees it: 1 up, 0.5 suspect, 0 down" });
 	m.register({ name: M.OWNER_EPOCH, type: "gauge", labelNames: ["home", "owner"], description: "The epoch under which each home region is owned, as this region's rows say (owner: who writes it)" });
 	m.register({ name: M.LEASE_AGE, type: "gauge", labelNames: ["home"], unit: "millisecond", description: "What is left of this region's lease on each home region it owns (negative: expired, writes refused)" });
+	m.register({ name: M.ROLE_ACTIVE, type: "gauge", description: "1 on the node that acts for its region (it holds the region role lock; every such node with failover off), 0 on a standby" });
 	m.register({ name: M.FAILOVERS, type: "counter", labelNames: ["home"], description: "Home regions this region took over from a lost owner" });
 	m.register({ name: M.FAILBACKS, type: "counter", labelNames: ["home"], description: "Home regions handed back to their home region" });
 	m.register({ name: M.FENCED, type: "counter", description: "Writes refused as NOT_OWNER here (no lease, or another region owns the home region now)" });
