@@ -36,7 +36,7 @@ interface Node {
 
 // The same command as `npm start`, without npm's own processes in between (their CPU would blur the figures).
 function startNode(name: string, env: Record<string, string>): Node {
-	const args = ["--import", "tsx", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "moleculer.config.ts", "--mask", "**/*.service.ts", "services"];
+	const args = ["--max-semi-space-size=64", "--import", "tsx", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "moleculer.config.ts", "--mask", "**/*.service.ts", "services"];
 	const base = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", LOG_LEVEL: "warn", LOG_FORMAT: "json" };
 	const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...base, ...env }, stdio: ["ignore", "pipe", "pipe"] });
 	const node: Node = { name, proc, output: "" };

@@ -179,7 +179,7 @@ function startRedis(r: RegionState) {
 
 /** Starts the nodes of the region that are not running. */
 function startNodes(s: State, r: RegionState) {
-	for (const n of r.nodes.filter(x => !alive(x.pid))) n.pid = detached(n.name, ...inCgroup(r.cgroup, process.execPath, ["--import", "tsx", "scripts/start.ts"]), nodeEnv(s, r, n));
+	for (const n of r.nodes.filter(x => !alive(x.pid))) n.pid = detached(n.name, ...inCgroup(r.cgroup, process.execPath, ["--max-semi-space-size=64", "--import", "tsx", "scripts/start.ts"]), nodeEnv(s, r, n));
 }
 
 type RegionsView = { failover?: boolean; regions: { name: string; health: string; leaseRemainingMs?: number | null }[] };
