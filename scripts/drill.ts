@@ -170,7 +170,7 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 				}
 				// Fail-back: the returning region writes its own entities again (its own row names it, under a lease), not
 				// the moment the survivor hands them back (the region first applies the survivor's log up to the cut).
-				if (healedAt && !failbackAt && owner === c.name) {
+				if (healedAt && !failbackAt && owner === c.name && ownershipChanges > 0) {
 					const mine = await home.get("/api/v1/regions").catch(() => undefined);
 					const own = mine?.body?.regions?.find((x: { name: string }) => x.name === c.name);
 					if (own?.owner === c.name && (own.leaseRemainingMs ?? 0) > 0) {
