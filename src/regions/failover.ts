@@ -53,7 +53,7 @@ export function nextSteps(s: Situation, cfg: Pick<FailoverConfig, "order" | "fai
 		// Nearly caught up: the exact catch-up (to what the owner published before it stopped) follows the hand-back.
 		const behind = s.backlog[row.owner];
 		if (behind === undefined || behind > FAILBACK_BACKLOG) continue;
-		steps.push({ kind: "failback", home: row.home, from: row.owner, epoch: row.epoch + 1, reason: `${s.me} is up and caught up with ${row.owner}` });
+		steps.push({ kind: "failback", home: row.home, from: row.owner, epoch: row.epoch + 1, reason: `${s.me} is up and caught up with ${row.owner} (${behind} events behind)` });
 	}
 	return steps;
 }

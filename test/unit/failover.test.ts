@@ -38,7 +38,7 @@ describe("failover's next steps", () => {
 	it("a home region that is back takes its entities back once both have been up long enough and it is nearly caught up", () => {
 		const taken = rows(["a", "a", 1], ["b", "b", 1], ["c", "a", 2]);
 		const base = at("c", { rows: taken, health: { a: up(0), b: up(0) }, backlog: { a: 0 } });
-		expect(nextSteps(base, cfg)).toEqual([{ kind: "failback", home: "c", from: "a", epoch: 3, reason: "c is up and caught up with a" }]);
+		expect(nextSteps(base, cfg)).toEqual([{ kind: "failback", home: "c", from: "a", epoch: 3, reason: "c is up and caught up with a (0 events behind)" }]);
 		// Just started (its own uptime counts), or a just came back: not yet.
 		expect(nextSteps({ ...base, startedAt: 58_000 }, cfg)).toEqual([]);
 		expect(nextSteps({ ...base, health: { a: up(58_000), b: up() } }, cfg)).toEqual([]);
