@@ -42,7 +42,8 @@ export class RoleLock {
 
 	/** Waits until this node holds the lock, trying every pollMs; false if `stopped()` said to give up first. */
 	async acquire(stopped: () => boolean, log: (m: string) => void): Promise<boolean> {
-		let said = false;
+		// One line per change of what stands in the way, not one per poll.
+		let said: string | undefined;
 		while (!stopped()) {
 			const sentAt = Date.now();
 			try {
@@ -52,10 +53,12 @@ export class RoleLock {
 					this.seenAt = sentAt;
 					return true;
 				}
-				if (!said) log(`Standing by: another node holds ${this.o.name}`);
-				said = true;
+				if (said !== "held") log(`Standing by: another node holds ${this.o.name}`);
+				said = "held";
 			} catch (err) {
-				log(`Cannot try ${this.o.name}: ${(err as Error).message}`);
+				const why = (err as Error).message;
+				if (said !== why) log(`Cannot try ${this.o.name}: ${why}`);
+				said = why;
 				await this.drop();
 			}
 			await sleep(this.o.pollMs);
