@@ -15,6 +15,26 @@ export interface RunFigures {
 	regionsEqual: boolean;
 }
 
+/** The history checker's kinds for an acknowledged write the databases do not show (src/checker/history-check.ts). */
+const ACKED_LOST = ["ack-missing", "ack-differs", "ack-not-applied"];
+const DOUBLE = ["overlapping-claims", "key-two-claims"];
+const NEGATIVE = /negative|exceeds|available/i;
+
+/**
+ * A drill's safety figures from the checkers' findings: acknowledged writes lost (a 201 claim, a 200 completion,
+ * cancellation or release), double claims, negative balances, and everything else.
+ */
+export function safetyFigures(history: { kind: string }[], invariants: unknown[]): Pick<RunFigures, "ackedLost" | "doubleClaims" | "negativeBalances" | "otherViolations"> {
+	const count = (kinds: string[]) => history.filter(v => kinds.includes(v.kind)).length;
+	const negative = invariants.filter(v => NEGATIVE.test(JSON.stringify(v))).length;
+	return {
+		ackedLost: count(ACKED_LOST),
+		doubleClaims: count(DOUBLE),
+		negativeBalances: negative,
+		otherViolations: history.length - count([...ACKED_LOST, ...DOUBLE]) + invariants.length - negative,
+	};
+}
+
 /** Brief §7: detected ≤ 3 s, served again ≤ 5 s, owned again by the returning region ≤ 15 s. */
 export const TARGETS_MS = { detectedMs: 3_000, servedAgainMs: 5_000, failbackMs: 15_000 } as const;
 

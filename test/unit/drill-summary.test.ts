@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { summarize, summaryLines, type RunFigures } from "../../scripts/drill-summary";
+import { safetyFigures, summarize, summaryLines, type RunFigures } from "../../scripts/drill-summary";
 
 const run = (over: Partial<RunFigures>): RunFigures => ({
 	scenario: "kill",
@@ -47,5 +47,19 @@ describe("repeated drills, summed up", () => {
 			"kill ×2: detected 1.7 s / 1.7 s / 1.7 s (min / median / max), 2 of 2 within 3.0 s; served again 3.2 s / 3.2 s / 3.2 s (min / median / max), 2 of 2 within 5.0 s; fail-back 13.0 s / 14.3 s / 15.5 s (min / median / max), 1 of 2 within 15.0 s; every run safe",
 			"redis ×1: served again 0.0 s / 0.0 s / 0.0 s (min / median / max), 1 of 1 within 5.0 s; every run safe",
 		]);
+	});
+});
+
+describe("a drill's safety figures from the checkers", () => {
+	it("counts every acknowledged write the databases do not show as lost: claims, and completions, cancellations and releases", () => {
+		const f = safetyFigures(
+			[{ kind: "ack-missing" }, { kind: "ack-differs" }, { kind: "ack-not-applied" }, { kind: "overlapping-claims" }, { kind: "key-two-claims" }, { kind: "hold-standing" }],
+			[{ kind: "supply", problem: "available is negative" }, { kind: "order", problem: "claimed twice in the rows" }],
+		);
+		expect(f).toEqual({ ackedLost: 3, doubleClaims: 2, negativeBalances: 1, otherViolations: 2 });
+	});
+
+	it("finds nothing in a clean run", () => {
+		expect(safetyFigures([], [])).toEqual({ ackedLost: 0, doubleClaims: 0, negativeBalances: 0, otherViolations: 0 });
 	});
 });
