@@ -337,7 +337,7 @@ async function status() {
 }
 
 /** The node holding a region's role lock (services/regions.service.ts), as its database sees it. */
-export async function activeRole(r: { name: string; database: string }): Promise<string | null> {
+async function activeRole(r: { name: string; database: string }): Promise<string | null> {
 	const c = new pg.Client({ connectionString: dbUrl(r.database), connectionTimeoutMillis: 2000 });
 	await c.connect();
 	try {

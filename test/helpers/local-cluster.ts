@@ -54,7 +54,9 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 	};
 	const cmd = (...args: string[]) => run(process.execPath, ["--import", "tsx", "scripts/cluster.ts", ...args], { cwd: ROOT, env, timeout: 240_000 });
 	await cmd("up", "--regions", String(o.regions), "--nodes", String(o.nodes), ...(o.up ?? []));
-	const state = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
+	// The cluster's state as the command last wrote it (pids change as nodes restart).
+	const readState = () => JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
+	const state = readState();
 	const jwt = loadConfig({ JWT_SECRET: state.secrets.jwt, NODE_ENV: "test" }).jwt;
 	const pools = (state.regions as ClusterRegion[]).map(r => {
 		const u = new URL(PG_ADMIN_URL);
@@ -75,8 +77,7 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 		pools,
 		cmd,
 		killNow(region) {
-			const now = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
-			const r = now.regions.find((x: ClusterRegion) => x.name === region.name);
+			const r = readState().regions.find((x: ClusterRegion) => x.name === region.name);
 			for (const pid of [...r.nodes.map((n: { pid: number }) => n.pid), r.natsPid, r.redisPid].filter(Boolean))
 				try {
 					process.kill(pid, "SIGKILL");
@@ -85,8 +86,7 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 				}
 		},
 		killNodeNow(nodeName) {
-			const now = JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8"));
-			const n = now.regions.flatMap((r: { nodes: { name: string; pid: number }[] }) => r.nodes).find((x: { name: string }) => x.name === nodeName);
+			const n = readState().regions.flatMap((r: { nodes: { name: string; pid: number }[] }) => r.nodes).find((x: { name: string }) => x.name === nodeName);
 			if (!n) throw new Error(`no node ${nodeName} in the cluster`);
 			process.kill(n.pid, "SIGKILL");
 		},
