@@ -13,6 +13,7 @@ import {
 	type RetryOptions,
 	type SASLOptions,
 } from "kafkajs";
+import { ApplyLanes } from "./lanes";
 import { eventKey, topicFor, type Delivery, type EventLog, type LogPosition, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
 
 export type KafkaLogLevel = "error" | "warn" | "info" | "debug";
@@ -161,8 +162,6 @@ export class KafkaEventLog implements EventLog {
 			// backoff, since ours paces the re-deliveries. A lost broker is retried the same way (≤ 1 s apart).
 			retry: { ...this.retry, retries: Number.MAX_SAFE_INTEGER },
 		});
-		// Consecutive handler failures per partition, for the backoff.
-		const failures = new Map<string, number>();
 		// Offsets applied and not yet committed, per topic and partition: committed together (see commitIntervalMs).
 		const applied = new Map<string, { topic: string; partition: number; offset: string }>();
 		let committing: Promise<void> = Promise.resolve();
@@ -181,53 +180,48 @@ export class KafkaEventLog implements EventLog {
 				});
 			return committing;
 		};
+		// Fetched batches wait in their partition's lane while the lane's last ones are applied (src/replication/lanes.ts).
+		const lanes = new ApplyLanes<{ topic: string; partition: number; offset: string }>({
+			handler,
+			onError,
+			onApplied: (where, offset) => {
+				applied.set(where, offset);
+				if (!leaving) commitTimer ??= setTimeout(commit, this.o.commitIntervalMs);
+			},
+		});
+		// A rebalance: kafkajs fetches every partition it now holds again from its committed offset.
+		consumer.on(consumer.events.GROUP_JOIN, () => lanes.clear());
 
 		const eachBatch = async (p: EachBatchPayload) => {
 			const { batch } = p;
 			const source = sourceOf.get(batch.topic) ?? batch.topic;
 			const where = `${batch.topic}[${batch.partition}]`;
-			let delivery: Delivery = { source, events: [] };
-			// Handlers may outlast the session timeout: kafkajs heartbeats only between batches.
+			let events: ReplEvent[];
+			try {
+				events = batch.messages.map(m => parse(m.value, `${where}@${m.offset}`));
+			} catch (err) {
+				// A record that is not an event: reported, and fetched again after a pause (it stays until fixed by hand).
+				onError?.(err instanceof Error ? err : new Error(String(err)), { source, lane: batch.partition, events: [] });
+				await sleep(2_000);
+				throw new Error(`kafka: unreadable record in ${where}, fetching again`, { cause: err });
+			}
+			// Waiting for room in the lane may outlast the session timeout: kafkajs heartbeats only between batches.
 			const beat = setInterval(() => p.heartbeat().catch(() => {}), this.o.heartbeatInterval);
 			try {
-				delivery = { source, lane: batch.partition, events: batch.messages.map(m => parse(m.value, `${where}@${m.offset}`)) };
-				await handler(delivery);
-			} catch (err) {
-				const n = (failures.get(where) ?? 0) + 1;
-				failures.set(where, n);
-				try {
-					onError?.(err instanceof Error ? err : new Error(String(err)), delivery);
-				} catch {
-					// A failing observer must not change what happens to the batch.
-				}
-				// Wait, then throw: kafkajs drops the rest of this fetch and fetches again from the last
-				// resolved offset, so the same events come back before anything after them.
-				const until = Date.now() + Math.min(200 * 2 ** (n - 1), 2_000);
-				while (Date.now() < until && p.isRunning()) await sleep(Math.min(100, until - Date.now()));
-				// Wrapped: kafkajs treats a TypeError, RangeError, ReferenceError or SyntaxError as
-				// unrecoverable and stops the consumer for good.
-				throw new Error(`kafka: handler failed on ${where}, redelivering`, { cause: err });
+				const next = { topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() };
+				const queued = await lanes.push(where, source, batch.partition, { events, position: next }, () => p.isRunning() && !p.isStale() && !leaving);
+				// Not queued: left unresolved, so it is fetched again (or by the next member, from the committed offset).
+				if (queued) p.resolveOffset(batch.lastOffset());
 			} finally {
 				clearInterval(beat);
-			}
-			failures.delete(where);
-			p.resolveOffset(batch.lastOffset());
-			const offset = { topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() };
-			// A batch that ends while the subscription stops commits itself: the consumer no longer does.
-			if (leaving) await p.commitOffsetsIfNecessary({ topics: [{ topic: offset.topic, partitions: [offset] }] });
-			else {
-				applied.set(where, offset);
-				commitTimer ??= setTimeout(commit, this.o.commitIntervalMs);
 			}
 		};
 
 		try {
 			await consumer.connect();
 			await consumer.subscribe({ topics: [...sourceOf.keys()], fromBeginning: true });
-			// Partitions are independent (one key stays in one): apply them side by side. kafkajs fetches again only once
-			// a fetch's batches are all handled, so a worker per lane a fetch can bring (two sources of 4 partitions in
-			// the cluster) lets a catching-up applier handle each fetch in one wave: a region returning after a kill
-			// waited 3.5 s, then 2.0 s, to come within FAILBACK_BACKLOG of its owner with 4 workers, then 8.
+			// eachBatch only queues a batch on its lane, but waits while that lane is full: with a worker per lane a
+			// fetch can bring (two sources of 4 partitions in the cluster), a full lane holds up no other.
 			await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 8, eachBatch });
 		} catch (err) {
 			await consumer.disconnect().catch(() => {});
@@ -239,8 +233,11 @@ export class KafkaEventLog implements EventLog {
 			stop: () => {
 				leaving = true;
 				clearTimeout(commitTimer);
-				// What was applied is committed before leaving the group (the next member starts after it).
-				stopping ??= commit()
+				// The applies in flight end, and what was applied is committed before leaving the group (the next member
+				// starts after it); what was fetched and not applied is fetched again by the next member.
+				stopping ??= lanes
+					.stop()
+					.then(commit)
 					.then(() => consumer.disconnect())
 					.finally(() => this.subscriptions.delete(subscription));
 				return stopping;
