@@ -92,6 +92,8 @@ export interface Config {
 		kafka: {
 			sessionTimeoutMs: number;
 			maxWaitMs: number;
+			/** Publishes of at least this many bytes of events are gzipped. */
+			compressFromBytes: number;
 			ssl: boolean;
 			sasl?: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string };
 			/** "stretched": one cluster, every region reads `<prefix>.events.<source>`; "mirrored": MirrorMaker 2 copies, `<source>.<prefix>.events.<source>`. */
@@ -244,6 +246,8 @@ function kafkaOptions(env: Env): Config["replication"]["kafka"] {
 		// A real Kafka refuses less than its group.min.session.timeout.ms (6 s by default); the test broker wants 3 s.
 		sessionTimeoutMs: int(env, "KAFKA_SESSION_TIMEOUT_MS", 10_000, 1000, 300_000),
 		maxWaitMs: int(env, "KAFKA_MAX_WAIT_MS", 100, 1, 10_000),
+		// Publishes smaller than this leave uncompressed (src/replication/kafka-log.ts); 0: every publish gzipped.
+		compressFromBytes: int(env, "KAFKA_COMPRESS_FROM_BYTES", 16 * 1024, 0, 100 * 1024 * 1024),
 		ssl: bool(env, "KAFKA_SSL", false),
 		sasl: mechanism ? { mechanism: mechanism as "plain", username: username!, password: password! } : undefined,
 		topology,

@@ -29,6 +29,7 @@ export async function eventLogFor(cfg: Config, log?: (level: string, message: st
 			sessionTimeout: r.kafka.sessionTimeoutMs,
 			heartbeatInterval: Math.max(100, Math.floor(r.kafka.sessionTimeoutMs / 6)),
 			maxWaitTimeInMs: r.kafka.maxWaitMs,
+			compressFromBytes: r.kafka.compressFromBytes,
 			ssl: r.kafka.ssl,
 			sasl: r.kafka.sasl,
 			remoteTopic: r.kafka.topology === "mirrored" ? (source, topic) => `${source}.${topic}` : undefined,

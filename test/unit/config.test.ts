@@ -55,6 +55,12 @@ describe("loadConfig defaults", () => {
 		expect(loadConfig({ RELAY_LINGER_MS: "5" }).replication.relayLingerMs).toBe(5);
 	});
 
+	it("gzips a relay's publish from 16 KiB of events on, unless told otherwise", () => {
+		expect(loadConfig({}).replication.kafka.compressFromBytes).toBe(16384);
+		expect(loadConfig({ KAFKA_COMPRESS_FROM_BYTES: "0" }).replication.kafka.compressFromBytes).toBe(0);
+		expect(() => loadConfig({ KAFKA_COMPRESS_FROM_BYTES: "-1" })).toThrow(/KAFKA_COMPRESS_FROM_BYTES/);
+	});
+
 	it("treats empty and blank variables as unset", () => {
 		expect(loadConfig({ PORT: "", NAMESPACE: "   ", REGION: "" })).toMatchObject({ port: 3000, namespace: "wallet", region: "us-central1" });
 	});
