@@ -60,6 +60,8 @@ interface TargetResult {
 	cpuPerClaimMs: Record<string, number>;
 	cachedGet: ThroughputStats;
 	healthLive: ThroughputStats;
+	/** `/health/ready`: an action through the whole gateway (moleculer-web, the broker's middlewares), answer cached. */
+	healthReady?: ThroughputStats;
 	pgbench: Record<string, number | string>;
 	echo: { perSecond: number; p50Ms: number; p99Ms: number; transport: string };
 	rssMiB: Record<string, { before: number; after: number }>;
@@ -185,6 +187,8 @@ async function measure(t: Target): Promise<TargetResult> {
 	log(`cached GET: ${cachedGet.perSecond} req/s`);
 	const healthLive = await hammer(`${t.apiUrl}/health/live`, {}, 64, DURATION);
 	log(`/health/live: ${healthLive.perSecond} req/s`);
+	const healthReady = await hammer(`${t.apiUrl}/health/ready`, {}, 64, DURATION);
+	log(`/health/ready: ${healthReady.perSecond} req/s`);
 	const rssAfter = rss();
 	await pool.close();
 
@@ -217,6 +221,7 @@ async function measure(t: Target): Promise<TargetResult> {
 			cpuPerClaimMs,
 			cachedGet,
 			healthLive,
+			healthReady,
 			pgbench,
 			echo,
 			rssMiB: Object.fromEntries(Object.keys(rssAfter).map(k => [k, { before: rssBefore[k], after: rssAfter[k] }])),
@@ -248,6 +253,7 @@ function rows(results: TargetResult[]): [string, string[]][] {
 	out.push(["best claims/s ÷ pgbench old transaction @16", cell(r => ratio(r.best.perSecond, r.pgbench["old@16"]))]);
 	out.push(["cached GET /orders/:id, req/s (p99 ms)", cell(r => `${r.cachedGet.perSecond} (${r.cachedGet.p99})${r.cachedGet.non2xx ? ` ${r.cachedGet.non2xx} non-2xx` : ""}`)]);
 	out.push(["/health/live, req/s (p99 ms)", cell(r => `${r.healthLive.perSecond} (${r.healthLive.p99})`)]);
+	out.push(["/health/ready (an action through the gateway), req/s (p99 ms)", cell(r => (r.healthReady ? `${r.healthReady.perSecond} (${r.healthReady.p99})` : "—"))]);
 	for (const k of ["one-call@1", "one-call@16", "old@1", "old@16"]) out.push([`pgbench ${k.replace("@", ", clients ")} (TPS)`, cell(r => String(r.pgbench[k]))]);
 	out.push(["bare Moleculer echo, calls/s at 64 (p99 ms)", cell(r => `${r.echo.perSecond} (${r.echo.p99Ms}) ${r.echo.transport}`)]);
 	out.push(["CPU per claim, ms (all processes)", cell(r => String(r.cpuPerClaimMs.total))]);

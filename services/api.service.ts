@@ -39,6 +39,10 @@ type Req = IncomingMessage & {
 type Res = ServerResponse & { $ctx?: Context };
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
+const LIVE = Buffer.from(JSON.stringify({ status: "live" }));
+/** A body announced (even an empty one with an encoding): such a request is read and checked like any other. */
+const carriesBody = (req: Req) =>
+	req.headers["transfer-encoding"] !== undefined || req.headers["content-encoding"] !== undefined || (req.headers["content-length"] ?? "0") !== "0";
 const WRITES = new Set(["POST", "PATCH", "PUT", "DELETE"]);
 // /health/regions is the status page's data (below); like every /health/* path, it is not counted by the
 // per-address limit.
@@ -236,6 +240,10 @@ const ApiService: WalletService = {
 			if (!req.headers.host && req.httpVersion === "1.1")
 				return this.answerEarly(req, res, badRequest("BAD_REQUEST", "An HTTP/1.1 request needs a Host header"));
 			const url = req.url ?? "/";
+			// Liveness is this process answering, nothing more: answered here, not through the broker's bulkheads,
+			// breakers and timeouts, where an overloaded node would fail its own probe and be restarted for being
+			// busy. A request with a body goes the whole way (a body that does not decompress is a 400 everywhere).
+			if (url === "/health/live" && req.method === "GET" && !carriesBody(req)) return this.answerLive(req, res);
 			if (this.ipLimiter && !url.startsWith("/health/")) {
 				const decision = (this.ipLimiter as RateLimiter).consume(`ip:${req.socket.remoteAddress}`);
 				for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
@@ -252,6 +260,10 @@ const ApiService: WalletService = {
 				return res.end();
 			}
 			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
+		},
+		answerLive(this: any, req: Req, res: Res) {
+			res.writeHead(200, { "X-Region": this.region, "X-Request-ID": this.clientRequestId(req), "Content-Type": "application/json; charset=utf-8", "Content-Length": LIVE.length });
+			res.end(LIVE);
 		},
 		/** For an answer given before moleculer-web makes the request's context. */
 		clientRequestId(req: Req): string {

@@ -5,6 +5,7 @@ import type { TestDatabase } from "../helpers/db";
 import { REDIS_URL, TEST_JWT_SECRET } from "../helpers/env";
 import { startRegion, startTestRegion, type Region } from "../helpers/cluster";
 import { Client, item, tokenFor } from "../helpers/http";
+import { rawRequest } from "../helpers/raw-http";
 import { checkInvariants } from "../../src/checker/invariants";
 import { loadConfig } from "../../config";
 import { signToken } from "../../src/lib/jwt";
@@ -356,6 +357,30 @@ describe("headers, health and actions", () => {
 		const e = await anon.get("/api/v1/supplies", { "x-request-id": "trace-err-1" });
 		expect(e.body.error.requestId).toBe("trace-err-1");
 		expect(e.headers.get("x-region")).toBe("us-central1");
+	});
+
+	it("liveness answers while the broker's call path is wedged; a liveness request with a body still goes that way", async () => {
+		const broker = region.brokers[0];
+		const endpoint = (broker.registry as any).actions.get("api.live").endpoints[0];
+		const handler = endpoint.action.handler;
+		// What a node with full bulkheads or a stuck event handler would do to an action call: never answer.
+		endpoint.action.handler = () => new Promise(() => {});
+		try {
+			const live = await anon.get("/health/live", { "x-request-id": "probe-1" });
+			expect(live.status).toBe(200);
+			expect(live.body).toEqual({ status: "live" });
+			expect(live.headers.get("content-type")).toBe("application/json; charset=utf-8");
+			expect(live.headers.get("x-request-id")).toBe("probe-1");
+			expect(live.headers.get("x-region")).toBe("us-central1");
+			expect((await anon.get("/health/live", { "x-request-id": "not a sane id" })).headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+			// The broker's way, where the wedged action holds it: no answer within the half second.
+			const withBody = await rawRequest(region.apiUrl, "GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 500);
+			expect(withBody.status).toBe(0);
+		} finally {
+			endpoint.action.handler = handler;
+		}
+		const restored = await rawRequest(region.apiUrl, "GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+		expect([restored.status, restored.body]).toEqual([200, { status: "live" }]);
 	});
 
 	it("health endpoints and regions", async () => {
