@@ -21,14 +21,13 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import pg from "pg";
 import { roleHolder } from "../src/regions/role-lock";
 import { loadConfig } from "../config";
 import { signToken } from "../src/lib/jwt";
-import { startKafkaMock } from "../src/replication/kafka-mock";
 import { topicFor } from "../src/replication/event-log";
-import { linkNodeID, linkTopics } from "../src/regions/bridge";
 import { cut, heal as healCuts, inCgroup, regionCgroup, removeCgroup } from "./partition";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -97,6 +96,18 @@ const alive = (pid?: number) => {
 	}
 };
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+/** Until something accepts connections on 127.0.0.1:port (at most `ms`): a region's NATS and Redis, before its nodes. */
+async function listening(port: number, ms = 3000) {
+	for (const until = Date.now() + ms; Date.now() < until; await sleep(10)) {
+		const open = await new Promise<boolean>(resolve => {
+			const socket = net.connect(port, "127.0.0.1", () => (socket.destroy(), resolve(true)));
+			socket.on("error", () => resolve(false));
+		});
+		if (open) return;
+	}
+}
+const serversUp = (rs: RegionState[]) => Promise.all(rs.flatMap(r => [listening(r.natsPort), ...(r.redisPort ? [listening(r.redisPort)] : [])]));
 const option = (name: string, def: string) => {
 	const i = process.argv.indexOf(`--${name}`);
 	return i > 0 ? (process.argv[i + 1] ?? def) : def;
@@ -216,6 +227,9 @@ async function ready(s: State, r: RegionState, timeoutMs = 180_000) {
 
 /** Holds the Kafka test broker for the cluster's lifetime (the broker stops when its stdin closes). */
 async function kafkaHolder(regions: string[]) {
+	// Imported here: the other commands (a region's `start`, in a drill's fail-back time) need neither Moleculer nor kafkajs.
+	const { linkNodeID, linkTopics } = require("../src/regions/bridge") as typeof import("../src/regions/bridge");
+	const { startKafkaMock } = require("../src/replication/kafka-mock") as typeof import("../src/replication/kafka-mock");
 	// The test broker cannot create topics on request: the events' topics, and the region link's (Moleculer's
 	// Kafka transporter, one set per link node: node 0 of each region).
 	const link = linkTopics(`${NAMESPACE}-global`, regions.map(r => linkNodeID(r, `${r}-n0`))).map(name => ({ name, partitions: 1 }));
@@ -304,7 +318,7 @@ async function up() {
 		startRedis(r);
 	}
 	write(s);
-	await sleep(300);
+	await serversUp(s.regions);
 	for (const r of s.regions) startNodes(s, r);
 	write(s);
 	await Promise.all(s.regions.map(r => ready(s, r)));
@@ -380,7 +394,7 @@ async function start(name?: string) {
 	if (r.nodes.every(n => alive(n.pid)) && alive(r.natsPid) && (!r.redisPort || alive(r.redisPid))) throw new Error(`${r.name} is running: \`kill\` it first`);
 	if (!alive(r.natsPid)) startNats(r);
 	if (r.redisPort && !alive(r.redisPid)) startRedis(r);
-	await sleep(300);
+	await serversUp([r]);
 	startNodes(s, r);
 	write(s);
 	await ready(s, r);
