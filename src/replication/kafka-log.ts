@@ -211,8 +211,14 @@ export class KafkaEventLog implements EventLog {
 				events = batch.messages.map(m => parse(m.value, `${where}@${m.offset}`));
 			} catch (err) {
 				// A record that is not an event: reported, and fetched again after a pause (it stays until fixed by hand).
-				onError?.(err instanceof Error ? err : new Error(String(err)), { source, lane: batch.partition, events: [] });
+				try {
+					onError?.(err instanceof Error ? err : new Error(String(err)), { source, lane: batch.partition, events: [] });
+				} catch {
+					// A failing observer must not change what happens to the batch.
+				}
 				await sleep(2_000);
+				// Wrapped: kafkajs treats a TypeError, RangeError, ReferenceError or SyntaxError as unrecoverable and stops
+				// the consumer for good (a SyntaxError is what JSON.parse throws).
 				throw new Error(`kafka: unreadable record in ${where}, fetching again`, { cause: err });
 			}
 			// Waiting for room in the lane may outlast the session timeout: kafkajs heartbeats only between batches.

@@ -4,6 +4,7 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import path from "node:path";
+import { Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { topicFor, type Delivery, type ReplEvent } from "../../src/replication/event-log";
 import { KafkaEventLog, type KafkaEventLogOptions } from "../../src/replication/kafka-log";
@@ -142,6 +143,39 @@ describe.concurrent("KafkaEventLog", () => {
 			// Once it succeeds, each delivery starts where the last one ended.
 			expect(seen.slice(2).flat()).toEqual([1, 2, 3, 4, 5]);
 		} finally {
+			await log.close();
+		}
+	});
+
+	it("stops a partition at a record that is not an event, reports it, and keeps it (nothing after it is applied)", async () => {
+		const log = await freshLog({ partitions: 1 });
+		const prefix = (log as unknown as { o: { prefix: string } }).o.prefix;
+		const producer = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING }).producer();
+		await producer.connect();
+		try {
+			const after = replEvent(A);
+			await log.publish(A, [replEvent(A)]);
+			await producer.send({ topic: topicFor(prefix, A), messages: [{ key: "x", value: "{not json" }] });
+			await log.publish(A, [after]);
+			const got: string[] = [];
+			const errors: string[] = [];
+			const sub = await log.subscribe({
+				group: `g-${randomUUID()}`,
+				sources: [A],
+				handler: async d => void got.push(...d.events.map(e => e.eventId)),
+				// An observer that throws changes nothing (kafkajs would stop the consumer for good on a TypeError).
+				onError: err => {
+					errors.push(err.message);
+					throw new TypeError("observer failed");
+				},
+			});
+			await waitFor("the unreadable record reported twice", () => errors.length >= 2, 15_000);
+			await sub.stop();
+			expect(errors[0]).toMatch(/is not JSON$/);
+			expect(got).toHaveLength(1);
+			expect(got).not.toContain(after.eventId);
+		} finally {
+			await producer.disconnect();
 			await log.close();
 		}
 	});
