@@ -167,8 +167,9 @@ function dbUrl(database: string) {
 	return u.toString();
 }
 
-async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-	const c = new pg.Client({ connectionString: PG_ADMIN });
+/** One connection for `fn`: to the server's admin database, or to `url` (a region's database). */
+async function admin<T>(fn: (c: pg.Client) => Promise<T>, url = PG_ADMIN, connectionTimeoutMillis?: number): Promise<T> {
+	const c = new pg.Client({ connectionString: url, connectionTimeoutMillis });
 	await c.connect();
 	try {
 		return await fn(c);
@@ -351,14 +352,8 @@ async function status() {
 }
 
 /** The node holding a region's role lock (services/regions.service.ts), as its database sees it. */
-async function activeRole(r: { name: string; database: string }): Promise<string | null> {
-	const c = new pg.Client({ connectionString: dbUrl(r.database), connectionTimeoutMillis: 2000 });
-	await c.connect();
-	try {
-		return await roleHolder(c, r.name);
-	} finally {
-		await c.end();
-	}
+function activeRole(r: { name: string; database: string }): Promise<string | null> {
+	return admin(c => roleHolder(c, r.name), dbUrl(r.database), 2000);
 }
 
 function region(s: State, name: string | undefined): RegionState {

@@ -13,8 +13,8 @@ import {
 	type RetryOptions,
 	type SASLOptions,
 } from "kafkajs";
-import { ApplyLanes } from "./lanes";
-import { eventKey, topicFor, type Delivery, type EventLog, type LogPosition, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
+import { ApplyLanes, report } from "./lanes";
+import { eventKey, topicFor, type EventLog, type LogPosition, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
 
 export type KafkaLogLevel = "error" | "warn" | "info" | "debug";
 
@@ -211,11 +211,7 @@ export class KafkaEventLog implements EventLog {
 				events = batch.messages.map(m => parse(m.value, `${where}@${m.offset}`));
 			} catch (err) {
 				// A record that is not an event: reported, and fetched again after a pause (it stays until fixed by hand).
-				try {
-					onError?.(err instanceof Error ? err : new Error(String(err)), { source, lane: batch.partition, events: [] });
-				} catch {
-					// A failing observer must not change what happens to the batch.
-				}
+				report(onError, err, { source, lane: batch.partition, events: [] });
 				await sleep(2_000);
 				// Wrapped: kafkajs treats a TypeError, RangeError, ReferenceError or SyntaxError as unrecoverable and stops
 				// the consumer for good (a SyntaxError is what JSON.parse throws).

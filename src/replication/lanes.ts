@@ -6,6 +6,7 @@
 // catching up after a restart drained its backlog at ~200 events/s on a loaded machine (docs/multi-region.md).
 // Order within a lane is kept: one worker per lane, and a failed apply is retried with the same events, in place,
 // before anything after them (at-least-once: the handler is idempotent).
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Delivery, ReplEvent } from "./event-log";
 
 export interface LaneBatch<P> {
@@ -39,8 +40,17 @@ interface Lane<P> {
 	generation: number;
 }
 
-export const DEFAULT_MAX_APPLY = 500;
-export const DEFAULT_MAX_QUEUED = 2_000;
+const DEFAULT_MAX_APPLY = 500;
+const DEFAULT_MAX_QUEUED = 2_000;
+
+/** Tells the subscriber's observer of a failure; an observer that throws changes nothing of what happens next. */
+export function report(onError: ((err: Error, delivery: Delivery) => void) | undefined, err: unknown, delivery: Delivery): void {
+	try {
+		onError?.(err instanceof Error ? err : new Error(String(err)), delivery);
+	} catch {
+		// A failing observer must not change what happens to the events.
+	}
+}
 
 export class ApplyLanes<P> {
 	private readonly lanes = new Map<string, Lane<P>>();
@@ -131,11 +141,7 @@ export class ApplyLanes<P> {
 					break;
 				} catch (err) {
 					failures++;
-					try {
-						this.o.onError?.(err instanceof Error ? err : new Error(String(err)), delivery);
-					} catch {
-						// A failing observer must not change what happens to the events.
-					}
+					report(this.o.onError, err, delivery);
 					const until = Date.now() + this.backoffMs(failures);
 					while (Date.now() < until && !this.stopped && lane.generation === generation) await sleep(Math.min(100, until - Date.now()));
 					// Given up (stopped or cleared): the events were not applied, so their position is not reported.
@@ -151,5 +157,3 @@ export class ApplyLanes<P> {
 		}
 	}
 }
-
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
