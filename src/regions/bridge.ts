@@ -1,10 +1,11 @@
 // The region link across processes (LINK=kafka, docs/multi-region.md): a second Moleculer broker per link node,
-// on a namespace every region shares, over Moleculer's own Kafka transporter. Each region's link nodes host
+// on a namespace every region shares, over Kafka (a Moleculer transporter on kafkajs: ./kafka-transporter.ts). Each region's link nodes host
 // `link-<region>.call` there, which runs an action on that region's broker; `link.forward` on a regional broker
 // sends a call to another region's `link-<region>.call`. Inside a region everything stays NATS.
 // Moleculer wiring is services/link.service.ts; this is what it does.
 import { Errors, Loggers, ServiceBroker, type BrokerOptions, type Context, type ServiceSchema } from "moleculer";
 import type { Config } from "../../config";
+import { KafkaLinkTransporter } from "./kafka-transporter";
 
 /** The only meta keys that cross the link: credentials the target verifies itself, and the no-second-hop mark. */
 export const LINK_CREDENTIALS = ["assertion", "token", "$link", "$forwarded"] as const;
@@ -138,35 +139,24 @@ class RegionalLogger extends Loggers.Base<Loggers.Base.LoggerOptions> {
 	}
 }
 
-function security(cfg: Config): Record<string, unknown> {
-	const k = cfg.replication.kafka;
-	return {
-		...(k.ssl ? { tls: {}, tlsServerName: true } : {}),
-		...(k.sasl ? { sasl: { mechanism: k.sasl.mechanism.toUpperCase(), username: k.sasl.username, password: k.sasl.password } } : {}),
-	};
-}
-
 /** The global broker of one link node. */
 export function globalBrokerOptions(cfg: Config, regional: ServiceBroker, nodeID: string): BrokerOptions {
 	const l = cfg.replication.linkKafka;
-	const auth = security(cfg);
+	const k = cfg.replication.kafka;
 	return {
 		namespace: l.namespace,
 		nodeID,
 		metadata: { region: cfg.region },
 		logger: new RegionalLogger(regional) as unknown as BrokerOptions["logger"],
-		transporter: {
-			type: "Kafka",
-			options: {
-				clientId: `wallet-link-${nodeID}`,
-				bootstrapBrokers: l.brokers,
-				producer: { ...auth },
-				admin: { ...auth },
-				// An empty fetch is answered only after maxWaitTime on some brokers (the test broker): every request
-				// and every answer may wait that long, so it is short; at the client's 5 s default nodes flap.
-				consumer: { ...auth, maxWaitTime: l.maxWaitMs },
-			},
-		},
+		transporter: new KafkaLinkTransporter({
+			brokers: l.brokers,
+			clientId: `wallet-link-${nodeID}`,
+			// An empty fetch is answered only after its whole wait on some brokers (the test broker): every request
+			// and every answer may wait that long, so it is short.
+			maxWaitTimeInMs: l.maxWaitMs,
+			ssl: k.ssl,
+			sasl: k.sasl,
+		}),
 		serializer: "JSON",
 		requestTimeout: cfg.requestTimeoutMs,
 		heartbeatInterval: l.heartbeatIntervalSec,
