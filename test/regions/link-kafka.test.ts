@@ -1,5 +1,5 @@
 // The region link across processes (LINK=kafka): each region runs the link service, whose global broker joins
-// the other region's on Kafka (the test broker, or KAFKA_BROKERS) through Moleculer's Kafka transporter. The
+// the other region's on Kafka (the test broker, or KAFKA_BROKERS) through the link's Kafka transporter (src/regions/kafka-transporter.ts). The
 // regions share this process, but nothing passes between them in it: forwarded writes and holds go over Kafka,
 // events through the Kafka event log. Answers are the same as with the in-process link (forwarding.test.ts).
 import { randomBytes, randomUUID } from "node:crypto";
