@@ -244,8 +244,10 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 			mark("kafka up", "#16a34a");
 			healedAt = Date.now();
 		}
-		// Until the lost region owns its entities again (or long enough to say it does not), plus a little.
-		for (const until = Date.now() + 60_000; Date.now() < until && (owner !== c.name || (!failbackAt && ownershipChanges > 0)); ) await sleep(200);
+		// Until the lost region owns its entities again and the probe's writes are served again (or long enough to say
+		// they are not), plus a little.
+		const settled = () => owner === c.name && (failbackAt || !ownershipChanges) && (servedAgainAt || !refusedSince);
+		for (const until = Date.now() + 60_000; Date.now() < until && !settled(); ) await sleep(200);
 		await sleep(3000);
 		running = false;
 		await Promise.all(load);
@@ -259,10 +261,11 @@ async function drill(scenario: Scenario, durability: "local" | "replicated", sec
 			regionsEqual = false;
 		});
 		// Converged includes the holds: a hold whose claim ended while no region could end it is ended by its owner's
-		// next sweep (end_finished_holds). Read before that, the checkers would count funds still reserved; one that
-		// stays after 30 s is counted.
-		const standing = `SELECT count(*)::int AS n FROM holds h JOIN claims c ON c.id = h.claim_id
-		                    WHERE h.status IN ('held', 'confirmed') AND c.status IN ('settled', 'released')`;
+		// next sweep (end_finished_holds), and one whose claim never came (the claim's region lost it, or the link was
+		// down) is voided once the claim's region says so (HOLD_CONFIRM_SEC). Read before that, the checkers would count
+		// funds still reserved; one that stays after 30 s is counted.
+		const standing = `SELECT count(*)::int AS n FROM holds h LEFT JOIN claims c ON c.id = h.claim_id
+		                    WHERE h.status IN ('held', 'confirmed') AND (c.id IS NULL OR c.status IN ('settled', 'released'))`;
 		for (const until = Date.now() + 30_000; Date.now() < until; await sleep(500)) {
 			const left = await Promise.all(cl.pools.map(p => p.query(standing).then(r => r.rows[0].n as number)));
 			if (left.every(n => n === 0)) break;

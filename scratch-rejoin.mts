@@ -1,0 +1,21 @@
+import { Kafka, logLevel } from "kafkajs";
+import { startKafkaMock } from "./src/replication/kafka-mock";
+const session = Number(process.argv[2] ?? 3000);
+const retries = Number(process.argv[3] ?? 5);
+const mock = await startKafkaMock({ topics: [{ name: "t1", partitions: 1 }] });
+const kafka = new Kafka({ brokers: mock.bootstrap, logLevel: logLevel.NOTHING, retry: { initialRetryTime: 100, maxRetryTime: 1000, retries }, connectionTimeout: 3000, requestTimeout: 10000 });
+const producer = kafka.producer(); await producer.connect();
+const c = kafka.consumer({ groupId: "g" + Date.now(), sessionTimeout: session, heartbeatInterval: 500, maxWaitTimeInMs: 5, retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: Number(process.argv[4] ?? retries) } });
+const t0 = Date.now(); const ts = () => ((Date.now() - t0) / 1000).toFixed(2);
+c.on(c.events.CRASH, e => console.log(ts(), "CRASH", e.payload.error.name, e.payload.error.message, "restart", e.payload.restart, (e.payload.error.stack||"").split("\n").slice(1,6).join(" | ")));
+c.on(c.events.GROUP_JOIN, () => console.log(ts(), "JOIN"));
+let got = 0; let upAt = 0;
+await c.connect(); await c.subscribe({ topics: ["t1"] });
+await c.run({ autoCommit: false, eachMessage: async ({ message }) => { got++; if (upAt && message.value?.toString() === "after") { console.log(ts(), "got 'after'", ((Date.now() - upAt)/1000).toFixed(2), "s after up"); } } });
+console.log(ts(), "running");
+await new Promise(r => setTimeout(r, 1000));
+await mock.down(); console.log(ts(), "down");
+await new Promise(r => setTimeout(r, 8000));
+await mock.up(); upAt = Date.now(); console.log(ts(), "up");
+for (let i = 0; i < 40; i++) { await producer.send({ topic: "t1", messages: [{ value: "after", partition: 0 }] }).catch(() => {}); await new Promise(r => setTimeout(r, 250)); }
+await c.disconnect().catch(()=>{}); await producer.disconnect().catch(()=>{}); await mock.stop();
