@@ -24,10 +24,6 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import pg from "pg";
-import { roleHolder } from "../src/regions/role-lock";
-import { loadConfig } from "../config";
-import { signToken } from "../src/lib/jwt";
-import { topicFor } from "../src/replication/event-log";
 import { cut, heal as healCuts, inCgroup, regionCgroup, removeCgroup } from "./partition";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -199,6 +195,10 @@ type RegionsView = { failover?: boolean; regions: { name: string; health: string
 /** Ready to serve, and linked: every other region's link answers (the region link joins Kafka after start). */
 async function ready(s: State, r: RegionState, timeoutMs = 180_000) {
 	const until = Date.now() + timeoutMs;
+	// Imported here, once the region's nodes are on their way: a region's `start` (a drill's fail-back clock runs)
+	// spawns them without loading the config, jose and Moleculer's errors first (≈ 0.4 s of an idle core).
+	const { loadConfig } = require("../config") as typeof import("../config");
+	const { signToken } = require("../src/lib/jwt") as typeof import("../src/lib/jwt");
 	const token = await signToken(loadConfig({ JWT_SECRET: s.secrets.jwt, NODE_ENV: "test" }).jwt, "cluster", ["order:read", "claim:read"]);
 	const api = (p: string) =>
 		fetch(`${r.apiUrl}${p}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) }).catch(() => undefined);
@@ -231,6 +231,7 @@ async function kafkaHolder(regions: string[]) {
 	// Imported here: the other commands (a region's `start`, in a drill's fail-back time) need neither Moleculer nor kafkajs.
 	const { linkNodeID, linkTopics } = require("../src/regions/bridge") as typeof import("../src/regions/bridge");
 	const { startKafkaMock } = require("../src/replication/kafka-mock") as typeof import("../src/replication/kafka-mock");
+	const { topicFor } = require("../src/replication/event-log") as typeof import("../src/replication/event-log");
 	// The test broker cannot create topics on request: the events' topics, and the region link's (Moleculer's
 	// Kafka transporter, one set per link node: node 0 of each region).
 	const link = linkTopics(`${NAMESPACE}-global`, regions.map(r => linkNodeID(r, `${r}-n0`))).map(name => ({ name, partitions: 1 }));
@@ -353,6 +354,7 @@ async function status() {
 
 /** The node holding a region's role lock (services/regions.service.ts), as its database sees it. */
 function activeRole(r: { name: string; database: string }): Promise<string | null> {
+	const { roleHolder } = require("../src/regions/role-lock") as typeof import("../src/regions/role-lock");
 	return admin(c => roleHolder(c, r.name), dbUrl(r.database), 2000);
 }
 
