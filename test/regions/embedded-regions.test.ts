@@ -33,7 +33,11 @@ beforeAll(async () => {
 	proc.stdout!.on("data", d => (log += d));
 	proc.stderr!.on("data", d => (log += d));
 	for (const until = Date.now() + 60_000; !log.includes("3 regions running in this process"); await new Promise(r => setTimeout(r, 200)))
-		if (Date.now() > until || proc.exitCode !== null) throw new Error(`npm start did not list its regions:\n${log.slice(-3000)}`);
+		if (Date.now() > until || proc.exitCode !== null) {
+			// Why it stopped comes first in the message (its last lines are the brokers stopping).
+			const why = log.split("\n").filter(l => l.startsWith("Start failed") || /"level":(50|60)/.test(l));
+			throw new Error(`npm start did not list its regions (exit code ${proc.exitCode}):\n${why.slice(0, 5).join("\n").slice(0, 3000)}\n...\n${log.slice(-1500)}`);
+		}
 }, 90_000);
 
 afterAll(async () => {
