@@ -261,7 +261,7 @@ const ApiService: WalletService = {
 			}
 			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
 		},
-		answerLive(this: any, req: Req, res: Res) {
+		answerLive(this: { region: string; clientRequestId(req: Req): string }, req: Req, res: Res) {
 			res.writeHead(200, { "X-Region": this.region, "X-Request-ID": this.clientRequestId(req), "Content-Type": "application/json; charset=utf-8", "Content-Length": LIVE.length });
 			res.end(LIVE);
 		},

@@ -5,7 +5,8 @@
 // core, 2-3 s on a loaded one, with the event loop held, before a returning region's link (and its applier) could
 // start joining their consumer groups: on the critical path of every fail-back (docs/multi-region.md).
 import { Transporters } from "moleculer";
-import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type Producer, type RetryOptions, type SASLOptions } from "kafkajs";
+import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from "kafkajs";
+import { kafkaClient, kafkaRetry, type KafkaSasl } from "../replication/kafka-client";
 
 export interface KafkaLinkOptions {
 	brokers: string[];
@@ -20,7 +21,7 @@ export interface KafkaLinkOptions {
 	sessionTimeout?: number;
 	heartbeatInterval?: number;
 	ssl?: boolean;
-	sasl?: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string };
+	sasl?: KafkaSasl;
 }
 
 interface TopicOffset {
@@ -35,11 +36,10 @@ interface BaseInternals {
 	onConnected(wasReconnect?: boolean): Promise<void>;
 }
 
-// Explicit, because kafkajs swaps in other defaults when NODE_ENV=test.
-const RETRY: RetryOptions = { initialRetryTime: 100, maxRetryTime: 1_000, multiplier: 2, factor: 0.2, retries: 5 };
+/** Retries of a send or an admin request: it gives up after these (a caller waits on it). */
+const RETRIES = 5;
 
 export class KafkaLinkTransporter extends Transporters.Base {
-	private kafka?: Kafka;
 	/** The consumer's own client: its connections are retried for as long as the broker is away (see connect). */
 	private consumerKafka?: Kafka;
 	private producer?: Producer;
@@ -61,22 +61,17 @@ export class KafkaLinkTransporter extends Transporters.Base {
 	}
 
 	private client(retries: number): Kafka {
-		const o = this.o;
+		const { brokers, clientId, ssl, sasl } = this.o;
 		const logger = this.logger;
-		return new Kafka({
-			brokers: o.brokers,
-			clientId: o.clientId,
+		return kafkaClient({
+			brokers,
+			clientId,
 			connectionTimeout: 3_000,
 			requestTimeout: 10_000,
-			enforceRequestTimeout: true,
-			...(o.ssl ? { ssl: true } : {}),
-			...(o.sasl ? { sasl: o.sasl as SASLOptions } : {}),
-			retry: { ...RETRY, retries },
-			logLevel: logLevel.WARN,
-			logCreator:
-				() =>
-				({ namespace, level, log: { message, error } }) =>
-					(level <= logLevel.ERROR ? logger.warn : logger.debug)(`kafkajs ${namespace}: ${message}${error ? ` (${String(error)})` : ""}`),
+			retries,
+			ssl,
+			sasl,
+			log: (level, message) => (level === "error" ? logger.warn(message) : logger.debug(message)),
 		});
 	}
 
@@ -87,10 +82,10 @@ export class KafkaLinkTransporter extends Transporters.Base {
 		// are retried without end: with a bounded count kafkajs crashes the consumer a few seconds into an outage
 		// and restarts it as a new group member, which joins only once the broker is back (3 s more on the test
 		// broker); unbounded, it keeps its member and fetches again as soon as the broker answers.
-		this.kafka = this.client(RETRY.retries!);
+		const kafka = this.client(RETRIES);
 		this.consumerKafka = this.client(Number.MAX_SAFE_INTEGER);
-		this.producer = this.kafka.producer({ allowAutoTopicCreation: false, retry: RETRY });
-		this.admin = this.kafka.admin({ retry: RETRY });
+		this.producer = kafka.producer({ allowAutoTopicCreation: false, retry: kafkaRetry(RETRIES) });
+		this.admin = kafka.admin({ retry: kafkaRetry(RETRIES) });
 		await Promise.all([this.producer.connect(), this.admin.connect()]);
 		this.logger.info("Kafka client is connected.");
 		await (this as unknown as BaseInternals).onConnected();
@@ -141,7 +136,7 @@ export class KafkaLinkTransporter extends Transporters.Base {
 			allowAutoTopicCreation: false,
 			// kafkajs would restart a crashed consumer as a new member of the same group, whose join then waits for the
 			// old member's long session to run out: it is replaced in a group of its own instead (below).
-			retry: { ...RETRY, retries: Number.MAX_SAFE_INTEGER, restartOnFailure: async () => false },
+			retry: { ...kafkaRetry(Number.MAX_SAFE_INTEGER), restartOnFailure: async () => false },
 		});
 		consumer.on(consumer.events.CRASH, ({ payload }) => {
 			if (this.consumer !== consumer) return;

@@ -1,22 +1,10 @@
 // The event log over Kafka (kafkajs): one topic per source region, keyed by eventKey so one key's events
 // stay in one partition, in order. Consumer groups commit only after the handler resolved, so a crash
 // or a rejection re-delivers (at-least-once).
-import {
-	CompressionTypes,
-	Kafka,
-	Partitioners,
-	logLevel,
-	type Admin,
-	type Consumer,
-	type EachBatchPayload,
-	type Producer,
-	type RetryOptions,
-	type SASLOptions,
-} from "kafkajs";
+import { CompressionTypes, Partitioners, type Admin, type Consumer, type EachBatchPayload, type Kafka, type logLevel, type Producer, type RetryOptions } from "kafkajs";
+import { kafkaClient, kafkaRetry, type KafkaLogLevel, type KafkaSasl } from "./kafka-client";
 import { ApplyLanes, report } from "./lanes";
 import { eventKey, topicFor, type EventLog, type LogPosition, type ReplEvent, type SubscribeOptions, type Subscription } from "./event-log";
-
-export type KafkaLogLevel = "error" | "warn" | "info" | "debug";
 
 export interface KafkaEventLogOptions {
 	brokers: string[];
@@ -52,7 +40,7 @@ export interface KafkaEventLogOptions {
 	log?: (level: KafkaLogLevel, message: string) => void;
 	/** TLS to the brokers (a managed Kafka), and SASL credentials. */
 	ssl?: boolean;
-	sasl?: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string };
+	sasl?: KafkaSasl;
 	/**
 	 * The topic another region's events are read from. Default: the topic that region publishes to (one
 	 * stretched cluster). With one Kafka per region linked by MirrorMaker 2's default replication policy, the
@@ -60,13 +48,6 @@ export interface KafkaEventLogOptions {
 	 */
 	remoteTopic?: (source: string, topic: string) => string;
 }
-
-const LEVELS: Record<number, KafkaLogLevel> = {
-	[logLevel.ERROR]: "error",
-	[logLevel.WARN]: "warn",
-	[logLevel.INFO]: "info",
-	[logLevel.DEBUG]: "debug",
-};
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
@@ -96,25 +77,20 @@ export class KafkaEventLog implements EventLog {
 		};
 		const remote = options.remoteTopic;
 		this.remoteTopic = source => (remote ? remote(source, topicFor(this.o.prefix, source)) : topicFor(this.o.prefix, source));
-		// Explicit, because kafkajs swaps in other defaults when NODE_ENV=test.
-		this.retry = { initialRetryTime: 100, maxRetryTime: 1_000, multiplier: 2, factor: 0.2, retries: this.o.retries };
+		this.retry = kafkaRetry(this.o.retries);
 		const log = options.log;
 		this.warn = message => log?.("warn", message);
-		this.kafka = new Kafka({
+		// kafkajs logs to stdout by default; here it goes to the caller's logger or nowhere.
+		this.kafka = kafkaClient({
 			brokers: this.o.brokers,
 			clientId: options.clientId ?? "wallet-replication",
 			connectionTimeout: this.o.connectionTimeout,
 			requestTimeout: this.o.requestTimeout,
-			enforceRequestTimeout: true,
-			...(options.ssl ? { ssl: true } : {}),
-			...(options.sasl ? { sasl: options.sasl as SASLOptions } : {}),
-			retry: this.retry,
-			logLevel: options.logLevel ?? logLevel.WARN,
-			// kafkajs logs to stdout by default; here it goes to the caller's logger or nowhere.
-			logCreator:
-				() =>
-				({ namespace, level, log: { message, error } }) =>
-					log?.(LEVELS[level] ?? "debug", `kafkajs ${namespace}: ${message}${error ? ` (${String(error)})` : ""}`),
+			retries: this.o.retries,
+			ssl: options.ssl,
+			sasl: options.sasl,
+			logLevel: options.logLevel,
+			log,
 		});
 	}
 
