@@ -60,6 +60,8 @@ export interface Config {
 	cacheMaxEntries: number;
 	rateLimit: { points: number; windowSec: number; ipPoints: number; syncMs: number };
 	readyCacheMs: number;
+	/** GET of one order, supply or claim answered from the cache in front of moleculer-web (docs/gateway.md). */
+	cachedReads: boolean;
 	requestTimeoutMs: number;
 	trustedServices: string[];
 	metrics: { enabled: boolean; port: number };
@@ -378,6 +380,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			syncMs: int(env, "RATE_LIMIT_SYNC_MS", 100, 10, 60_000),
 		},
 		readyCacheMs: int(env, "READY_CACHE_MS", 1000, 0, 60_000),
+		cachedReads: bool(env, "CACHED_READS", true),
 		requestTimeoutMs,
 		trustedServices: (str(env, "TRUSTED_SERVICES") ?? "api,supply,order,claiming,regions").split(",").map(s => s.trim()),
 		metrics: { enabled: bool(env, "METRICS_ENABLED", true), port: int(env, "METRICS_PORT", 3030, 0, 65535) },

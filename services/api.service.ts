@@ -11,10 +11,13 @@ import { appConfig } from "../mixins/config";
 import { RoleFollowerMixin } from "../mixins/role-follower.mixin";
 import { methodTable, type MethodTable } from "../src/http/allow";
 import { jsonBody } from "../src/http/body";
+import { cachedAnswer, cachedReadOf, type CachedRead } from "../src/http/cached-read";
 import { answerClientErrors } from "../src/http/client-error";
 import { STATUS_PAGE } from "../src/http/status-page";
 import { badRequest, unauthorized } from "../src/domain/errors";
 import type { User } from "../src/domain/types";
+import type { Entity } from "../src/lib/cache-keys";
+import { isGenerational, type GenerationalCacher } from "../src/lib/cache-store";
 import { errorBody } from "../src/lib/http-errors";
 import { identityFor, type Identity } from "../src/lib/identity";
 import { M } from "../src/lib/metrics";
@@ -39,6 +42,7 @@ type Req = IncomingMessage & {
 type Res = ServerResponse & { $ctx?: Context };
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
+const BEARER = /^Bearer\s+(\S+)$/i;
 const LIVE = Buffer.from(JSON.stringify({ status: "live" }));
 /** A body announced (even an empty one with an encoding): such a request is read and checked like any other. */
 const carriesBody = (req: Req) =>
@@ -244,6 +248,7 @@ const ApiService: WalletService = {
 			// breakers and timeouts, where an overloaded node would fail its own probe and be restarted for being
 			// busy. A request with a body goes the whole way (a body that does not decompress is a 400 everywhere).
 			if (url === "/health/live" && req.method === "GET" && !carriesBody(req)) return this.answerLive(req, res);
+			const cached = req.method === "GET" && this.cachedReads.size > 0 ? cachedReadOf(url) : undefined;
 			if (this.ipLimiter && !url.startsWith("/health/")) {
 				const decision = (this.ipLimiter as RateLimiter).consume(`ip:${req.socket.remoteAddress}`);
 				for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
@@ -259,7 +264,39 @@ const ApiService: WalletService = {
 				res.writeHead(204, { Allow: allow.join(", "), "X-Request-ID": this.clientRequestId(req) });
 				return res.end();
 			}
+			if (cached && this.cachedReads.has(cached.entity) && !carriesBody(req)) return this.serveCached(req, res, cached, next);
 			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
+		},
+		/**
+		 * A GET of one entity whose cache entry this node can read: answered here when the entry is there and the
+		 * caller may see it, with the headers the action's answer has; otherwise the whole way, as any request.
+		 */
+		async serveCached(this: any, req: Req, res: Res, read: CachedRead, next: unknown) {
+			const startedAt = performance.now();
+			let hit: { user: User; body: object } | undefined;
+			try {
+				const m = BEARER.exec(req.headers.authorization ?? "");
+				if (m) {
+					const { user } = await (this.identity as Identity).bearer(m[1]);
+					const body = cachedAnswer(read, user, await (this.broker.cacher as GenerationalCacher).peek(read.key));
+					if (body) hit = { user, body };
+				}
+			} catch {
+				// A bad token, or the cache unavailable: the whole way answers it (its 401, or a read of the database).
+			}
+			if (!hit) return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
+			try {
+				this.limit(`user:${hit.user.id}`, res);
+			} catch (err) {
+				return this.answerEarly(req, res, err as Error);
+			}
+			const json = Buffer.from(JSON.stringify(hit.body));
+			res.setHeader("X-Region", this.region);
+			if (this.replicaLagMs !== undefined) res.setHeader("X-Replica-Lag-Ms", String(this.replicaLagMs));
+			res.writeHead(200, { "X-Request-ID": this.clientRequestId(req), "Content-Type": "application/json; charset=utf-8", "Content-Length": json.length });
+			res.end(json);
+			this.broker.metrics.increment(M.CACHED_READS, { entity: read.entity });
+			this.logger.info(`GET ${req.url} 200`, { user: hit.user.id, ms: Math.round(performance.now() - startedAt) });
 		},
 		answerLive(this: { region: string; clientRequestId(req: Req): string }, req: Req, res: Res) {
 			res.writeHead(200, { "X-Region": this.region, "X-Request-ID": this.clientRequestId(req), "Content-Type": "application/json; charset=utf-8", "Content-Length": LIVE.length });
@@ -329,6 +366,17 @@ const ApiService: WalletService = {
 				.finally(() => (this.probing = undefined));
 			return this.probing;
 		},
+		/**
+		 * The entities whose `find` entries this node can read: all of them from a shared cache (Redis); from a
+		 * node's memory cache, those of the services it runs (no other service stores there, or hears of writes).
+		 * None while tracing: each request then gets its spans the whole way.
+		 */
+		cacheReadable(this: any): Set<Entity> {
+			const cacher = this.broker.cacher;
+			if (!appConfig(this.broker).cachedReads || this.tracing || !isGenerational(cacher)) return new Set();
+			const all: Entity[] = ["order", "supply", "claiming"];
+			return new Set(cacher.shared ? all : all.filter(e => this.broker.getLocalService(e)));
+		},
 		async checks(this: any): Promise<Record<string, string>> {
 			const cacher = this.broker.cacher;
 			// transit.connected stays true while NATS reconnects: ask the client for a round trip instead.
@@ -352,6 +400,7 @@ const ApiService: WalletService = {
 		this.identity = identityFor(cfg);
 		this.settings.ip = cfg.host;
 		this.tracing = this.broker.isTracingEnabled();
+		this.cachedReads = new Set<Entity>(); // known once every service of the node is loaded (started)
 		this.readyCacheMs = cfg.readyCacheMs;
 		this.allowed = methodTable([
 			{ prefix: "/api/v1", aliases: ROUTES },
@@ -373,6 +422,7 @@ const ApiService: WalletService = {
 		this.server.requireHostHeader = false; // checked in httpHandler, answered with the JSON body
 	},
 	started(this: any) {
+		this.cachedReads = this.cacheReadable();
 		if (appConfig(this.broker).replication.mode === "off") return;
 		// Refreshed in the background, never on a request's path. Unknown (no header) while it cannot be read.
 		const refresh = async () => {

@@ -13,7 +13,7 @@ import { appConfig } from "../mixins/config";
 import { ACTOR, CLAIM, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin } from "../mixins/db.mixin";
 import { notFound } from "../src/domain/errors";
-import { isAdmin } from "../src/domain/permissions";
+import { canViewClaim, isAdmin } from "../src/domain/permissions";
 import type { Claim, Order, Supply, User } from "../src/domain/types";
 import { AVAILABLE_SHARD } from "../src/lib/available-shard";
 import { Batcher } from "../src/lib/batcher";
@@ -145,7 +145,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			params: { id: uuid },
 			async handler(this: ClaimingThis, ctx: Ctx<{ id: string }>) {
 				const claim: Claim | null = await ctx.call("claiming.find", { id: ctx.params.id });
-				if (!claim || (claim.claimerId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("claim");
+				if (!claim || !canViewClaim(ctx.meta.user, claim)) throw notFound("claim");
 				return claim;
 			},
 		},
@@ -166,7 +166,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			params: { id: uuid },
 			async handler(this: ClaimingThis, ctx: Ctx<{ id: string }>) {
 				const claim = await getClaim(this.pool, ctx.params.id);
-				if (!claim || (claim.claimerId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("claim");
+				if (!claim || !canViewClaim(ctx.meta.user, claim)) throw notFound("claim");
 				const until = Date.now() + appConfig(this.broker).requestTimeoutMs * 0.8;
 				const result = await ctx.call<CommandResult, CommandParams>("claiming.command", {
 					op: "release",

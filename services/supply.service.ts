@@ -10,7 +10,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound } from "../src/domain/errors";
 import { positiveAmount, toNumeric } from "../src/domain/money";
-import { isAdmin } from "../src/domain/permissions";
+import { canViewSupply, isAdmin } from "../src/domain/permissions";
 import { decideAmountChange, decideSupplyTransition, type SupplyCommand } from "../src/domain/supply";
 import type { Supply, User } from "../src/domain/types";
 import { amount, asset, paging, status, uuid } from "../src/lib/params";
@@ -114,7 +114,7 @@ const SupplyService: WalletService = {
 			params: { id: uuid },
 			async handler(this: any, ctx: Ctx<{ id: string }>) {
 				const s: Supply | null = await ctx.call("supply.find", { id: ctx.params.id });
-				if (!s || (s.userId !== ctx.meta.user.id && !isAdmin(ctx.meta.user))) throw notFound("supply");
+				if (!s || !canViewSupply(ctx.meta.user, s)) throw notFound("supply");
 				return s;
 			},
 		},

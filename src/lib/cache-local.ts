@@ -88,6 +88,10 @@ export class LocalCacher extends Cachers.MemoryLRU implements GenerationalCacher
 		return true;
 	}
 
+	peek(key: string): unknown {
+		return this.lru.get(key);
+	}
+
 	async readStale(key: string) {
 		const rec = this.lru.get(key) as StaleRecord | undefined;
 		return rec?.v === undefined ? undefined : this.copy(rec.v);

@@ -18,6 +18,11 @@ export interface GenerationalCacher {
 	saveFound(find: { key: string; ttl: number }, stale: { key: string; ttl: number }, token: string, value: object): Promise<boolean>;
 	/** The stale copy, or undefined (none, or a write since). */
 	readStale(staleKey: string): Promise<unknown>;
+	/**
+	 * An entry as `get` returns it, for a reader that only serializes it (the gateway's cached reads): a memory
+	 * cache hands out its own object, not a copy, and neither counts the read in the cacher's metrics.
+	 */
+	peek(key: string): unknown;
 }
 
 export function isGenerational(cacher: unknown): cacher is GenerationalCacher {

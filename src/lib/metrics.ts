@@ -15,6 +15,7 @@ export const M = {
 	SWEEPER_FAILURES: "wallet.sweeper.failures.total",
 	COMMAND_BATCH: "wallet.order.command.batch.size",
 	RATE_LIMITED: "wallet.ratelimit.rejections.total",
+	CACHED_READS: "wallet.gateway.cached.reads.total",
 	OUTBOX_BACKLOG: "wallet.outbox.backlog",
 	DB_POOL: "wallet.db.pool.connections",
 	REPL_PUBLISHED: "wallet.replication.published.total",
@@ -60,6 +61,7 @@ export function registerDomainMetrics(broker: ServiceBroker) {
 		buckets: [1, 2, 4, 8, 16, 32, 64, 128],
 	});
 	m.register({ name: M.RATE_LIMITED, type: "counter", labelNames: ["by"], description: "Requests refused by the rate limiter" });
+	m.register({ name: M.CACHED_READS, type: "counter", labelNames: ["entity"], description: "GETs of one entity answered by the gateway from the cache, before moleculer-web and the actions", rate: true });
 	m.register({ name: M.OUTBOX_BACKLOG, type: "gauge", description: "Outbox events not yet published" });
 	m.register({ name: M.DB_POOL, type: "gauge", labelNames: ["state"], description: "pg pool connections: total, idle, waiting, max" });
 	m.register({ name: M.REPL_PUBLISHED, type: "counter", description: "Outbox events this region published to the event log", rate: true });

@@ -72,6 +72,10 @@ export class SafeRedisCacher extends Cachers.Redis implements GenerationalCacher
 		}
 	}
 
+	peek(key: string): Promise<unknown> {
+		return this.get(key);
+	}
+
 	override async set(key: string, data: unknown, ttl?: number) {
 		if (data !== null && typeof data === "object" && storedByRead.has(data)) return undefined;
 		try {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkInvariants } from "../../src/checker/invariants";
 import { checkHistory } from "../../src/checker/history-check";
 import { Client, item } from "../helpers/http";
+import { metricValue } from "../helpers/nodes";
 import { converged, startTestRegions, type TestRegions } from "../helpers/regions";
 
 let rs: TestRegions;
@@ -59,6 +60,11 @@ describe("replication between two regions", () => {
 		expect(viewOfA.lastEventAt).toMatch(/^2\d{3}-/);
 		// Reads say how far behind the copies may be (refreshed every second in the background).
 		await expect.poll(async () => (await fromB.get(`/api/v1/supplies/${supply.body.id}`)).headers.get("x-replica-lag-ms"), { timeout: 3000 }).toMatch(/^\d+$/);
+		// ... the gateway's answers from the cache too (docs/gateway.md, "Cached reads").
+		const cachedBefore = metricValue(b.broker, "wallet.gateway.cached.reads.total", { entity: "supply" });
+		const cached = await fromB.get(`/api/v1/supplies/${supply.body.id}`);
+		expect(metricValue(b.broker, "wallet.gateway.cached.reads.total", { entity: "supply" })).toBe(cachedBefore + 1);
+		expect(cached.headers.get("x-replica-lag-ms")).toMatch(/^\d+$/);
 
 		const inv = await checkInvariants([a.db.pool, b.db.pool]);
 		expect(inv.violations).toEqual([]);

@@ -22,4 +22,10 @@ describe("gateway configuration", () => {
 		expect(loadConfig({}).readyCacheMs).toBe(1000);
 		expect(loadConfig({ READY_CACHE_MS: "0" }).readyCacheMs).toBe(0);
 	});
+
+	it("answers cached reads in front of moleculer-web unless CACHED_READS is off", () => {
+		expect(loadConfig({}).cachedReads).toBe(true);
+		expect(loadConfig({ CACHED_READS: "false" }).cachedReads).toBe(false);
+		expect(() => loadConfig({ CACHED_READS: "sometimes" })).toThrow(/CACHED_READS/);
+	});
 });
