@@ -2,6 +2,7 @@
 // brokers with brokerOptions(cfg) so every node of every test is configured the same way.
 import { Errors, type BrokerOptions } from "moleculer";
 import { nkeyAuthenticator, tokenAuthenticator, usernamePasswordAuthenticator } from "nats";
+import pino from "pino";
 import { config, type Config } from "./config";
 import { DeadlineMiddleware } from "./middlewares/deadline";
 import { HomeRegionMiddleware } from "./middlewares/home-region";
@@ -22,6 +23,14 @@ import { CacheGenerationsMiddleware } from "./src/lib/cache-generations";
 export interface WalletBrokerOptions extends BrokerOptions {
 	appConfig: Config;
 }
+
+let stdout: ReturnType<typeof pino.destination> | undefined;
+/**
+ * stdout for every broker of this process, written asynchronously: the lines logged while a write is out leave
+ * together in the next one, so a busy node makes one write(2) per burst of lines rather than one per request's
+ * access-log line (docs/operations.md, "Logs"). Nothing waits for a quiet moment; pino flushes it at exit.
+ */
+const asyncStdout = () => (stdout ??= pino.destination({ dest: 1, sync: false }));
 
 /** pino through Moleculer's Pino logger; `destination` is stdout unless a test captures the lines. */
 export function loggerOptions(cfg: Config, destination?: { write(line: string): void }): BrokerOptions["logger"] {
@@ -67,7 +76,8 @@ export function loggerOptions(cfg: Config, destination?: { write(line: string): 
 							}
 						: {}),
 				},
-				destination,
+				// pino-pretty (development) runs in a worker of its own and takes no destination.
+				destination: destination ?? (cfg.logFormat === "pretty" ? undefined : asyncStdout()),
 			},
 		},
 	} as BrokerOptions["logger"];

@@ -1,12 +1,14 @@
 // Group commit: items submitted while earlier batches are in flight are carried out together, in one call
-// (one transaction), with one outcome per item. At low load an item goes out alone at once (no added
-// latency unless windowMs > 0); under load, items queue while `concurrency` batches run and leave in
-// batches of up to `maxItems`. An item whose caller's deadline has passed while it queued is dropped.
+// (one transaction), with one outcome per item. An item that finds no batch in flight goes out at once, so
+// a quiet node adds no latency. Under load, items queue while `concurrency` batches run, or for up to
+// `windowMs` while any batch runs, and leave in batches of up to `maxItems`: on a busy node each database
+// round trip costs far more than the rows it carries (docs/benchmarks.md). An item whose caller's deadline
+// has passed while it queued is dropped.
 export interface BatcherOptions {
 	/** Batches in flight at once (each holds one database connection). */
 	concurrency: number;
 	maxItems: number;
-	/** How long the first item of a batch waits for company; 0 sends it at once. */
+	/** How long the first item of a batch waits for company while another batch is in flight; 0: never. */
 	windowMs: number;
 }
 
@@ -42,7 +44,7 @@ export class Batcher<I, O> {
 
 	private schedule() {
 		if (this.inFlight >= this.opts.concurrency || this.queue.length === 0) return;
-		if (this.opts.windowMs > 0 && this.queue.length < this.opts.maxItems) {
+		if (this.opts.windowMs > 0 && this.inFlight > 0 && this.queue.length < this.opts.maxItems) {
 			this.timer ??= setTimeout(() => {
 				this.timer = undefined;
 				this.flush();

@@ -56,15 +56,43 @@ describe("Batcher (group commit)", () => {
 		expect(await Promise.all(all)).toHaveLength(7);
 	});
 
-	it("waits up to windowMs for company when a window is set", async () => {
+	it("waits up to windowMs for company while a batch is in flight, and never on a quiet node", async () => {
 		const r = gatedRunner();
 		const b = new Batcher(r.run, { concurrency: 4, maxItems: 10, windowMs: 30 }, () => new Error("late"));
-		const p = [b.submit(1), b.submit(2)];
+		// Nothing in flight: out at once, window or not.
+		const first = b.submit(1);
 		await tick();
-		expect(r.calls).toEqual([]);
+		expect(r.calls).toEqual([[1]]);
+		// One batch in flight and three slots free: the next items wait for company instead of taking a slot each.
+		const p = [b.submit(2), b.submit(3)];
+		await tick();
+		expect(r.calls).toEqual([[1]]);
 		await new Promise(res => setTimeout(res, 50));
-		expect(r.calls).toEqual([[1, 2]]);
+		expect(r.calls).toEqual([[1], [2, 3]]);
 		r.gates[0]();
+		r.gates[1]();
+		await Promise.all([first, ...p]);
+		// Quiet again: no wait.
+		const last = b.submit(4);
+		await tick();
+		expect(r.calls[2]).toEqual([4]);
+		r.gates[2]();
+		await last;
+	});
+
+	it("sends what waited as soon as the batches in flight are done, before the window ends", async () => {
+		const r = gatedRunner();
+		const b = new Batcher(r.run, { concurrency: 4, maxItems: 10, windowMs: 10_000 }, () => new Error("late"));
+		const first = b.submit(1);
+		await tick();
+		const p = [b.submit(2), b.submit(3)];
+		await tick();
+		expect(r.calls).toEqual([[1]]);
+		r.gates[0]();
+		await first;
+		await tick();
+		expect(r.calls).toEqual([[1], [2, 3]]);
+		r.gates[1]();
 		await Promise.all(p);
 	});
 
