@@ -56,10 +56,11 @@ async function as<T = any>(userId: string, action: string, params: Record<string
 
 /** The Redis commands `write` sends (MONITOR sees every client; only the cacher talks to Redis here). */
 async function commandsOf(write: () => Promise<unknown>): Promise<string[][]> {
-	// Markers on both sides: earlier commands (a read's cache set is not awaited) stay out.
+	// Markers on both sides, sent on the cacher's own connection after what it already issued: earlier commands (a
+	// read's cache set is not awaited, and leaves with the next tick's pipeline) stay out.
 	const mark = async () => {
 		const marker = `mark-${Math.random()}`;
-		await client.echo(marker);
+		await (broker.cacher as any).client.echo(marker);
 		await expect.poll(() => seen.findIndex(a => a[0] === "echo" && a[1] === marker), { timeout: 5000 }).toBeGreaterThan(-1);
 		return seen.findIndex(a => a[0] === "echo" && a[1] === marker);
 	};
