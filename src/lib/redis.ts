@@ -1,11 +1,7 @@
 import type { RedisOptions } from "ioredis";
 import { failFastRedisOptions } from "./safe-redis-cacher";
 
-/**
- * redis://[:password@]host:port[/db] or rediss:// -> ioredis options that fail fast. Commands issued in one tick
- * leave in one write (auto-pipelining): under load a node's cache reads, invalidations and generation reads share
- * round trips instead of each waking Redis (docs/benchmarks.md).
- */
+/** redis://[:password@]host:port[/db] or rediss:// -> ioredis options that fail fast. */
 export function redisOptions(url: string): RedisOptions {
 	const u = new URL(url);
 	return {
@@ -16,6 +12,5 @@ export function redisOptions(url: string): RedisOptions {
 		db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
 		tls: u.protocol === "rediss:" ? {} : undefined,
 		...failFastRedisOptions,
-		enableAutoPipelining: true,
 	};
 }
