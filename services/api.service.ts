@@ -82,9 +82,7 @@ const ApiService: WalletService = {
 			if (!options.requestID || !REQUEST_ID.test(options.requestID)) options.requestID = randomUUID();
 			else if (this.tracing) options.meta = { [TRACE_ID]: randomUUID() };
 			req.$startedAt = performance.now();
-			res.setHeader("X-Region", this.region);
-			// Reads come from this region's copies: how far behind the other regions they may be.
-			if (this.replicaLagMs !== undefined) res.setHeader("X-Replica-Lag-Ms", String(this.replicaLagMs));
+			this.setRegionHeaders(res);
 		},
 		routes: [
 			{
@@ -98,12 +96,8 @@ const ApiService: WalletService = {
 				// action's timeout, and nested calls get what is left (middlewares/deadline.ts).
 				callOptions: { timeout: 8000 },
 				aliases: ROUTES,
-				// The access log: one line per answered request, with its request id (errors: onError).
 				onAfterCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req, _res: Res, data: unknown) {
-					this.logger.info(`${req.method} ${req.originalUrl ?? req.url} ${ctx.meta.$statusCode ?? 200}`, {
-						user: ctx.meta.user?.id,
-						ms: Math.round(performance.now() - (req.$startedAt ?? performance.now())),
-					});
+					this.logAnswered(req, ctx.meta.$statusCode ?? 200, ctx.meta.user?.id);
 					return data;
 				},
 			},
@@ -248,7 +242,6 @@ const ApiService: WalletService = {
 			// breakers and timeouts, where an overloaded node would fail its own probe and be restarted for being
 			// busy. A request with a body goes the whole way (a body that does not decompress is a 400 everywhere).
 			if (url === "/health/live" && req.method === "GET" && !carriesBody(req)) return this.answerLive(req, res);
-			const cached = req.method === "GET" && this.cachedReads.size > 0 ? cachedReadOf(url) : undefined;
 			if (this.ipLimiter && !url.startsWith("/health/")) {
 				const decision = (this.ipLimiter as RateLimiter).consume(`ip:${req.socket.remoteAddress}`);
 				for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
@@ -264,7 +257,10 @@ const ApiService: WalletService = {
 				res.writeHead(204, { Allow: allow.join(", "), "X-Request-ID": this.clientRequestId(req) });
 				return res.end();
 			}
-			if (cached && this.cachedReads.has(cached.entity) && !carriesBody(req)) return this.serveCached(req, res, cached, next);
+			if (req.method === "GET" && this.cachedReads.size > 0 && !carriesBody(req)) {
+				const cached = cachedReadOf(url);
+				if (cached && this.cachedReads.has(cached.entity)) return this.serveCached(req, res, cached, next);
+			}
 			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
 		},
 		/**
@@ -272,7 +268,7 @@ const ApiService: WalletService = {
 		 * caller may see it, with the headers the action's answer has; otherwise the whole way, as any request.
 		 */
 		async serveCached(this: any, req: Req, res: Res, read: CachedRead, next: unknown) {
-			const startedAt = performance.now();
+			req.$startedAt = performance.now();
 			let hit: { user: User; body: object } | undefined;
 			try {
 				const m = BEARER.exec(req.headers.authorization ?? "");
@@ -291,12 +287,23 @@ const ApiService: WalletService = {
 				return this.answerEarly(req, res, err as Error);
 			}
 			const json = Buffer.from(JSON.stringify(hit.body));
-			res.setHeader("X-Region", this.region);
-			if (this.replicaLagMs !== undefined) res.setHeader("X-Replica-Lag-Ms", String(this.replicaLagMs));
+			this.setRegionHeaders(res);
 			res.writeHead(200, { "X-Request-ID": this.clientRequestId(req), "Content-Type": "application/json; charset=utf-8", "Content-Length": json.length });
 			res.end(json);
 			this.broker.metrics.increment(M.CACHED_READS, { entity: read.entity });
-			this.logger.info(`GET ${req.url} 200`, { user: hit.user.id, ms: Math.round(performance.now() - startedAt) });
+			this.logAnswered(req, 200, hit.user.id);
+		},
+		/** Who served an answer, and how far behind the other regions its copies may be (reads come from them). */
+		setRegionHeaders(this: { region: string; replicaLagMs?: number }, res: Res) {
+			res.setHeader("X-Region", this.region);
+			if (this.replicaLagMs !== undefined) res.setHeader("X-Replica-Lag-Ms", String(this.replicaLagMs));
+		},
+		/** The access log: one line per answered request, with its request id (errors: onError). */
+		logAnswered(this: any, req: Req, status: number, userId: string | undefined) {
+			this.logger.info(`${req.method} ${req.originalUrl ?? req.url} ${status}`, {
+				user: userId,
+				ms: Math.round(performance.now() - (req.$startedAt ?? performance.now())),
+			});
 		},
 		answerLive(this: { region: string; clientRequestId(req: Req): string }, req: Req, res: Res) {
 			res.writeHead(200, { "X-Region": this.region, "X-Request-ID": this.clientRequestId(req), "Content-Type": "application/json; charset=utf-8", "Content-Length": LIVE.length });
@@ -320,7 +327,7 @@ const ApiService: WalletService = {
 		async authenticate(this: any, ctx: Context<unknown, { assertion?: string }>, _route: unknown, req: Req): Promise<User> {
 			const header = req.headers.authorization;
 			if (!header) throw unauthorized("Missing Authorization header");
-			const m = /^Bearer\s+(\S+)$/i.exec(header);
+			const m = BEARER.exec(header);
 			if (!m) throw unauthorized("The Authorization header must be 'Bearer <token>'", "INVALID_TOKEN");
 			const identity = this.identity as Identity;
 			const { user, exp } = await identity.bearer(m[1]);
