@@ -20,7 +20,7 @@ export interface GenerationalCacher {
 	readStale(staleKey: string): Promise<unknown>;
 	/**
 	 * An entry as `get` returns it, for a reader that only serializes it (the gateway's cached reads): a memory
-	 * cache hands out its own object, not a copy, and neither counts the read in the cacher's metrics.
+	 * cache hands out its own object, not a copy. Counted in the cacher's get and found metrics as any read.
 	 */
 	peek(key: string): unknown;
 }

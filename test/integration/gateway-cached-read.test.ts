@@ -50,9 +50,11 @@ describe.each([
 		const path = `/api/v1/orders/${order.body.id}`;
 		const before = served(gateway, "order");
 		const first = await bob.get(path, { "X-Request-ID": "cr-first" });
+		const [gets, hits] = [metricValue(gateway, "moleculer.cacher.get.total"), metricValue(gateway, "moleculer.cacher.found.total")];
 		const second = await bob.get(path, { "X-Request-ID": "cr-second" });
-		// The first filled the cache through the action; the second came from it.
+		// The first filled the cache through the action; the second came from it, a cache hit like any other.
 		expect(served(gateway, "order")).toBe(before + 1);
+		expect([metricValue(gateway, "moleculer.cacher.get.total"), metricValue(gateway, "moleculer.cacher.found.total")]).toEqual([gets + 1, hits + 1]);
 		expect(second.status).toBe(200);
 		expect(second.body).toEqual(first.body);
 		expect(second.body).toEqual(order.body);
