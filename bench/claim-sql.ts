@@ -26,6 +26,7 @@ const { values: args } = parseArgs({
 		functions: { type: "boolean", default: false },
 		apply: { type: "boolean", default: false },
 		"apply-batch": { type: "string", default: "50" },
+		"apply-group": { type: "string", default: "1" },
 	},
 });
 const CLAIMS = Number(args.claims);
@@ -78,32 +79,37 @@ async function main() {
 		} finally {
 			client.release();
 		}
-		if (args.apply) await benchApply(db.pool, Number(args["apply-batch"]));
+		if (args.apply) await benchApply(db.pool, Number(args["apply-batch"]), Number(args["apply-group"]));
 	} finally {
 		await db.drop();
 	}
 }
 
 /** Applies the claims' events, in order and in batches, in another region's database: its backend's CPU an event. */
-async function benchApply(home: pg.Pool, batch: number) {
+async function benchApply(home: pg.Pool, batch: number, group: number) {
 	const events = (await home.query(`SELECT ${OUTBOX_COLUMNS} FROM outbox o ORDER BY id`)).rows.map(toReplEvent);
 	const replica = await createTestDatabase();
 	try {
 		await migrate(replica.pool);
 		const client = await replica.pool.connect();
 		try {
+			// --apply-group G: G deliveries of --apply-batch events in one apply_deliveries call (the applier's group
+			// commit of its lanes), each as its own lane.
 			const apply = async (from: number, to: number) => {
-				for (let i = from; i < to; i += batch)
-					await client.query(`SELECT apply_events($1::jsonb)`, [
-						JSON.stringify({ source: REGION, lane: 0, region: "europe-west1", events: events.slice(i, Math.min(i + batch, to)) }),
-					]);
+				for (let i = from; i < to; i += batch * group) {
+					const deliveries = [];
+					for (let k = 0; k < group && i + k * batch < to; k++)
+						deliveries.push({ source: REGION, lane: k, events: events.slice(i + k * batch, Math.min(i + (k + 1) * batch, to)) });
+					if (group === 1) await client.query(`SELECT apply_events($1::jsonb)`, [JSON.stringify({ ...deliveries[0], region: "europe-west1" })]);
+					else await client.query(`SELECT apply_deliveries($1::jsonb)`, [JSON.stringify({ region: "europe-west1", deliveries })]);
+				}
 			};
 			const warm = Math.floor(events.length / 5);
 			await apply(0, warm);
 			const { cpu, wall } = await measured(client, () => apply(warm, events.length));
 			const n = events.length - warm;
 			console.log(
-				`apply_events, ${n} of the claims' events in batches of ${batch}: PostgreSQL CPU ${Math.round((cpu / n) * 1000)} µs an event, ` +
+				`apply_events, ${n} of the claims' events in batches of ${batch}${group > 1 ? `, ${group} batches a call` : ""}: PostgreSQL CPU ${Math.round((cpu / n) * 1000)} µs an event, ` +
 					`wall ${Math.round((wall / n) * 1000)} µs an event`,
 			);
 		} finally {

@@ -23,6 +23,7 @@ import { tokenFor } from "../test/helpers/http";
 import { clusterUp } from "../test/helpers/local-cluster";
 import { REGION_NAMES, startTestRegions, type TestRegions } from "../test/helpers/regions";
 import { percentile } from "./load";
+import { cpuSampler, pidsNamed } from "./proc";
 
 const arg = (name: string, def: number) => {
 	const i = process.argv.indexOf(`--${name}`);
@@ -37,6 +38,9 @@ const RUNS = (process.argv.includes("--runs") ? process.argv[process.argv.indexO
 interface Run {
 	mode: string;
 	sent: number;
+	achieved: number;
+	writeP50: number;
+	writeP99: number;
 	ok: number;
 	errors: number;
 	events: number;
@@ -121,13 +125,19 @@ async function run(mode: "kafka" | "memory"): Promise<Run> {
 	}
 }
 
-/** SECONDS of creations at RATE spread over the regions' APIs (each URL ends in /api/v1). */
+/**
+ * SECONDS of creations due at RATE spread over the regions' APIs (each URL ends in /api/v1). Open loop: a write
+ * leaves when it is due whatever the answers before it (up to 32 in flight per region, then it queues in the
+ * client), and its latency counts from when it was due, so a region that cannot keep up shows as write latency and
+ * as an achieved rate below RATE rather than as a lower rate than asked.
+ */
 async function writeLoad(urls: string[], tokens: string[], seconds = SECONDS) {
 	const pools = urls.map(u => new Pool(new URL(u).origin, { connections: 32, pipelining: 1 }));
 	// The cluster's URLs name the API's path; the in-process regions' are the origin only.
 	const path0 = new URL(urls[0]).pathname.replace(/\/$/, "");
 	const base = path0.endsWith("/api/v1") ? path0 : `${path0}/api/v1`;
 	let sent = 0, ok = 0, errors = 0;
+	const latencies: number[] = [];
 	const started = Date.now();
 	const inFlight = new Set<Promise<void>>();
 	for (let i = 0; Date.now() - started < seconds * 1000; i++) {
@@ -148,6 +158,7 @@ async function writeLoad(urls: string[], tokens: string[], seconds = SECONDS) {
 			})
 			.then(async r => {
 				await r.body.text();
+				latencies.push(Date.now() - due);
 				if (r.statusCode === 201) ok++;
 				else errors++;
 			})
@@ -156,8 +167,19 @@ async function writeLoad(urls: string[], tokens: string[], seconds = SECONDS) {
 		inFlight.add(p);
 	}
 	await Promise.all(inFlight);
+	const endedAt = Date.now();
 	await Promise.all(pools.map(p => p.close()));
-	return { sent, ok, errors, endedAt: Date.now() };
+	latencies.sort((a, b) => a - b);
+	return {
+		sent,
+		ok,
+		errors,
+		endedAt,
+		/** 201s a second, from the first write due to the last answer. */
+		achieved: ok / ((endedAt - started) / 1000),
+		writeP50: percentile(latencies, 50),
+		writeP99: percentile(latencies, 99),
+	};
 }
 
 /** `wallet_replication_lag` of every node: cumulative counts per bucket bound (ms), summed over sources and nodes. */
@@ -204,9 +226,25 @@ async function runCluster(): Promise<Run & { within250: number }> {
 		for (const until = Date.now() + 60_000; count(await lagBuckets(ports)) < warm.ok * (REGIONS.length - 1) && Date.now() < until; )
 			await new Promise(r => setTimeout(r, 200));
 		const before = await lagBuckets(ports);
+		// Where the machine's CPU went during the load, by process group.
+		type Region = { name: string; nodes: { pid: number }[]; natsPid?: number; redisPid?: number };
+		const regions: Region[] = state.regions;
+		const sampler = cpuSampler({
+			...Object.fromEntries(regions.map(r => [`${r.name} nodes`, () => r.nodes.map(n => n.pid)])),
+			"nats-server (all regions)": () => regions.map(r => r.natsPid ?? 0).filter(Boolean),
+			"redis-server": () => pidsNamed("redis-server"),
+			"postgres": () => pidsNamed("postgres"),
+			"kafka test broker": () => (state.kafka?.holderPid ? [state.kafka.holderPid] : []),
+		});
+		const mark = sampler.mark();
+		const t0 = Date.now();
 		const cpu0 = cpuTimes();
 		const load = await writeLoad(cl.regions.map(r => r.apiUrl), tokens);
 		const cpuBusy = busySince(cpu0);
+		const split = sampler.since(mark);
+		const wallS = (load.endedAt - t0) / 1000;
+		console.log(`\nCPU during the load (${wallS.toFixed(1)} s), cores busy by process group:`);
+		for (const [k, ms] of Object.entries(split).sort((a, b) => b[1] - a[1])) console.log(`  ${k}: ${(ms / 1000 / wallS).toFixed(2)} cores, ${((ms * 1000) / Math.max(1, load.ok)).toFixed(0)} µs a write`);
 		const expected = load.ok * (REGIONS.length - 1);
 		let after = await lagBuckets(ports);
 		for (const until = Date.now() + 60_000; count(after) - count(before) < expected && Date.now() < until; ) {
@@ -238,18 +276,22 @@ async function main() {
 	console.log(`replication lag: 3 regions, ${RATE} writes/s for ${SECONDS} s, spread over the regions`);
 	const rows: (Run & { within250?: number })[] = [];
 	for (const r of RUNS) rows.push(r === "cluster" ? await runCluster() : await run(r as "memory" | "kafka"));
-	console.log("\n| run | writes sent | 201 | errors | events applied | lag p50 | p95 | p99 | max | within 250 ms | converged after the load | machine CPU busy |");
-	console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
+	console.log("\n| run | writes sent | 201 | errors | writes/s achieved | write p50 / p99 | events applied | lag p50 | p95 | p99 | max | within 250 ms | converged after the load | machine CPU busy |");
+	console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 	for (const r of rows) {
 		const max = r.within250 === undefined ? `${r.max.toFixed(0)} ms` : `≤ ${r.max} ms (bucket)`;
 		const within = r.within250 === undefined ? "—" : `${(r.within250 * 100).toFixed(2)} %`;
-		console.log(`| ${r.mode} | ${r.sent} | ${r.ok} | ${r.errors} | ${r.events} | ${r.p50.toFixed(0)} ms | ${r.p95.toFixed(0)} ms | ${r.p99.toFixed(0)} ms | ${max} | ${within} | ${r.convergeMs} ms | ${(r.cpuBusy * 100).toFixed(0)} % |`);
+		console.log(`| ${r.mode} | ${r.sent} | ${r.ok} | ${r.errors} | ${r.achieved.toFixed(0)} | ${r.writeP50.toFixed(0)} / ${r.writeP99.toFixed(0)} ms | ${r.events} | ${r.p50.toFixed(0)} ms | ${r.p95.toFixed(0)} ms | ${r.p99.toFixed(0)} ms | ${max} | ${within} | ${r.convergeMs} ms | ${(r.cpuBusy * 100).toFixed(0)} % |`);
 	}
 	const cluster = rows.find(r => r.within250 !== undefined);
 	const memory = rows.find(r => r.mode.startsWith("memory"));
 	if (cluster) {
 		if (memory) console.log(`\ncluster p99 ÷ in-process memory p99: ${(cluster.p99 / Math.max(1, memory.p99)).toFixed(2)}×`);
-		console.log(`target p99 ≤ 250 ms (cluster): ${cluster.within250! >= 0.99 ? "met" : "not met"} (${(cluster.within250! * 100).toFixed(2)} % of events within 250 ms)`);
+		// The target is a lag at RATE: a cluster that took the writes more slowly than asked has not met it.
+		const kept = cluster.achieved >= 0.95 * RATE;
+		console.log(
+			`target p99 ≤ 250 ms at ${RATE} writes/s (cluster): ${cluster.within250! >= 0.99 && kept ? "met" : "not met"} (${(cluster.within250! * 100).toFixed(2)} % of events within 250 ms; ${cluster.achieved.toFixed(0)} writes/s achieved${kept ? "" : ", below the rate asked"})`,
+		);
 	}
 	process.exit(0);
 }

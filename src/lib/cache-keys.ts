@@ -59,10 +59,13 @@ export function writePlan(changes: Changes | Changes[]): WritePlan {
 
 /** Merges plans (deferred invalidations of one command) into one pipeline. */
 export function mergePlans(plans: WritePlan[]): WritePlan {
-	const merged: WritePlan = { id: randomUUID(), del: [], bump: [], stale: [] };
-	for (const p of plans)
-		for (const field of ["del", "bump", "stale"] as const) for (const k of p[field]) if (!merged[field].includes(k)) merged[field].push(k);
-	return merged;
+	const del = new Set<string>(), bump = new Set<string>(), stale = new Set<string>();
+	for (const p of plans) {
+		for (const k of p.del) del.add(k);
+		for (const k of p.bump) bump.add(k);
+		for (const k of p.stale) stale.add(k);
+	}
+	return { id: randomUUID(), del: [...del], bump: [...bump], stale: [...stale] };
 }
 
 /**

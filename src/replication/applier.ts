@@ -1,7 +1,10 @@
 // The applier: consumes the other regions' events and applies each batch in one transaction, one round trip
 // (the SQL function apply_events): a newer version wins, an older or repeated one is skipped, so
-// redeliveries and reorderings are harmless. The log's offsets advance only after the commit.
+// redeliveries and reorderings are harmless. The log's offsets advance only after the commit. The deliveries of
+// several lanes that are ready together are committed together (apply_deliveries: group commit), because an
+// apply's fixed cost is most of what a few events cost (docs/multi-region.md, "Replication lag").
 import type { Pool } from "pg";
+import { Batcher } from "../lib/batcher";
 import type { Delivery, EventLog, Subscription } from "./event-log";
 
 export interface Changed {
@@ -22,11 +25,32 @@ export interface ApplyResult {
 
 /** Applies one delivery in `region`'s database (the region settles its own holds as claim events arrive). */
 export async function applyDelivery(pool: Pool, region: string, d: Delivery): Promise<ApplyResult> {
-	const { rows } = await pool.query<{ r: ApplyResult }>(`SELECT apply_events($1::jsonb) AS r`, [
-		JSON.stringify({ source: d.source, lane: d.lane ?? 0, region, events: d.events }),
-	]);
+	const { rows } = await pool.query<{ r: ApplyResult }>({
+		name: "apply-events",
+		text: `SELECT apply_events($1::jsonb) AS r`,
+		values: [JSON.stringify({ source: d.source, lane: d.lane ?? 0, region, events: d.events })],
+	});
 	return rows[0].r;
 }
+
+/** Several deliveries in one call and one transaction, each applied as `applyDelivery` would, with its own result. */
+export async function applyDeliveries(pool: Pool, region: string, ds: Delivery[]): Promise<ApplyResult[]> {
+	if (ds.length === 1) return [await applyDelivery(pool, region, ds[0])];
+	const { rows } = await pool.query<{ r: ApplyResult[] }>({
+		name: "apply-deliveries",
+		text: `SELECT apply_deliveries($1::jsonb) AS r`,
+		values: [JSON.stringify({ region, deliveries: ds.map(d => ({ source: d.source, lane: d.lane ?? 0, events: d.events })) })],
+	});
+	return rows[0].r;
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/**
+ * What the lanes hand over while an apply is in flight leaves in the next call, together (at most this many
+ * deliveries, each at most the lanes' own 500 events); one apply in flight per applier.
+ */
+const GROUP = { concurrency: 1, maxItems: 32, windowMs: 0 };
 
 export interface ApplierOptions {
 	region: string;
@@ -38,6 +62,11 @@ export interface ApplierOptions {
 
 export class Applier {
 	private sub?: Subscription;
+	private readonly group = new Batcher<Delivery, Settled<ApplyResult>>(
+		ds => this.applyTogether(ds),
+		GROUP,
+		() => new Error("an apply has no deadline"),
+	);
 
 	constructor(
 		private readonly pool: Pool,
@@ -55,11 +84,33 @@ export class Applier {
 			group: this.options.group,
 			sources: this.sources,
 			handler: async d => {
-				const r = await applyDelivery(this.pool, this.options.region, d);
-				await this.options.onApplied?.(d, r);
+				const r = await this.group.submit(d);
+				if (!r.ok) throw r.error;
+				await this.options.onApplied?.(d, r.value);
 			},
 			onError: this.options.onError,
 		});
+	}
+
+	/**
+	 * One call for every delivery; if it fails, each delivery alone, so that one delivery's failure (a deadlock with
+	 * another node's apply, an event the database refuses) fails no other: its lane retries it.
+	 */
+	private async applyTogether(ds: Delivery[]): Promise<Settled<ApplyResult>[]> {
+		try {
+			return (await applyDeliveries(this.pool, this.options.region, ds)).map(value => ({ ok: true, value }));
+		} catch (error) {
+			if (ds.length === 1) return [{ ok: false, error }];
+			const out: Settled<ApplyResult>[] = [];
+			for (const d of ds)
+				out.push(
+					await applyDelivery(this.pool, this.options.region, d).then(
+						value => ({ ok: true as const, value }),
+						e => ({ ok: false as const, error: e }),
+					),
+				);
+			return out;
+		}
 	}
 
 	/** Events of other regions not applied here yet. */

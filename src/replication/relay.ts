@@ -109,10 +109,11 @@ export class OutboxRelay {
 		return withTx(this.pool, async c => {
 			const lock = await c.query<{ mine: boolean }>(`SELECT pg_try_advisory_xact_lock($1) AS mine`, [RELAY_LOCK]);
 			if (!lock.rows[0].mine) return -1;
-			let { rows } = await c.query<OutboxRow>(
-				`SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE published_at IS NULL AND ${PUBLISHABLE} ORDER BY id LIMIT $1`,
-				[this.options.batch, this.options.region],
-			);
+			let { rows } = await c.query<OutboxRow>({
+				name: "relay-batch",
+				text: `SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE published_at IS NULL AND ${PUBLISHABLE} ORDER BY id LIMIT $1`,
+				values: [this.options.batch, this.options.region],
+			});
 			if (rows.length === 0) return 0;
 			if (rows.length === this.options.batch) rows = rows.concat(await this.restOfTransactions(c, rows));
 			// Bounded: this transaction holds the relay lock, and the database ends a transaction idle too long.
@@ -120,7 +121,11 @@ export class OutboxRelay {
 			// Marked (and so acknowledged to a client waiting for durability) only if still publishable now that the log
 			// took them: a lease that ran out meanwhile may have let a successor fence this log before they landed, and
 			// then no one applies them. Left unmarked, they are published again if the lease comes back, or superseded.
-			const marked = await c.query(`UPDATE outbox o SET published_at = now() WHERE id = ANY($1::bigint[]) AND ${PUBLISHABLE}`, [rows.map(r => r.id), this.options.region]);
+			const marked = await c.query({
+				name: "relay-mark",
+				text: `UPDATE outbox o SET published_at = now() WHERE id = ANY($1::bigint[]) AND ${PUBLISHABLE}`,
+				values: [rows.map(r => r.id), this.options.region],
+			});
 			if ((marked.rowCount ?? 0) < rows.length) this.options.onUnconfirmed?.(rows.length - (marked.rowCount ?? 0));
 			return marked.rowCount ?? 0;
 		});

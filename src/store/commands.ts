@@ -33,9 +33,11 @@ type Row = { ok?: true; error?: string; details?: Record<string, unknown> } & Pa
 
 export async function runCommands(db: Pool | PoolClient, cc: CommandContext, cmds: OrderCommand[]): Promise<Outcome[]> {
 	const r = await db
-		.query<{ out: Row[] }>(`SELECT order_commands($1::jsonb) AS out`, [
-			JSON.stringify({ region: cc.region, epochs: cc.epochs, holdSec: cc.holdSec, cmds }),
-		])
+		.query<{ out: Row[] }>({
+			name: "order-commands",
+			text: `SELECT order_commands($1::jsonb) AS out`,
+			values: [JSON.stringify({ region: cc.region, epochs: cc.epochs, holdSec: cc.holdSec, cmds })],
+		})
 		.catch(busy);
 	return r.rows[0].out.map(toOutcome);
 }

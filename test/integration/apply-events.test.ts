@@ -104,6 +104,53 @@ describe("apply_events", () => {
 	});
 });
 
+describe("apply_deliveries (the applier's group commit)", () => {
+	const B = "europe-west1";
+	const deliver = async (client: { query: (sql: string, v: unknown[]) => Promise<{ rows: any[] }> }, deliveries: { source: string; lane: number; events: ReplEvent[] }[]) =>
+		(await client.query(`SELECT apply_deliveries($1::jsonb) AS r`, [JSON.stringify({ region: B, deliveries })])).rows[0].r;
+
+	it("applies each delivery as apply_events alone would, in the order given, each with its own result", async () => {
+		const one = history(), two = history();
+		const results = await deliver(db.pool, [
+			{ source: A, lane: 0, events: one.events.slice(0, 6) },
+			{ source: A, lane: 1, events: two.events },
+			{ source: A, lane: 0, events: one.events.slice(6) },
+			{ source: A, lane: 1, events: two.events.slice(0, 3) },
+		]);
+		expect(results.map((r: { applied: number; skipped: number; fenced: number }) => [r.applied, r.skipped, r.fenced])).toEqual([
+			[6, 0, 0],
+			[11, 0, 0],
+			[5, 0, 0],
+			[0, 3, 0],
+		]);
+		expect(results[1].changed).toHaveLength(11);
+		// The same rows as applied by apply_events in order (the reference of the first test).
+		for (const h of [one, two]) {
+			const r = await rowsOf(db.pool, h);
+			expect(r.supply).toEqual([{ reserved: "0.500000000000000000", version: 4 }]);
+			expect(r.order).toEqual([{ status: "claimed", claim_id: h.c2, version: 4 }]);
+		}
+	});
+
+	it("keeps a fence to the delivery's own lane: a marker in one delivery cuts the events after it there, not another lane's", async () => {
+		const h = history(), other = history();
+		const marker = fenceEvent({ source: A, homeRegion: A, epoch: 7, owner: B, eventId: randomUUID() });
+		// A source of its own: the fences it leaves must not reach the other tests' lanes.
+		const results = await deliver(db.pool, [
+			{ source: "us-east1", lane: 5, events: [marker, ...h.events] },
+			{ source: "us-east1", lane: 6, events: other.events },
+		]);
+		expect(results[0]).toMatchObject({ applied: 0, fenced: h.events.length });
+		expect(results[1]).toMatchObject({ applied: other.events.length, fenced: 0 });
+	});
+
+	it("runs no SQL function as a call of its own", async () => {
+		const h = history();
+		const called = await sqlFunctionsCalled(db.pool, async client => expect((await deliver(client, [{ source: A, lane: 0, events: h.events }]))[0].applied).toBe(11));
+		expect(called).toEqual([]);
+	});
+});
+
 describe("log fences (a takeover's cut of the old owner's log)", () => {
 	const B = "europe-west1";
 	const marker = (epoch: number) => fenceEvent({ source: A, homeRegion: A, epoch, owner: B, eventId: randomUUID() });

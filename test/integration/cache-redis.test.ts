@@ -188,6 +188,42 @@ describe("a failed invalidation", () => {
 	});
 });
 
+describe("invalidations of writes that finish together", () => {
+	it("leave in one MULTI behind the one in flight, and each write's keys are gone when its call resolves", async () => {
+		const cacher = broker.cacher as unknown as SafeRedisCacher;
+		const redisClient = (cacher as any).client;
+		// Each MULTI is held 30 ms before it leaves, so a call that resolved before its MULTI ran would be seen.
+		const multi = redisClient.multi;
+		redisClient.multi = function (this: unknown, ...args: unknown[]) {
+			const m = multi.apply(this, args);
+			const exec = m.exec.bind(m);
+			m.exec = () => new Promise(r => setTimeout(r, 30)).then(() => exec());
+			return m;
+		};
+		try {
+			const users = Array.from({ length: 10 }, (_, i) => `group-${i}`);
+			const keys = users.map(u => `supply:own:${u}`);
+			const before = (await cacher.readGenerations(keys))!;
+			const atResolve: (string | null)[] = [];
+			const commands = await commandsOf(() =>
+				Promise.all(
+					users.map((u, i) =>
+						cacher.applyWrite(writePlan({ supply: { id: `g${i}`, userId: u } })).then(async () => {
+							atResolve[i] = await client.get(cacher.genPrefix + keys[i]);
+						}),
+					),
+				),
+			);
+			// The first write's MULTI leaves at once; the nine that came while it was in flight leave together.
+			expect(commands.filter(c => c[0] === "multi")).toHaveLength(2);
+			expect(commands.filter(c => c[0] === "incr" && keys.some(k => c[1].endsWith(k)))).toHaveLength(10);
+			users.forEach((_, i) => expect(atResolve[i] ?? "0").not.toBe(before[i]));
+		} finally {
+			redisClient.multi = multi;
+		}
+	});
+});
+
 describe("a read that raced a write", () => {
 	it("stores neither the entity nor its stale copy", async () => {
 		const cacher = broker.cacher as unknown as SafeRedisCacher;

@@ -37,7 +37,8 @@ beforeAll(async () => {
 		const pool: pg.Pool = svc.pool;
 		const query = (...args: unknown[]) => {
 			const params = currentContext()?.params as { amount?: string } | undefined;
-			if (String(args[0]).includes("INSERT INTO supplies")) ranOn.push({ node: id, amount: params?.amount ?? "?", at: performance.now() });
+			const text = typeof args[0] === "string" ? args[0] : (args[0] as { text?: string }).text;
+			if (text?.includes("INSERT INTO supplies")) ranOn.push({ node: id, amount: params?.amount ?? "?", at: performance.now() });
 			return (pool.query as (...a: unknown[]) => unknown).apply(pool, args);
 		};
 		svc.pool = new Proxy(pool, {
