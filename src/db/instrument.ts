@@ -13,9 +13,10 @@ function wrap<T extends Queryable>(target: T): T {
 	(target as any).query = (...args: unknown[]) => {
 		const text = typeof args[0] === "string" ? args[0] : (args[0] as { text?: string })?.text;
 		if (typeof args[args.length - 1] === "function" || !text) return original(...args);
-		const statement = text.replace(/\s+/g, " ").trim();
-		const verb = statement.split(" ", 1)[0].toUpperCase();
-		return traced(`sql ${verb}`, { db: { system: "postgresql", statement: statement.slice(0, 300) } }, () =>
+		// The span's name and statement are built only when the call is traced (a regex over every statement's text
+		// otherwise).
+		const verb = /^\s*(\w+)/.exec(text)?.[1].toUpperCase() ?? "";
+		return traced(`sql ${verb}`, () => ({ db: { system: "postgresql", statement: text.replace(/\s+/g, " ").trim().slice(0, 300) } }), () =>
 			(original(...args) as Promise<unknown>).catch(translate),
 		);
 	};

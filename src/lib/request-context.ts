@@ -15,10 +15,11 @@ export function logBindings(): Record<string, unknown> {
 }
 
 /** Runs `fn` inside a child span of the current action's span, or plainly outside a request. */
-export async function traced<T>(name: string, tags: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
+export async function traced<T>(name: string, tags: Record<string, unknown> | (() => Record<string, unknown>), fn: () => Promise<T>): Promise<T> {
 	const ctx = storage.getStore() as (Context & { tracing?: boolean }) | undefined;
 	if (!ctx || !ctx.tracing) return fn();
-	const span = ctx.startSpan(name, { tags: { ...tags, requestID: ctx.requestID } });
+	// Tags may be a function: what they cost to build (a statement's text, say) is paid only when traced.
+	const span = ctx.startSpan(name, { tags: { ...(typeof tags === "function" ? tags() : tags), requestID: ctx.requestID } });
 	try {
 		const result = await fn();
 		ctx.finishSpan(span);
