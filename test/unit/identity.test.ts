@@ -54,6 +54,14 @@ describe("user assertions", () => {
 		await expect(auth.verifyUser(await forge({ exp: now() - 10 }), "req-1")).rejects.toMatchObject(invalid);
 	});
 
+	it("are found verified in the process that signed them (the gateway's own node), and only for their request", async () => {
+		const fresh = new InternalAuth(opts);
+		const a = await fresh.signUser(alice, "req-1");
+		expect(await fresh.verifyUser(a, "req-1")).toEqual(alice);
+		expect(fresh.cache.hits).toBe(1);
+		await expect(fresh.verifyUser(a, "req-2")).rejects.toMatchObject(invalid);
+	});
+
 	it("are refused in another namespace", async () => {
 		const other = new InternalAuth({ ...opts, namespace: "other" });
 		await expect(other.verifyUser(await auth.signUser(alice, "req-1"), "req-1")).rejects.toMatchObject(invalid);
