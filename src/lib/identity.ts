@@ -78,8 +78,7 @@ export class InternalAuth {
 		const payload = { sub: user.id, aud: this.o.namespace, iat: now, exp, rid: requestId, scope: [...user.scopes] };
 		const assertion = this.sign(USER_ASSERTION, payload);
 		// What this process signed it need not check again: the actions of the gateway's own node find it verified.
-		const until = (exp + this.o.clockToleranceSec) * 1000;
-		if (until > Date.now()) this.verified.set(assertion, { typ: USER_ASSERTION, payload }, until);
+		this.keep(assertion, { typ: USER_ASSERTION, payload });
 		return Promise.resolve(assertion);
 	}
 
@@ -143,11 +142,17 @@ export class InternalAuth {
 		let v = this.verified.get(assertion, now);
 		if (!v) {
 			v = this.verifyFresh(assertion, now);
-			this.verified.set(assertion, v, (v.payload.exp + this.o.clockToleranceSec) * 1000);
+			this.keep(assertion, v);
 		}
 		if (v.typ !== typ) throw invalid(`not a ${typ}`);
 		if (!requestId || v.payload.rid !== requestId) throw invalid("signed for another request");
 		return v;
+	}
+
+	/** Known good until it expires (with the clock tolerance); one already expired is not kept. */
+	private keep(assertion: string, v: Verified) {
+		const until = (v.payload.exp + this.o.clockToleranceSec) * 1000;
+		if (until > Date.now()) this.verified.set(assertion, v, until);
 	}
 
 	private verifyFresh(assertion: string, now: number): Verified {
