@@ -30,13 +30,18 @@ const arg = (name: string, def: number) => {
 	const i = process.argv.indexOf(`--${name}`);
 	return i > 0 ? Number(process.argv[i + 1]) : def;
 };
+/** A comma-separated option, e.g. `--runs cluster,memory`. */
+const listArg = (name: string, def: string) => {
+	const i = process.argv.indexOf(`--${name}`);
+	return (i > 0 ? process.argv[i + 1] : def).split(",");
+};
 const SECONDS = arg("seconds", 15);
 /** One run of each kind per rate: `--rate 500,1000`. */
-const RATES = (process.argv.includes("--rate") ? process.argv[process.argv.indexOf("--rate") + 1] : "1000").split(",").map(Number);
+const RATES = listArg("rate", "1000").map(Number);
 if (!RATES.every(r => r > 0)) throw new Error("--rate takes writes per second, or several separated by commas");
 const WARMUP_SECONDS = arg("warmup", 3);
 const REGIONS = REGION_NAMES;
-const RUNS = (process.argv.includes("--runs") ? process.argv[process.argv.indexOf("--runs") + 1] : "cluster,memory").split(",");
+const RUNS = listArg("runs", "cluster,memory");
 
 interface Run {
 	mode: string;
