@@ -47,6 +47,28 @@ export function pidsNamed(comm: string): number[] {
 	return out;
 }
 
+/** A process and its descendants (e.g. the Kafka test broker, a child of the node process that holds it). */
+export function withDescendants(pid: number): number[] {
+	const children = new Map<number, number[]>();
+	for (const d of fs.readdirSync("/proc")) {
+		if (!/^\d+$/.test(d)) continue;
+		try {
+			const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+			const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+			children.set(ppid, [...(children.get(ppid) ?? []), Number(d)]);
+		} catch {
+			// gone meanwhile
+		}
+	}
+	const out: number[] = [];
+	for (const todo = [pid]; todo.length; ) {
+		const p = todo.pop()!;
+		out.push(p);
+		todo.push(...(children.get(p) ?? []));
+	}
+	return out;
+}
+
 export type ProcessGroups = Record<string, () => number[]>;
 
 /** CPU ms per group since the last call of the returned function's `since`. */

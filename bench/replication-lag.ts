@@ -24,7 +24,7 @@ import { tokenFor } from "../test/helpers/http";
 import { clusterUp } from "../test/helpers/local-cluster";
 import { REGION_NAMES, startTestRegions, type TestRegions } from "../test/helpers/regions";
 import { percentile } from "./load";
-import { cpuSampler, pidsNamed } from "./proc";
+import { cpuSampler, pidsNamed, withDescendants } from "./proc";
 
 const arg = (name: string, def: number) => {
 	const i = process.argv.indexOf(`--${name}`);
@@ -244,7 +244,8 @@ async function runCluster(rate: number): Promise<Run & { within250: number }> {
 			"nats-server (all regions)": () => regions.map(r => r.natsPid ?? 0).filter(Boolean),
 			"redis-server": () => pidsNamed("redis-server"),
 			"postgres": () => pidsNamed("postgres"),
-			"kafka test broker": () => (state.kafka?.holderPid ? [state.kafka.holderPid] : []),
+			// The broker is a child of the process that holds it (scripts/cluster.ts kafka-holder).
+			"kafka test broker": () => (state.kafka?.holderPid ? withDescendants(state.kafka.holderPid) : []),
 		});
 		const mark = sampler.mark();
 		const t0 = Date.now();
