@@ -3,8 +3,9 @@
 // keys, tombstones the stale copies and bumps the generations, in one pipeline: its cost does not grow
 // with the number of keys in Redis. With per-node memory caches the plan is also broadcast, so every
 // node applies it to its own cache.
-import type { Context, ServiceSchema } from "moleculer";
+import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Pool } from "pg";
+import type { WalletService } from "./schema";
 import { INNER_READ } from "../src/lib/fault-tolerance";
 import { uuid } from "../src/lib/params";
 import { findKey, listKey, mergePlans, staleKey, writePlan, type Changes, type WritePlan } from "../src/lib/cache-keys";
@@ -20,11 +21,27 @@ const DEFERRED = "deferredInvalidations";
 
 type CacheDecl = { keys: string[]; kind?: "entity" | "list"; generations?: GenerationsOf };
 
+type StaleMeta = { $responseHeaders?: Record<string, string> };
+
+/** What CacheMixin needs of a service and gives it. */
+export interface CacheThis extends Service {
+	/** DbMixin's pool: the `find` actions read through it. */
+	pool: Pool;
+	withStale<T extends object>(id: string, read: () => Promise<T | null>): Promise<T | null>;
+	staleFind(ctx: Context<{ id: string }, StaleMeta>, err: Error): Promise<unknown>;
+	invalidate(changes: Changes | Changes[], ctx?: Context): Promise<void>;
+	runThenInvalidate<T>(ctx: Context, task: () => Promise<T>): Promise<T>;
+	applyPlan(plan: WritePlan): Promise<void>;
+}
+
+/** A keygen runs with the cacher as `this`; Moleculer's typings leave out the helper that reads "#meta" and "@header" keys. */
+type KeygenThis = { _getParamMetaValue(key: string, params: unknown, meta: unknown, headers: unknown): unknown };
+
 /**
  * The internal `<service>.find` action every `get` reads through: cached by id, and remembered as a
  * stale copy that answers (via `staleFind`) while the database is away.
  */
-export function findAction<T>(read: (pool: Pool, id: string) => Promise<T | null>) {
+export function findAction<T extends object>(read: (pool: Pool, id: string) => Promise<T | null>) {
 	return {
 		...INNER_READ,
 		permission: "internal",
@@ -32,7 +49,7 @@ export function findAction<T>(read: (pool: Pool, id: string) => Promise<T | null
 		params: { id: uuid },
 		cache: { keys: ["id"], kind: "entity" as const },
 		fallback: "staleFind",
-		handler(this: any, ctx: Context<{ id: string }>) {
+		handler(this: CacheThis, ctx: Context<{ id: string }>) {
 			return this.withStale(ctx.params.id, () => read(this.pool, ctx.params.id));
 		},
 	};
@@ -40,29 +57,29 @@ export function findAction<T>(read: (pool: Pool, id: string) => Promise<T | null
 
 function keygenFor(kind: "entity" | "list") {
 	if (kind === "entity") return (action: { name: string }, _opts: CacheDecl, ctx: Context<{ id: string }>) => `${action.name}:${ctx.params.id}`;
-	return function (this: any, action: { name: string }, opts: CacheDecl, ctx: Context<any, any>) {
+	return function (this: KeygenThis, action: { name: string }, opts: CacheDecl, ctx: Context<unknown, object>) {
 		const values = opts.keys.map(k => this._getParamMetaValue(k, ctx.params, ctx.meta, ctx.headers));
-		return listKey(action.name, (ctx.locals as any)[GENERATIONS], opts.keys, values);
+		return listKey(action.name, ctx.locals[GENERATIONS], opts.keys, values);
 	};
 }
 
-export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: ServiceSchema): void } = {
+export const CacheMixin: Partial<WalletService<CacheThis>> = {
 	// Cached actions name their kind (`cache: {keys, kind: "entity" | "list", generations}`); the TTL comes
 	// from the configuration of the broker the service runs in (CACHE_TTL_SEC, CACHE_LIST_TTL_SEC).
-	merged(this: any, schema: ServiceSchema) {
+	merged(this: Service, schema: ServiceSchema) {
 		const ttl = appConfig(this.broker).cacheTtl;
 		for (const [name, action] of Object.entries(schema.actions ?? {}) as [string, any][]) {
 			const kind: "entity" | "list" | undefined = action?.cache?.kind;
 			if (kind !== "entity" && kind !== "list") continue;
 			const cache = { ...action.cache, ttl: ttl[kind], keygen: keygenFor(kind) };
 			// A list is cached only under known generations (the store answered).
-			if (kind === "list") cache.enabled = (ctx: Context) => Array.isArray((ctx.locals as any)[GENERATIONS]);
+			if (kind === "list") cache.enabled = (ctx: Context) => Array.isArray(ctx.locals[GENERATIONS]);
 			schema.actions![name] = { ...action, cache };
 		}
 	},
 	events: {
 		"cache.invalidate": {
-			handler(this: any, ctx: Context<WritePlan>) {
+			handler(this: CacheThis, ctx: Context<WritePlan>) {
 				const cacher = this.broker.cacher;
 				if (isGenerational(cacher) && ctx.nodeID !== this.broker.nodeID) return cacher.applyWrite(ctx.params);
 			},
@@ -73,7 +90,7 @@ export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: Se
 		 * Reads an entity for `find`. The cached entry and the stale copy are stored only if no write
 		 * touched the entity while it was read, so neither can hold a state older than the last write.
 		 */
-		async withStale(this: any, id: string, read: () => Promise<object | null>) {
+		async withStale<T extends object>(this: CacheThis, id: string, read: () => Promise<T | null>): Promise<T | null> {
 			const cacher = this.broker.cacher;
 			if (!isGenerational(cacher)) return read();
 			const stale = staleKey(this.name, id);
@@ -91,7 +108,7 @@ export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: Se
 		 * than the last write (writes tombstone it), and the caller's `get` checks visibility on it as on
 		 * a fresh one.
 		 */
-		async staleFind(this: any, ctx: Context<{ id: string }, { $responseHeaders?: Record<string, string> }>, err: Error) {
+		async staleFind(this: CacheThis, ctx: Context<{ id: string }, StaleMeta>, err: Error) {
 			const cacher = this.broker.cacher;
 			const stale = isGenerational(cacher) ? await cacher.readStale(staleKey(this.name, ctx.params.id)) : undefined;
 			if (stale == null) throw err;
@@ -104,9 +121,9 @@ export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: Se
 		 * owner then scopes the list invalidation to that owner). Given the ctx of a `runThenInvalidate`
 		 * task, it is deferred to the end of the task.
 		 */
-		async invalidate(this: any, changes: Changes | Changes[], ctx?: Context) {
+		async invalidate(this: CacheThis, changes: Changes | Changes[], ctx?: Context) {
 			const plan = writePlan(changes);
-			const deferred: WritePlan[] | undefined = (ctx?.locals as any)?.[DEFERRED];
+			const deferred: WritePlan[] | undefined = ctx?.locals?.[DEFERRED];
 			if (deferred) deferred.push(plan);
 			else await this.applyPlan(plan);
 		},
@@ -115,17 +132,17 @@ export const CacheMixin: Partial<ServiceSchema> & { merged(this: any, schema: Se
 		 * next command of the order does not wait on the cache, and the answer still follows them
 		 * (read-your-writes).
 		 */
-		async runThenInvalidate<T>(this: any, ctx: Context, task: () => Promise<T>): Promise<T> {
+		async runThenInvalidate<T>(this: CacheThis, ctx: Context, task: () => Promise<T>): Promise<T> {
 			const deferred: WritePlan[] = [];
-			(ctx.locals as any)[DEFERRED] = deferred;
+			ctx.locals[DEFERRED] = deferred;
 			try {
 				return await task();
 			} finally {
-				delete (ctx.locals as any)[DEFERRED];
+				delete ctx.locals[DEFERRED];
 				if (deferred.length) await this.applyPlan(mergePlans(deferred));
 			}
 		},
-		async applyPlan(this: any, plan: WritePlan) {
+		async applyPlan(this: CacheThis, plan: WritePlan) {
 			const cacher = this.broker.cacher;
 			if (!cacher) return;
 			if (!isGenerational(cacher)) return cacher.clean();

@@ -1,8 +1,8 @@
 // Moleculer's typings cannot be augmented from outside (its per-file .d.ts are not exported), so the
 // action keys this project adds are typed here.
-import type { ActionSchema, ServiceSchema } from "moleculer";
+import type { ActionSchema, Service, ServiceSchema } from "moleculer";
 
-export type WalletAction<This = any> = Omit<ActionSchema, "cache" | "handler"> & {
+export type WalletAction<This> = Omit<ActionSchema, "cache" | "handler"> & {
 	handler?: (this: This, ctx: any) => unknown;
 	/** `kind` picks the TTL from the configuration; a list names the generations its key carries (see CacheMixin). */
 	cache?:
@@ -18,8 +18,11 @@ export type WalletAction<This = any> = Omit<ActionSchema, "cache" | "handler"> &
 };
 
 /** A service schema whose handlers, methods and lifecycle handlers see `this` as `This`. */
-export type WalletService<This = any> = Omit<ServiceSchema, "actions" | "settings" | "methods" | "created" | "started" | "stopped"> & {
-	merged?: (this: any, schema: any) => void;
+export type WalletService<This> = Omit<ServiceSchema, "mixins" | "actions" | "settings" | "methods" | "created" | "started" | "stopped"> & {
+	/** A mixin typed for a `this` that `This` extends (DbMixin, CacheMixin), or a plain Moleculer schema (moleculer-web, RoleFollowerMixin). */
+	mixins?: (Partial<WalletService<This>> | Partial<ServiceSchema>)[];
+	/** Called with the merged schema before the service is built from it: `this` has its broker, nothing of the schema yet. */
+	merged?: (this: Service, schema: ServiceSchema) => void;
 	actions?: Record<string, WalletAction<This>>;
 	methods?: Record<string, (this: This, ...args: any[]) => any>;
 	settings?: Record<string, any>;

@@ -2,10 +2,10 @@
 // (per client address before anything costly, per user after the token), the error body, health
 // endpoints and the OpenAPI document.
 import { randomUUID } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { Errors, type Context } from "moleculer";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { Errors, type Context, type Service } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import ApiGateway from "moleculer-web";
+import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import Redis from "ioredis";
 import { appConfig } from "../mixins/config";
 import { RoleFollowerMixin } from "../mixins/role-follower.mixin";
@@ -40,6 +40,49 @@ type Req = IncomingMessage & {
 	query?: Record<string, unknown>;
 };
 type Res = ServerResponse & { $ctx?: Context };
+/** The meta of the gateway's contexts: its own (authenticate, authorize, onAfterCall) and its actions'. */
+type Meta = { user?: User; assertion?: string; $statusCode?: number; $responseHeaders?: Record<string, string> };
+type Ctx = Context<unknown, Meta>;
+
+interface ApiThis extends Service<ApiSettingsSchema> {
+	region: string;
+	identity: Identity;
+	tracing: boolean;
+	/** The entities whose `find` entries httpHandler answers from the cache (cacheReadable, once started). */
+	cachedReads: Set<Entity>;
+	readyCacheMs: number;
+	allowed: MethodTable;
+	rateLimitRedis?: Redis;
+	rateLimiter: RateLimiter;
+	ipLimiter?: RateLimiter;
+	replicaLagMs?: number;
+	lagTimer?: NodeJS.Timeout;
+	lastReadiness?: { ok: boolean; at: number };
+	probing?: Promise<{ ok: boolean; at: number }>;
+	lastRegions?: { view: unknown; at: number };
+	askingRegions?: Promise<unknown>;
+	/**
+	 * moleculer-web's HTTP server (made in its created, which runs before this one's); missing from its typings.
+	 * Node reads requireHostHeader from the server at each request; @types/node has it only as a createServer option.
+	 */
+	server: Server & { requireHostHeader: boolean };
+	/** moleculer-web's method (the error answer); missing from its typings. */
+	sendError(req: Req, res: Res, err: Error): void;
+	httpHandler(req: Req, res: Res, next?: unknown): unknown;
+	serveCached(req: Req, res: Res, read: CachedRead, next: unknown): Promise<unknown>;
+	setRegionHeaders(res: Res): void;
+	logAnswered(req: Req, status: number, userId: string | undefined): void;
+	answerLive(req: Req, res: Res): void;
+	clientRequestId(req: Req): string;
+	answerEarly(req: Req, res: Res, err: Error): void;
+	errorHandler(req: Req, res: Res, err: Error): void;
+	authenticate(ctx: Ctx, route: unknown, req: Req): Promise<User>;
+	authorize(ctx: Ctx, route: unknown, req: Req, res: Res): Promise<void>;
+	limit(key: string, res: Res): void;
+	readiness(): Promise<{ ok: boolean }>;
+	cacheReadable(): Set<Entity>;
+	checks(): Promise<Record<string, string>>;
+}
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
 const BEARER = /^Bearer\s+(\S+)$/i;
@@ -66,7 +109,7 @@ function probe(p: Promise<unknown>): Promise<string> {
 	);
 }
 
-const ApiService: WalletService = {
+const ApiService: WalletService<ApiThis> = {
 	name: "api",
 	// No database pool of its own: a gateway holds no connections, and a node that runs only the gateway
 	// checks the database only through the services it hosts (readiness below).
@@ -78,7 +121,7 @@ const ApiService: WalletService = {
 		logResponse: "debug",
 		// X-Region on every response; a client's X-Request-ID is kept when sane, else one is made. A
 		// client's id names the request in logs and answers but never a trace: traces get an id made here.
-		rootCallOptions(this: any, options: { requestID?: string; meta?: Record<string, unknown> }, req: Req, res: Res) {
+		rootCallOptions(this: ApiThis, options: { requestID?: string; meta?: Record<string, unknown> }, req: Req, res: Res) {
 			if (!options.requestID || !REQUEST_ID.test(options.requestID)) options.requestID = randomUUID();
 			else if (this.tracing) options.meta = { [TRACE_ID]: randomUUID() };
 			req.$startedAt = performance.now();
@@ -96,7 +139,7 @@ const ApiService: WalletService = {
 				// action's timeout, and nested calls get what is left (middlewares/deadline.ts).
 				callOptions: { timeout: 8000 },
 				aliases: ROUTES,
-				onAfterCall(this: any, ctx: Context<unknown, any>, _route: unknown, req: Req, _res: Res, data: unknown) {
+				onAfterCall(this: ApiThis, ctx: Ctx, _route: unknown, req: Req, _res: Res, data: unknown) {
 					this.logAnswered(req, ctx.meta.$statusCode ?? 200, ctx.meta.user?.id);
 					return data;
 				},
@@ -123,7 +166,7 @@ const ApiService: WalletService = {
 				aliases: STATUS_ALIASES,
 			},
 		],
-		onError(this: any, req: Req, res: Res, err: Error) {
+		onError(this: ApiThis, req: Req, res: Res, err: Error) {
 			const requestId = req.$ctx?.requestID ?? String(res.getHeader("X-Request-ID") ?? "");
 			const { status, body, headers } = errorBody(err, requestId);
 			if (status === 409) this.broker.metrics.increment(M.CONFLICTS, { code: body.error.code });
@@ -148,7 +191,7 @@ const ApiService: WalletService = {
 		// Public and unauthenticated: answered from a probe at most READY_CACHE_MS old, and without the
 		// dependencies' details (those are logged, and given by api.health to operators).
 		ready: {
-			async handler(this: any, ctx: Context<unknown, any>) {
+			async handler(this: ApiThis, ctx: Ctx) {
 				// Not before every service of this node has started (the embedded default's services wait for
 				// its PostgreSQL; the gateway alone does not).
 				const { ok } = this.broker.started ? await this.readiness() : { ok: false };
@@ -160,20 +203,20 @@ const ApiService: WalletService = {
 		// The details, for operators: callable through the broker (REPL, other nodes), not over HTTP.
 		health: {
 			visibility: "public",
-			async handler(this: any) {
+			async handler(this: ApiThis) {
 				const checks = await this.checks();
 				const ok = Object.values(checks).every(v => v !== "down");
 				return { status: ok ? "ready" : "not ready", region: this.region, checks };
 			},
 		},
 		regions: {
-			async handler(this: any, ctx: Context) {
+			async handler(this: ApiThis, ctx: Context) {
 				const cfg = appConfig(this.broker);
 				const status: ReplicationStatus | undefined =
 					cfg.replication.mode === "off" ? undefined : await ctx.call<ReplicationStatus>("replication.status").catch(() => undefined);
 				const link = regionLink(this.broker);
 				const watched: RegionsStatus | undefined = cfg.failover.enabled
-					? await (ctx.call as any)("regions.status", undefined, { timeout: 2000 }).catch(() => undefined)
+					? await ctx.call<RegionsStatus, undefined>("regions.status", undefined, { timeout: 2000 }).catch(() => undefined)
 					: undefined;
 				return {
 					servedBy: cfg.region,
@@ -205,7 +248,7 @@ const ApiService: WalletService = {
 		// status page. Nothing limits it, so one answer serves every caller for PUBLIC_REGIONS_CACHE_MS: a flood costs
 		// the database no more than a few queries a second, as /health/ready's cache does.
 		publicRegions: {
-			handler(this: any, ctx: Context) {
+			handler(this: ApiThis, ctx: Context) {
 				const last = this.lastRegions;
 				if (last && performance.now() - last.at < PUBLIC_REGIONS_CACHE_MS) return last.view;
 				this.askingRegions ??= ctx
@@ -217,20 +260,20 @@ const ApiService: WalletService = {
 		},
 		// The operators' page (src/http/status.html), which polls /health/regions.
 		statusPage: {
-			handler(ctx: Context<unknown, any>) {
+			handler(ctx: Ctx) {
 				ctx.meta.$responseHeaders = STATUS_PAGE.headers;
 				return STATUS_PAGE.html;
 			},
 		},
 		openapi: {
-			handler(this: any) {
+			handler(this: ApiThis) {
 				return openApiDocument(appConfig(this.broker));
 			},
 		},
 	},
 	methods: {
 		// In front of moleculer-web: what must happen before routing, body parsing or any token check.
-		httpHandler(this: any, req: Req, res: Res, next?: unknown) {
+		httpHandler(this: ApiThis, req: Req, res: Res, next?: unknown) {
 			// No ETag is ever issued, so a conditional request is answered in full (never a 304 for "*").
 			delete req.headers["if-none-match"];
 			delete req.headers["if-modified-since"];
@@ -243,7 +286,7 @@ const ApiService: WalletService = {
 			// busy. A request with a body goes the whole way (a body that does not decompress is a 400 everywhere).
 			if (url === "/health/live" && req.method === "GET" && !carriesBody(req)) return this.answerLive(req, res);
 			if (this.ipLimiter && !url.startsWith("/health/")) {
-				const decision = (this.ipLimiter as RateLimiter).consume(`ip:${req.socket.remoteAddress}`);
+				const decision = this.ipLimiter.consume(`ip:${req.socket.remoteAddress}`);
 				for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
 				if (decision.error) {
 					this.broker.metrics.increment(M.RATE_LIMITED, { by: "ip" });
@@ -251,7 +294,7 @@ const ApiService: WalletService = {
 				}
 			}
 			if (req.method === "OPTIONS") {
-				const allow = (this.allowed as MethodTable)(url);
+				const allow = this.allowed(url);
 				if (!allow) return this.answerEarly(req, res, new Errors.MoleculerClientError("Not found", 404, "NOT_FOUND"));
 				res.setHeader("X-Region", this.region);
 				res.writeHead(204, { Allow: allow.join(", "), "X-Request-ID": this.clientRequestId(req) });
@@ -261,26 +304,27 @@ const ApiService: WalletService = {
 				const cached = cachedReadOf(url);
 				if (cached && this.cachedReads.has(cached.entity)) return this.serveCached(req, res, cached, next);
 			}
-			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
+			return ApiGateway.methods!.httpHandler.call(this, req, res, next);
 		},
 		/**
 		 * A GET of one entity whose cache entry this node can read: answered here when the entry is there and the
 		 * caller may see it, with the headers the action's answer has; otherwise the whole way, as any request.
 		 */
-		async serveCached(this: any, req: Req, res: Res, read: CachedRead, next: unknown) {
+		async serveCached(this: ApiThis, req: Req, res: Res, read: CachedRead, next: unknown) {
 			req.$startedAt = performance.now();
 			let hit: { user: User; body: object } | undefined;
 			try {
 				const m = BEARER.exec(req.headers.authorization ?? "");
 				if (m) {
-					const { user } = await (this.identity as Identity).bearer(m[1]);
-					const body = cachedAnswer(read, user, await (this.broker.cacher as GenerationalCacher).peek(read.key));
+					const { user } = await this.identity.bearer(m[1]);
+					// Reached only with a generational cacher (cacheReadable), which Moleculer's typings know only as its base Cacher.
+					const body = cachedAnswer(read, user, await (this.broker.cacher as unknown as GenerationalCacher).peek(read.key));
 					if (body) hit = { user, body };
 				}
 			} catch {
 				// A bad token, or the cache unavailable: the whole way answers it (its 401, or a read of the database).
 			}
-			if (!hit) return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
+			if (!hit) return ApiGateway.methods!.httpHandler.call(this, req, res, next);
 			try {
 				this.limit(`user:${hit.user.id}`, res);
 			} catch (err) {
@@ -294,18 +338,18 @@ const ApiService: WalletService = {
 			this.logAnswered(req, 200, hit.user.id);
 		},
 		/** Who served an answer, and how far behind the other regions its copies may be (reads come from them). */
-		setRegionHeaders(this: { region: string; replicaLagMs?: number }, res: Res) {
+		setRegionHeaders(this: ApiThis, res: Res) {
 			res.setHeader("X-Region", this.region);
 			if (this.replicaLagMs !== undefined) res.setHeader("X-Replica-Lag-Ms", String(this.replicaLagMs));
 		},
 		/** The access log: one line per answered request, with its request id (errors: onError). */
-		logAnswered(this: any, req: Req, status: number, userId: string | undefined) {
+		logAnswered(this: ApiThis, req: Req, status: number, userId: string | undefined) {
 			this.logger.info(`${req.method} ${req.originalUrl ?? req.url} ${status}`, {
 				user: userId,
 				ms: Math.round(performance.now() - (req.$startedAt ?? performance.now())),
 			});
 		},
-		answerLive(this: { region: string; clientRequestId(req: Req): string }, req: Req, res: Res) {
+		answerLive(this: ApiThis, req: Req, res: Res) {
 			res.writeHead(200, { "X-Region": this.region, "X-Request-ID": this.clientRequestId(req), "Content-Type": "application/json; charset=utf-8", "Content-Length": LIVE.length });
 			res.end(LIVE);
 		},
@@ -314,28 +358,28 @@ const ApiService: WalletService = {
 			const id = req.headers["x-request-id"];
 			return typeof id === "string" && REQUEST_ID.test(id) ? id : randomUUID();
 		},
-		answerEarly(this: any, req: Req, res: Res, err: Error) {
+		answerEarly(this: ApiThis, req: Req, res: Res, err: Error) {
 			res.setHeader("X-Request-ID", this.clientRequestId(req));
 			this.sendError(req, res, err);
 		},
 		// onError logs what deserves it, once, with the request id; moleculer-web's own log is skipped.
-		errorHandler(this: any, req: Req, res: Res, err: Error) {
+		errorHandler(this: ApiThis, req: Req, res: Res, err: Error) {
 			this.sendError(req, res, err);
 		},
 		// The actions never see the bearer token: they get a short-lived assertion of this request's user,
 		// signed with INTERNAL_SECRET, which every service verifies (docs/security.md).
-		async authenticate(this: any, ctx: Context<unknown, { assertion?: string }>, _route: unknown, req: Req): Promise<User> {
+		async authenticate(this: ApiThis, ctx: Ctx, _route: unknown, req: Req): Promise<User> {
 			const header = req.headers.authorization;
 			if (!header) throw unauthorized("Missing Authorization header");
 			const m = BEARER.exec(header);
 			if (!m) throw unauthorized("The Authorization header must be 'Bearer <token>'", "INVALID_TOKEN");
-			const identity = this.identity as Identity;
+			const identity = this.identity;
 			const { user, exp } = await identity.bearer(m[1]);
 			ctx.meta.assertion = await identity.internal.signUser(user, ctx.requestID!, exp);
 			return user;
 		},
 		// Runs after authentication, so an anonymous request is a 401 before anything else.
-		async authorize(this: any, ctx: Context<unknown, { user?: User }>, _route: unknown, req: Req, res: Res) {
+		async authorize(this: ApiThis, ctx: Ctx, _route: unknown, req: Req, res: Res) {
 			if (ctx.meta.user) this.limit(`user:${ctx.meta.user.id}`, res);
 			if (!req.$params) return;
 			// moleculer-web merges the query over the body: on a write, a query parameter could replace a
@@ -351,8 +395,8 @@ const ApiService: WalletService = {
 				req.$params.idempotencyKey = key;
 			}
 		},
-		limit(this: any, key: string, res: Res) {
-			const decision = (this.rateLimiter as RateLimiter).consume(key);
+		limit(this: ApiThis, key: string, res: Res) {
+			const decision = this.rateLimiter.consume(key);
 			for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
 			if (decision.error) {
 				this.broker.metrics.increment(M.RATE_LIMITED, { by: key.startsWith("user:") ? "user" : "ip" });
@@ -360,11 +404,11 @@ const ApiService: WalletService = {
 			}
 		},
 		/** The last probe's verdict if fresh, else one probe shared by every caller waiting for it. */
-		readiness(this: any): Promise<{ ok: boolean }> {
+		readiness(this: ApiThis): Promise<{ ok: boolean }> {
 			const last = this.lastReadiness;
 			if (last && performance.now() - last.at < this.readyCacheMs) return Promise.resolve(last);
 			this.probing ??= this.checks()
-				.then((checks: Record<string, string>) => {
+				.then(checks => {
 					const ok = Object.values(checks).every(v => v !== "down");
 					if (!ok) this.logger.warn("Not ready", { checks });
 					this.lastReadiness = { ok, at: performance.now() };
@@ -378,17 +422,19 @@ const ApiService: WalletService = {
 		 * node's memory cache, those of the services it runs (no other service stores there, or hears of writes).
 		 * None while tracing: each request then gets its spans the whole way.
 		 */
-		cacheReadable(this: any): Set<Entity> {
+		cacheReadable(this: ApiThis): Set<Entity> {
 			const cacher = this.broker.cacher;
 			if (!appConfig(this.broker).cachedReads || this.tracing || !isGenerational(cacher)) return new Set();
 			const all: Entity[] = ["order", "supply", "claiming"];
 			return new Set(cacher.shared ? all : all.filter(e => this.broker.getLocalService(e)));
 		},
-		async checks(this: any): Promise<Record<string, string>> {
-			const cacher = this.broker.cacher;
+		async checks(this: ApiThis): Promise<Record<string, string>> {
+			// The clients of the Redis cacher and the NATS transporter: Moleculer's typings have them on those classes
+			// only, not on the base classes the broker is typed with.
+			const cacher = this.broker.cacher as { client?: { ping?(): Promise<unknown> } } | undefined;
 			// transit.connected stays true while NATS reconnects: ask the client for a round trip instead.
 			const transit = this.broker.transit;
-			const client = transit?.tx?.client;
+			const client = (transit?.tx as { client?: { flush?(): Promise<void> } } | undefined)?.client;
 			// PostgreSQL through a pool of a service on this node (supply, order, claiming), if it runs one.
 			const pool = (this.broker.services as { pool?: { query(q: string): Promise<unknown> } }[]).map(svc => svc.pool).find(Boolean);
 			const [postgres, redis, transporter] = await Promise.all([
@@ -400,7 +446,7 @@ const ApiService: WalletService = {
 		},
 
 	},
-	created(this: any) {
+	created(this: ApiThis) {
 		const cfg = appConfig(this.broker);
 		this.region = cfg.region;
 		this.settings.port = cfg.port;
@@ -428,14 +474,16 @@ const ApiService: WalletService = {
 		answerClientErrors(this.server, { "X-Region": this.region });
 		this.server.requireHostHeader = false; // checked in httpHandler, answered with the JSON body
 	},
-	started(this: any) {
+	started(this: ApiThis) {
 		this.cachedReads = this.cacheReadable();
 		if (appConfig(this.broker).replication.mode === "off") return;
 		// Refreshed in the background, never on a request's path. Unknown (no header) while it cannot be read.
 		const refresh = async () => {
 			try {
 				// Not yet (or no longer) registered: unknown, without asking (and without a warning per second).
-				if (!this.broker.registry.hasService("replication")) throw new Error("no replication service");
+				// Without a node ID the registry looks on every node; Moleculer's typings make the node ID required.
+				if (!(this.broker.registry as { hasService(fullName: string, nodeID?: string): boolean }).hasService("replication"))
+					throw new Error("no replication service");
 				const s = (await serviceContext(this).call("replication.status", undefined, { timeout: 2000 })) as ReplicationStatus;
 				this.replicaLagMs = Math.max(0, ...s.sources.map(x => (x.backlog ? (x.lastLagMs ?? 0) + Date.now() - Date.parse(x.lastAppliedAt ?? "") || 0 : (x.lastLagMs ?? 0))));
 			} catch {
@@ -445,7 +493,7 @@ const ApiService: WalletService = {
 		this.lagTimer = setInterval(refresh, 1000);
 		void refresh();
 	},
-	async stopped(this: any) {
+	async stopped(this: ApiThis) {
 		clearInterval(this.lagTimer);
 		await Promise.all([this.rateLimiter?.close(), this.ipLimiter?.close()]);
 		this.rateLimitRedis?.disconnect();

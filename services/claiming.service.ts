@@ -4,14 +4,13 @@
 // orders that meet on a node are committed together (group commit, src/lib/batcher.ts) by one
 // server-side function; PostgreSQL row locks and unique indexes stay the final guard when the node set
 // changes under the shard ring.
-import { Errors, type Context, type Service } from "moleculer";
-import type { Pool } from "pg";
+import { Errors, type Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { CacheMixin, findAction } from "../mixins/cache.mixin";
+import { CacheMixin, findAction, type CacheThis } from "../mixins/cache.mixin";
 import type { Changes } from "../src/lib/cache-keys";
 import { appConfig } from "../mixins/config";
 import { ACTOR, CLAIM, READ, WRITE } from "../src/lib/fault-tolerance";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, type DbThis } from "../mixins/db.mixin";
 import { notFound } from "../src/domain/errors";
 import { canViewClaim, isAdmin } from "../src/domain/permissions";
 import type { Claim, Order, Supply, User } from "../src/domain/types";
@@ -46,8 +45,7 @@ export interface CommandParams {
 	idempotencyKey?: string;
 }
 
-interface ClaimingThis extends Service {
-	pool: Pool;
+interface ClaimingThis extends DbThis, CacheThis {
 	mailbox: Mailbox;
 	batcher: Batcher<OrderCommand, Outcome>;
 	epochs: Record<string, number>;
@@ -56,7 +54,6 @@ interface ClaimingThis extends Service {
 	sweepTimer?: NodeJS.Timeout;
 	gaugeTimer?: NodeJS.Timeout;
 	lastPrune: number;
-	invalidate(changes: Changes | Changes[], ctx?: Context): Promise<void>;
 	command(ctx: Ctx<CommandParams>): Promise<CommandResult>;
 	sweep(): Promise<{ released: number; expired: number; failed: number }>;
 	claimAcross(ctx: Ctx<CommandParams>, cmd: OrderCommand & { op: "claim" }, need: { homeRegion: string; amount: string; asset: string }): Promise<CommandResult>;

@@ -3,10 +3,10 @@
 import { randomUUID } from "node:crypto";
 import type { Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { CacheMixin, findAction, ownLists, publicOrders } from "../mixins/cache.mixin";
+import { CacheMixin, findAction, ownLists, publicOrders, type CacheThis } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
 import { FORWARD, READ, WRITE } from "../src/lib/fault-tolerance";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, type DbThis } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound, unprocessable } from "../src/domain/errors";
 import { toNumeric } from "../src/domain/money";
@@ -18,8 +18,12 @@ import { asset, paging, status, text, uuid } from "../src/lib/params";
 import { createOrder } from "../src/store/creates";
 import { durableOrder } from "../src/store/outbox";
 import { getOrder, listOrders } from "../src/store/queries";
+import type { CommandParams } from "./claiming.service";
 
 type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
+
+/** Nothing of its own: the database and the cache of its mixins. */
+type OrderThis = DbThis & CacheThis;
 
 const ORDER_STATUSES = ["open", "claimed", "completed", "cancelled", "expired"];
 
@@ -28,15 +32,15 @@ const command = (op: "cancel" | "complete") => ({
 	home: true,
 	permission: "order:write",
 	params: { id: uuid },
-	async handler(this: any, ctx: Ctx<{ id: string }>) {
+	async handler(this: OrderThis, ctx: Ctx<{ id: string }>) {
 		const until = Date.now() + appConfig(this.broker).requestTimeoutMs * 0.8;
-		const { order } = await ctx.call<{ order: Order }, any>("claiming.command", { op, orderId: ctx.params.id });
+		const { order } = await ctx.call<{ order: Order }, CommandParams>("claiming.command", { op, orderId: ctx.params.id });
 		await durableOrder(this.pool, appConfig(this.broker), order, until);
 		return orderView(order, ctx.meta.user);
 	},
 });
 
-const OrderService: WalletService = {
+const OrderService: WalletService<OrderThis> = {
 	name: "order",
 	mixins: [DbMixin, CacheMixin],
 	actions: {
@@ -62,7 +66,7 @@ const OrderService: WalletService = {
 				},
 				expiresInSec: { type: "number", integer: true, min: 1, optional: true },
 			},
-			async handler(this: any, ctx: Ctx<{ asset: string; items: OrderItem[]; expiresInSec?: number }>) {
+			async handler(this: OrderThis, ctx: Ctx<{ asset: string; items: OrderItem[]; expiresInSec?: number }>) {
 				const cfg = appConfig(this.broker);
 				const ttl = ctx.params.expiresInSec ?? cfg.orderTtlSec;
 				if (ttl > cfg.orderMaxTtlSec)
@@ -91,7 +95,7 @@ const OrderService: WalletService = {
 			...READ,
 			permission: "order:read",
 			params: { id: uuid },
-			async handler(this: any, ctx: Ctx<{ id: string }>) {
+			async handler(this: OrderThis, ctx: Ctx<{ id: string }>) {
 				const order: Order | null = await ctx.call("order.find", { id: ctx.params.id });
 				if (!order || !canViewOrder(ctx.meta.user, order)) throw notFound("order");
 				return orderView(order, ctx.meta.user);
@@ -112,7 +116,7 @@ const OrderService: WalletService = {
 				kind: "list",
 				generations: (ctx: Ctx<{ mine?: boolean }>) => (ctx.params.mine ? ownLists("order", ctx.meta.user?.id) : publicOrders()),
 			},
-			async handler(this: any, ctx: Ctx<{ asset?: string; status?: string; mine?: boolean; page?: number; pageSize?: number }>) {
+			async handler(this: OrderThis, ctx: Ctx<{ asset?: string; status?: string; mine?: boolean; page?: number; pageSize?: number }>) {
 				const user = ctx.meta.user;
 				const page: Page<Order> = await listOrders(this.pool, { ...ctx.params, userId: user.id, admin: isAdmin(user) });
 				return { ...page, rows: page.rows.map(o => orderView(o, user)) };

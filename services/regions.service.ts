@@ -6,10 +6,9 @@
 // One active per region: any number of nodes may run this file, and the one that holds the region's role lock
 // (src/regions/role-lock.ts) creates the `regions` service; the others stand by and take over when it dies.
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
-import type { Pool } from "pg";
 import type { FailoverConfig } from "../config";
 import { appConfig } from "../mixins/config";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, type DbThis } from "../mixins/db.mixin";
 import { ROLE_TAKEN } from "../mixins/role-follower.mixin";
 import type { WalletService } from "../mixins/schema";
 import { acquireDatabase, releaseDatabase, withTx, type Database } from "../src/db";
@@ -46,8 +45,7 @@ export interface RegionsStatus {
 	ownership: { homeRegion: string; owner: string; epoch: number; leaseRemainingMs: number | null }[];
 }
 
-interface RegionsThis extends Service {
-	pool: Pool;
+interface RegionsThis extends DbThis {
 	/** The region role that created this service on this node (FAILOVER=on). */
 	role?: RoleThis;
 	/** Whether this node may act as its region now: the role lock seen held within the last holdMs. */

@@ -4,12 +4,11 @@
 // Any number of nodes may run it: one relay per region is active at a time (an advisory lock), and the
 // appliers of a region share the log's partitions in one consumer group.
 import { randomUUID } from "node:crypto";
-import { Errors, type Context, type Service } from "moleculer";
-import type { Pool } from "pg";
+import { Errors, type Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
-import { CacheMixin } from "../mixins/cache.mixin";
+import { CacheMixin, type CacheThis } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, type DbThis } from "../mixins/db.mixin";
 import type { Changes } from "../src/lib/cache-keys";
 import { M } from "../src/lib/metrics";
 import { Applier, type Changed } from "../src/replication/applier";
@@ -17,13 +16,11 @@ import { applyGroup, eventLogFor, type OwnedLog } from "../src/replication";
 import { fenceEvent, type LogPosition } from "../src/replication/event-log";
 import { OutboxRelay } from "../src/replication/relay";
 
-interface ReplicationThis extends Service {
-	pool: Pool;
+interface ReplicationThis extends DbThis, CacheThis {
 	owned?: OwnedLog;
 	relay?: OutboxRelay;
 	pruning?: NodeJS.Timeout;
 	applier?: Applier;
-	invalidate(changes: Changes | Changes[]): Promise<void>;
 }
 
 export interface SourceStatus {

@@ -5,8 +5,8 @@ import { Errors, type Context } from "moleculer";
 import type { WalletService } from "../mixins/schema";
 import { appConfig } from "../mixins/config";
 import { READ, WRITE } from "../src/lib/fault-tolerance";
-import { CacheMixin, findAction, ownLists } from "../mixins/cache.mixin";
-import { DbMixin } from "../mixins/db.mixin";
+import { CacheMixin, findAction, ownLists, type CacheThis } from "../mixins/cache.mixin";
+import { DbMixin, type DbThis } from "../mixins/db.mixin";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound } from "../src/domain/errors";
 import { positiveAmount, toNumeric } from "../src/domain/money";
@@ -22,6 +22,10 @@ import { SUPPLY_COLS, toSupply } from "../src/store/rows";
 
 type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
 
+interface SupplyThis extends DbThis, CacheThis {
+	change(ctx: Ctx, id: string, eventType: string, decide: (s: Supply) => Record<string, string>): Promise<Supply>;
+}
+
 const notOwner = (homeRegion: string) =>
 	new Errors.MoleculerRetryableError("This region does not own the supply now; retry", 503, "NOT_OWNER", { homeRegion });
 
@@ -30,14 +34,14 @@ const transition = (cmd: SupplyCommand) => ({
 	home: true,
 	permission: "supply:write",
 	params: { id: uuid },
-	async handler(this: any, ctx: Ctx<{ id: string }>) {
+	async handler(this: SupplyThis, ctx: Ctx<{ id: string }>) {
 		return this.change(ctx, ctx.params.id, `Supply${cmd[0].toUpperCase()}${cmd.slice(1)}d`, (s: Supply) => ({
 			status: decideSupplyTransition(s, cmd),
 		}));
 	},
 });
 
-const SupplyService: WalletService = {
+const SupplyService: WalletService<SupplyThis> = {
 	name: "supply",
 	mixins: [DbMixin, CacheMixin],
 	actions: {
@@ -58,7 +62,7 @@ const SupplyService: WalletService = {
 				amount: { type: "string", min: 1, max: 64 },
 				orderRegion: { type: "string", min: 1, max: 64 },
 			},
-			async handler(this: any, ctx: Context<HoldRequest>) {
+			async handler(this: SupplyThis, ctx: Context<HoldRequest>) {
 				const cfg = appConfig(this.broker);
 				const { supply, replayed } = await holdSupply(this.pool, cfg.region, ctx.params);
 				if (!replayed) {
@@ -78,7 +82,7 @@ const SupplyService: WalletService = {
 			permission: "internal",
 			visibility: "public",
 			params: { claimId: uuid },
-			async handler(this: any, ctx: Context<{ claimId: string }>) {
+			async handler(this: SupplyThis, ctx: Context<{ claimId: string }>) {
 				const supply = await endHold(this.pool, appConfig(this.broker).region, ctx.params.claimId, "released");
 				if (supply) {
 					this.logger.info(`Supply ${supply.id}: hold of claim ${ctx.params.claimId} released`);
@@ -91,7 +95,7 @@ const SupplyService: WalletService = {
 			...WRITE,
 			permission: "supply:write",
 			params: { asset, amount },
-			async handler(this: any, ctx: Ctx<{ asset: string; amount: string }>) {
+			async handler(this: SupplyThis, ctx: Ctx<{ asset: string; amount: string }>) {
 				const cfg = appConfig(this.broker);
 				const units = positiveAmount(ctx.params.amount, assetDecimals(cfg.assets, ctx.params.asset));
 				const supply = await createSupply(this.pool, {
@@ -112,7 +116,7 @@ const SupplyService: WalletService = {
 			...READ,
 			permission: "supply:read",
 			params: { id: uuid },
-			async handler(this: any, ctx: Ctx<{ id: string }>) {
+			async handler(this: SupplyThis, ctx: Ctx<{ id: string }>) {
 				const s: Supply | null = await ctx.call("supply.find", { id: ctx.params.id });
 				if (!s || !canViewSupply(ctx.meta.user, s)) throw notFound("supply");
 				return s;
@@ -128,7 +132,7 @@ const SupplyService: WalletService = {
 				kind: "list",
 				generations: (ctx: Ctx) => ownLists("supply", ctx.meta.user?.id),
 			},
-			handler(this: any, ctx: Ctx<{ asset?: string; status?: string; page?: number; pageSize?: number }>) {
+			handler(this: SupplyThis, ctx: Ctx<{ asset?: string; status?: string; page?: number; pageSize?: number }>) {
 				return listSupplies(this.pool, { ...ctx.params, userId: ctx.meta.user.id });
 			},
 		},
@@ -137,7 +141,7 @@ const SupplyService: WalletService = {
 			home: true,
 			permission: "supply:write",
 			params: { id: uuid, amount },
-			async handler(this: any, ctx: Ctx<{ id: string; amount: string }>) {
+			async handler(this: SupplyThis, ctx: Ctx<{ id: string; amount: string }>) {
 				return this.change(ctx, ctx.params.id, "SupplyAmountChanged", (s: Supply) => {
 					const units = positiveAmount(ctx.params.amount, assetDecimals(appConfig(this.broker).assets, s.asset));
 					return { amount: toNumeric(decideAmountChange(s, units)) };
@@ -153,9 +157,9 @@ const SupplyService: WalletService = {
 		 * Locks the caller's own supply (never another user's row), lets `decide` compute the new columns, and
 		 * writes them and the event, fenced by this region's ownership of the supply's home region.
 		 */
-		async change(this: any, ctx: Ctx, id: string, eventType: string, decide: (s: Supply) => Record<string, string>) {
+		async change(this: SupplyThis, ctx: Ctx, id: string, eventType: string, decide: (s: Supply) => Record<string, string>) {
 			const region = appConfig(this.broker).region;
-			const supply = await this.tx(async (c: any) => {
+			const supply = await this.tx(async c => {
 				const r = await c.query(
 					`SELECT ${SUPPLY_COLS}, EXISTS (SELECT 1 FROM ownership w WHERE w.home_region = supplies.home_region AND w.owner = $4) AS owned
 					   FROM supplies WHERE id = $1 AND (user_id = $2 OR $3) FOR UPDATE`,
