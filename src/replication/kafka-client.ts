@@ -2,6 +2,8 @@
 // src/regions/kafka-transporter.ts): bounded timeouts, explicit retries, TLS and SASL, and kafkajs's log lines
 // sent to the caller's logger instead of stdout.
 import { Kafka, logLevel, type RetryOptions, type SASLOptions } from "kafkajs";
+// Before any client exists: kafkajs's idle request queues no longer spin on a 1 ms timer.
+import "./kafkajs-idle-fix";
 
 export type KafkaLogLevel = "error" | "warn" | "info" | "debug";
 

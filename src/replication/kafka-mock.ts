@@ -8,6 +8,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { Kafka, logLevel } from "kafkajs";
+import "./kafkajs-idle-fix";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, "..", "..");
