@@ -22,7 +22,6 @@ interface RequestQueue {
 const CHECK_PENDING_REQUESTS_INTERVAL = 10;
 
 // kafkajs has no "exports" map: its internals are reachable, and its typings do not cover them.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const RequestQueueClass = require("kafkajs/src/network/requestQueue/index.js") as { prototype: RequestQueue };
 
 export const PATCHED = Symbol.for("wallet.kafkajs.idle-fix");
