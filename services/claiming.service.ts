@@ -100,6 +100,10 @@ const ClaimingService: WalletService<ClaimingThis> = {
 		claim: {
 			...CLAIM,
 			home: true,
+			// Routed like the order actor's inbox: the claim lands on the node that holds its order's mailbox, and
+			// its `claiming.command` is a local call instead of another hop over the transporter.
+			strategy: AVAILABLE_SHARD,
+			strategyOptions: { shardKey: "orderId" },
 			permission: "claim:write",
 			params: {
 				orderId: uuid,

@@ -23,6 +23,19 @@ export class AvailableShardStrategy extends Shard {
 		}
 		return super.select(list, ctx);
 	}
+
+	/**
+	 * The key from the call's params; and where the gateway picks the endpoint (moleculer-web resolves it with its
+	 * own context, whose params are the HTTP request), from the action's params it parsed (`req.$params`). Without
+	 * that, a REST call of a sharded action went to a random node.
+	 */
+	getKeyFromContext(ctx: { params?: { req?: { $params?: Record<string, unknown> } } } | undefined) {
+		const key = super.getKeyFromContext(ctx);
+		if (key != null) return key;
+		const shardKey = this.opts.shardKey;
+		const parsed = ctx?.params?.req?.$params;
+		return parsed && typeof shardKey === "string" && !shardKey.startsWith("#") ? (parsed[shardKey] ?? null) : null;
+	}
 }
 
 export const AVAILABLE_SHARD = "AvailableShard";

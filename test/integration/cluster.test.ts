@@ -9,6 +9,7 @@ import type { TestDatabase } from "../helpers/db";
 import { REDIS_URL } from "../helpers/env";
 import { Client, item, type Reply } from "../helpers/http";
 import { inPool } from "../helpers/pool";
+import { currentContext } from "../../src/lib/request-context";
 
 const SHOPPERS = 20;
 const BUYERS = 10;
@@ -18,7 +19,8 @@ const IN_FLIGHT = 40;
 
 let db: TestDatabase;
 let region: Region & { db: TestDatabase };
-const routed: { node: string; orderId: string }[] = [];
+/** Each command's mailbox run: on which node, sent from which node (ctx.nodeID: the caller's), and which op. */
+const routed: { node: string; orderId: string; from?: string; op?: string }[] = [];
 
 beforeAll(async () => {
 	region = await startTestRegion({
@@ -34,7 +36,8 @@ beforeAll(async () => {
 		if (!svc) continue;
 		const run = svc.mailbox.run.bind(svc.mailbox);
 		svc.mailbox.run = (key: string, task: () => Promise<unknown>, deadline?: number) => {
-			routed.push({ node: b.nodeID, orderId: key });
+			const ctx = currentContext() as { nodeID?: string; params?: { op?: string } } | undefined;
+			routed.push({ node: b.nodeID, orderId: key, from: ctx?.nodeID, op: ctx?.params?.op });
 			return run(key, task, deadline);
 		};
 	}
@@ -139,6 +142,11 @@ describe("a region of six nodes under a concurrent claim race", () => {
 		for (const r of routed) (nodesPerOrder.get(r.orderId) ?? nodesPerOrder.set(r.orderId, new Set()).get(r.orderId)!).add(r.node);
 		expect([...nodesPerOrder.values()].every(n => n.size === 1)).toBe(true);
 		expect(new Set(routed.map(r => r.node)).size).toBe(3);
+		// A claim is routed by its order id like the command it sends, so it lands on the mailbox's node and the
+		// command is a local call, never a second hop over NATS.
+		const claims = routed.filter(r => r.op === "claim");
+		expect(claims.length).toBeGreaterThan(ORDERS);
+		expect(claims.filter(r => r.from !== r.node)).toEqual([]);
 
 		// Settle half, release the rest, then check the books.
 		const won = [...winners.entries()];
