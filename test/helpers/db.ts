@@ -1,6 +1,7 @@
 // A fresh database per test file, dropped afterwards, so tests run repeatedly and side by side.
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { migrate } from "../../src/db/migrate";
 import { PG_ADMIN_URL } from "./env";
 
 export interface TestDatabase {
@@ -32,6 +33,13 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 			await c.end();
 		},
 	};
+}
+
+/** A fresh database with the project's migrations applied. */
+export async function createMigratedDatabase(): Promise<TestDatabase> {
+	const db = await createTestDatabase();
+	await migrate(db.pool);
+	return db;
 }
 
 /**

@@ -3,15 +3,13 @@
 // while the others of its call are applied.
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrate } from "../../src/db/migrate";
 import { Applier } from "../../src/replication/applier";
 import type { Delivery, EventLog, ReplEvent, SubscribeOptions } from "../../src/replication/event-log";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { createMigratedDatabase, type TestDatabase } from "../helpers/db";
 
 let db: TestDatabase;
 beforeAll(async () => {
-	db = await createTestDatabase();
-	await migrate(db.pool);
+	db = await createMigratedDatabase();
 });
 afterAll(async () => db?.drop());
 

@@ -3,14 +3,12 @@
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrate } from "../../src/db/migrate";
 import { fenceEvent, type ReplEvent } from "../../src/replication/event-log";
-import { createTestDatabase, sqlFunctionsCalled, type TestDatabase } from "../helpers/db";
+import { createMigratedDatabase, sqlFunctionsCalled, type TestDatabase } from "../helpers/db";
 
 let db: TestDatabase;
 beforeAll(async () => {
-	db = await createTestDatabase();
-	await migrate(db.pool);
+	db = await createMigratedDatabase();
 });
 afterAll(async () => db?.drop());
 

@@ -8,16 +8,14 @@ import { decideClaim } from "../../src/domain/claim";
 import { decideCancel, decideComplete } from "../../src/domain/order";
 import { fromNumeric, formatAmount } from "../../src/domain/money";
 import type { Order, OrderStatus, Supply, SupplyStatus } from "../../src/domain/types";
-import { migrate } from "../../src/db/migrate";
 import { ensureOwnership, runCommands, type CommandContext, type OrderCommand } from "../../src/store/commands";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { createMigratedDatabase, type TestDatabase } from "../helpers/db";
 
 let db: TestDatabase;
 const cc: CommandContext = { region: "us-central1", epochs: { "us-central1": 1 }, holdSec: 300 };
 
 beforeAll(async () => {
-	db = await createTestDatabase();
-	await migrate(db.pool);
+	db = await createMigratedDatabase();
 	await ensureOwnership(db.pool, ["us-central1"]);
 });
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrate } from "../../src/db/migrate";
 import { ensureOwnership, runCommands, type CommandContext, type OrderCommand, type Outcome } from "../../src/store/commands";
 import { createOrder, createSupply } from "../../src/store/creates";
-import { createTestDatabase, sqlFunctionsCalled, type TestDatabase } from "../helpers/db";
+import { createMigratedDatabase, createTestDatabase, sqlFunctionsCalled, type TestDatabase } from "../helpers/db";
 import { lockWaits, seedOrder, seedSupply, waitForLockWaits } from "../helpers/seed";
 
 let db: TestDatabase;
@@ -16,8 +16,7 @@ let nodeB: pg.Pool;
 const cc: CommandContext = { region: "us-central1", epochs: {}, holdSec: 300 };
 
 beforeAll(async () => {
-	db = await createTestDatabase();
-	await migrate(db.pool);
+	db = await createMigratedDatabase();
 	const owners = await ensureOwnership(db.pool, ["us-central1", "europe-west1"]);
 	cc.epochs["us-central1"] = owners.get("us-central1")!.epoch;
 	// Two claiming nodes: each has its own connections.

@@ -4,17 +4,15 @@
 // supply another region writes, is left alone.
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrate } from "../../src/db/migrate";
 import { ensureOwnership } from "../../src/store/commands";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { createMigratedDatabase, type TestDatabase } from "../helpers/db";
 import { seedOrder, seedSupply } from "../helpers/seed";
 
 const HERE = "europe-west1";
 const THERE = "us-central1";
 let db: TestDatabase;
 beforeAll(async () => {
-	db = await createTestDatabase();
-	await migrate(db.pool);
+	db = await createMigratedDatabase();
 	// Each region owns its own home region (no leases here): this database is europe-west1's.
 	await ensureOwnership(db.pool, [HERE, THERE]);
 });

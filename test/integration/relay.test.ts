@@ -4,19 +4,17 @@
 // waiting for durability is not acknowledged, and the rows are published again if the lease comes back.
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrate } from "../../src/db/migrate";
 import { MemoryEventLog } from "../../src/replication/memory-log";
 import type { EventLog, ReplEvent } from "../../src/replication/event-log";
 import { OutboxRelay } from "../../src/replication/relay";
 import { ensureOwnership } from "../../src/store/commands";
 import { createSupply } from "../../src/store/creates";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { createMigratedDatabase, type TestDatabase } from "../helpers/db";
 
 const A = "us-central1";
 let db: TestDatabase;
 beforeAll(async () => {
-	db = await createTestDatabase();
-	await migrate(db.pool);
+	db = await createMigratedDatabase();
 	await ensureOwnership(db.pool, [A], A, true);
 });
 afterAll(async () => db?.drop());

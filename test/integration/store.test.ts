@@ -11,15 +11,14 @@ import { createOrder, createSupply } from "../../src/store/creates";
 import { claimIdFor, confirmHold, endHold, holdSupply, unconfirmedHolds, voidClaim, type HoldRequest } from "../../src/store/holds";
 import { appendEvents } from "../../src/store/outbox";
 import { getClaim, getOrder, getSupply, listClaims, listOrders, listSupplies } from "../../src/store/queries";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { createMigratedDatabase, createTestDatabase, type TestDatabase } from "../helpers/db";
 import { seedOrder, seedSupply } from "../helpers/seed";
 
 let db: TestDatabase;
 const cc: CommandContext = { region: "us-central1", epochs: {}, holdSec: 300 };
 
 beforeAll(async () => {
-	db = await createTestDatabase();
-	await migrate(db.pool);
+	db = await createMigratedDatabase();
 	const owners = await ensureOwnership(db.pool, ["us-central1", "europe-west1"]);
 	cc.epochs["us-central1"] = owners.get("us-central1")!.epoch;
 });

@@ -4,9 +4,8 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkInvariants } from "../../src/checker/invariants";
-import { migrate } from "../../src/db/migrate";
 import { ensureOwnership, sweep, type SweepResult } from "../../src/store/commands";
-import { createTestDatabase, type TestDatabase } from "../helpers/db";
+import { createMigratedDatabase, type TestDatabase } from "../helpers/db";
 import { lockWaits, seedExpiredHolds, seedOrder } from "../helpers/seed";
 
 const HOLDS = 3000;
@@ -14,8 +13,7 @@ let db: TestDatabase;
 let nodes: pg.Pool[];
 
 beforeAll(async () => {
-	db = await createTestDatabase();
-	await migrate(db.pool);
+	db = await createMigratedDatabase();
 	await ensureOwnership(db.pool, ["us-central1", "europe-west1"]);
 	nodes = [1, 2].map(i => new pg.Pool({ connectionString: db.url, max: 2, application_name: `sweeper-${i}` }));
 });
