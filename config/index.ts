@@ -70,6 +70,8 @@ export interface Config {
 	staleTtlSec: number;
 	/** Group commit of the order actor's commands (src/lib/batcher.ts). */
 	claimBatch: { concurrency: number; maxItems: number; windowMs: number };
+	/** Group commit of supply and order creations (src/store/creates.ts): batches in flight per service and node, and their size. */
+	createBatch: { concurrency: number; maxItems: number; windowMs: number };
 	sweepBatch: number;
 	outboxRetentionSec: number;
 	/** Test and drill hooks (src/lib/failpoints.ts); never in production. */
@@ -400,6 +402,11 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			concurrency: int(env, "CLAIM_BATCH_CONCURRENCY", 4, 1, 64),
 			maxItems: int(env, "CLAIM_BATCH_MAX", 64, 1, 1000),
 			windowMs: int(env, "CLAIM_BATCH_WINDOW_MS", 0, 0, 1000),
+		},
+		createBatch: {
+			concurrency: int(env, "CREATE_BATCH_CONCURRENCY", 2, 1, 64),
+			maxItems: int(env, "CREATE_BATCH_MAX", 64, 1, 1000),
+			windowMs: 0,
 		},
 		sweepBatch: int(env, "SWEEP_BATCH", 1000, 1, 100_000),
 		outboxRetentionSec: int(env, "OUTBOX_RETENTION_SEC", 7 * 86400, 60),

@@ -15,7 +15,7 @@ import { canViewOrder, isAdmin } from "../src/domain/permissions";
 import type { Order, OrderItem, Page, User } from "../src/domain/types";
 import { orderView } from "../src/domain/views";
 import { asset, paging, status, text, uuid } from "../src/lib/params";
-import { createOrder } from "../src/store/creates";
+import { CreateBatcher, createOrders, skipped, type NewOrder } from "../src/store/creates";
 import { durableOrder } from "../src/store/outbox";
 import { getOrder, listOrders } from "../src/store/queries";
 import type { CommandParams } from "./claiming.service";
@@ -23,7 +23,9 @@ import type { CommandParams } from "./claiming.service";
 type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
 
 /** Nothing of its own: the database and the cache of its mixins. */
-type OrderThis = DbThis & CacheThis;
+interface OrderThis extends DbThis, CacheThis {
+	creates: CreateBatcher<NewOrder, Order>;
+}
 
 const ORDER_STATUSES = ["open", "claimed", "completed", "cancelled", "expired"];
 
@@ -75,15 +77,10 @@ const OrderService: WalletService<OrderThis> = {
 					});
 				const items = ctx.params.items.map(({ sku, name, unitPrice, quantity }) => ({ sku, name, unitPrice, quantity }));
 				const amount = orderAmount(items, assetDecimals(cfg.assets, ctx.params.asset));
-				const order = await createOrder(this.pool, {
-					id: randomUUID(),
-					userId: ctx.meta.user.id,
-					asset: ctx.params.asset,
-					items,
-					amount: toNumeric(amount),
-					region: cfg.region,
-					ttlSec: ttl,
-				});
+				const order = await this.creates.submit(
+					{ id: randomUUID(), userId: ctx.meta.user.id, asset: ctx.params.asset, items, amount: toNumeric(amount), ttlSec: ttl },
+					(ctx.options as { deadline?: number }).deadline,
+				);
 				this.logger.info(`Order ${order.id} created`, { amount: order.amount, asset: order.asset });
 				await this.invalidate({ order });
 				ctx.meta.$statusCode = 201;
@@ -124,6 +121,11 @@ const OrderService: WalletService<OrderThis> = {
 		},
 		cancel: command("cancel"),
 		complete: command("complete"),
+	},
+	created(this: OrderThis) {
+		const cfg = appConfig(this.broker);
+		// this.pool is read per batch: DbMixin sets it once started.
+		this.creates = new CreateBatcher(items => createOrders(this.pool, cfg.region, items), cfg.createBatch, skipped("order.create"));
 	},
 };
 

@@ -14,7 +14,7 @@ import { canViewSupply, isAdmin } from "../src/domain/permissions";
 import { decideAmountChange, decideSupplyTransition, type SupplyCommand } from "../src/domain/supply";
 import type { Supply, User } from "../src/domain/types";
 import { amount, asset, paging, status, uuid } from "../src/lib/params";
-import { createSupply } from "../src/store/creates";
+import { CreateBatcher, createSupplies, skipped, type NewSupply } from "../src/store/creates";
 import { endHold, holdSupply, type HoldRequest } from "../src/store/holds";
 import { appendEvents, notDurable, waitPublished } from "../src/store/outbox";
 import { getSupply, listSupplies } from "../src/store/queries";
@@ -23,6 +23,7 @@ import { SUPPLY_COLS, toSupply } from "../src/store/rows";
 type Ctx<P = Record<string, any>> = Context<P, { user: User; $statusCode?: number; $location?: string }>;
 
 interface SupplyThis extends DbThis, CacheThis {
+	creates: CreateBatcher<NewSupply, Supply>;
 	change(ctx: Ctx, id: string, eventType: string, decide: (s: Supply) => Record<string, string>): Promise<Supply>;
 }
 
@@ -98,13 +99,10 @@ const SupplyService: WalletService<SupplyThis> = {
 			async handler(this: SupplyThis, ctx: Ctx<{ asset: string; amount: string }>) {
 				const cfg = appConfig(this.broker);
 				const units = positiveAmount(ctx.params.amount, assetDecimals(cfg.assets, ctx.params.asset));
-				const supply = await createSupply(this.pool, {
-					id: randomUUID(),
-					userId: ctx.meta.user.id,
-					asset: ctx.params.asset,
-					amount: toNumeric(units),
-					region: cfg.region,
-				});
+				const supply = await this.creates.submit(
+					{ id: randomUUID(), userId: ctx.meta.user.id, asset: ctx.params.asset, amount: toNumeric(units) },
+					(ctx.options as { deadline?: number }).deadline,
+				);
 				this.logger.info(`Supply ${supply.id} created`, { amount: supply.amount, asset: supply.asset });
 				await this.invalidate({ supply });
 				ctx.meta.$statusCode = 201;
@@ -198,6 +196,11 @@ const SupplyService: WalletService<SupplyThis> = {
 			await this.invalidate({ supply });
 			return supply;
 		},
+	},
+	created(this: SupplyThis) {
+		const cfg = appConfig(this.broker);
+		// this.pool is read per batch: DbMixin sets it once started.
+		this.creates = new CreateBatcher(items => createSupplies(this.pool, cfg.region, items), cfg.createBatch, skipped("supply.create"));
 	},
 };
 

@@ -12,6 +12,9 @@ export interface BatcherOptions {
 	windowMs: number;
 }
 
+/** One item's outcome, for a batch whose items succeed or fail one by one. */
+export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
 interface Pending<I, O> {
 	item: I;
 	deadline?: number;

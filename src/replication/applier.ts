@@ -4,7 +4,7 @@
 // several lanes that are ready together are committed together (apply_deliveries: group commit), because an
 // apply's fixed cost is most of what a few events cost (docs/multi-region.md, "Replication lag").
 import type { Pool } from "pg";
-import { Batcher } from "../lib/batcher";
+import { Batcher, type Settled } from "../lib/batcher";
 import type { Delivery, EventLog, Subscription } from "./event-log";
 
 export interface Changed {
@@ -43,8 +43,6 @@ export async function applyDeliveries(pool: Pool, region: string, ds: Delivery[]
 	});
 	return rows[0].r;
 }
-
-type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 /**
  * What the lanes hand over while an apply is in flight leaves in the next call, together (at most this many

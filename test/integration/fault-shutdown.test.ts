@@ -6,7 +6,6 @@
 // other node. A PostgreSQL lock holds the requests in flight, so "in flight during stop" is certain.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { currentContext } from "../../src/lib/request-context";
 import { createTestDatabase, type TestDatabase } from "../helpers/db";
 import { Client, type Reply } from "../helpers/http";
 import { seesService, startNodes, type NodeSet } from "../helpers/nodes";
@@ -16,7 +15,7 @@ const IN_FLIGHT = 8; // round-robin: half on each supply node
 let db: TestDatabase;
 let nodes: NodeSet;
 let locker: pg.Client | undefined;
-/** Which node ran each supply.create that reached the database (a spy on the service's pool). */
+/** Which node ran each supply.create (a spy on the service's group commit). */
 const ranOn: { node: string; amount: string; at: number }[] = [];
 
 beforeAll(async () => {
@@ -31,23 +30,14 @@ beforeAll(async () => {
 		],
 	});
 	for (const id of ["supply-x", "supply-y"]) {
-		// A create is one statement on the service's pool (shared by the nodes of this process), so each
-		// service gets a view of the pool whose query notes the node.
-		const svc = nodes.broker(id).getLocalService("supply") as any;
-		const pool: pg.Pool = svc.pool;
-		const query = (...args: unknown[]) => {
-			const params = currentContext()?.params as { amount?: string } | undefined;
-			const text = typeof args[0] === "string" ? args[0] : (args[0] as { text?: string }).text;
-			if (text?.includes("INSERT INTO supplies")) ranOn.push({ node: id, amount: params?.amount ?? "?", at: performance.now() });
-			return (pool.query as (...a: unknown[]) => unknown).apply(pool, args);
+		// Creates that meet on a node leave in one statement (group commit, at most CREATE_BATCH_CONCURRENCY of them
+		// in flight; the others wait in the node), so each service's batcher notes which node took each supply.
+		const svc = nodes.broker(id).getLocalService("supply") as unknown as { creates: { submit(item: { amount: string }, deadline?: number): Promise<unknown> } };
+		const submit = svc.creates.submit.bind(svc.creates);
+		svc.creates.submit = (item, deadline) => {
+			ranOn.push({ node: id, amount: item.amount, at: performance.now() });
+			return submit(item, deadline);
 		};
-		svc.pool = new Proxy(pool, {
-			get: (target, key) => {
-				if (key === "query") return query;
-				const v = Reflect.get(target, key);
-				return typeof v === "function" ? v.bind(target) : v;
-			},
-		});
 	}
 }, 60_000);
 
@@ -118,7 +108,7 @@ describe("a supply node stopped with requests in flight", () => {
 
 		const tally: Record<string, number> = {};
 		for (const r of results) tally[`${r.tag} ${r.reply.status}`] = (tally[`${r.tag} ${r.reply.status}`] ?? 0) + 1;
-		const servedBy = (amount: string) => ranOn.filter(r => r.amount === amount).map(r => r.node);
+		const servedBy = (amount: string) => ranOn.filter(r => Number(r.amount) === Number(amount)).map(r => r.node);
 		const afterLeft = results.filter(r => r.tag === "after-x-left");
 		console.log(
 			`shutdown: stop took ${Math.round(stopMs)} ms, X left the gateway's registry after ${Math.round(sawGone - stopStarted)} ms; ` +
