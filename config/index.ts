@@ -399,7 +399,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 		},
 		staleTtlSec: int(env, "STALE_CACHE_TTL_SEC", 3600, 1),
 		claimBatch: {
-			concurrency: int(env, "CLAIM_BATCH_CONCURRENCY", 4, 1, 64),
+			concurrency: int(env, "CLAIM_BATCH_CONCURRENCY", 2, 1, 64),
 			maxItems: int(env, "CLAIM_BATCH_MAX", 64, 1, 1000),
 			windowMs: int(env, "CLAIM_BATCH_WINDOW_MS", 0, 0, 1000),
 		},
