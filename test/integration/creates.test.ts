@@ -29,16 +29,16 @@ function counted(pool: Pool) {
 	return { pool: new Proxy(pool, { get: (t, k) => (k === "query" ? query : Reflect.get(t, k)) }) as Pool, seen };
 }
 
+/** One statement in flight at a time, so what is submitted meanwhile meets in the next. */
+const oneAtATime = <I extends { id: string }, O>(create: (items: I[]) => Promise<O[]>, action: string) =>
+	new CreateBatcher<I, O>(create, { concurrency: 1, maxItems: 64, windowMs: 0 }, skipped(action));
+
 const supply = (amount: string): NewSupply => ({ id: randomUUID(), userId: `u-${amount}`, asset: "ETH", amount });
 
 describe("creates committed together", () => {
 	it("sends a lone create at once and the ones that came meanwhile in one statement, each with its own row", async () => {
 		const { pool, seen } = counted(db.pool);
-		const batcher = new CreateBatcher<NewSupply, Awaited<ReturnType<typeof createSupplies>>[number]>(
-			items => createSupplies(pool, A, items),
-			{ concurrency: 1, maxItems: 64, windowMs: 0 },
-			skipped("supply.create"),
-		);
+		const batcher = oneAtATime((items: NewSupply[]) => createSupplies(pool, A, items), "supply.create");
 		const input = Array.from({ length: 10 }, (_, i) => supply(`${i + 1}.5`));
 		const made = await Promise.all(input.map(s => batcher.submit(s)));
 		expect(seen.statements).toBe(2);
@@ -49,11 +49,7 @@ describe("creates committed together", () => {
 
 	it("fails only the create the database refuses, and writes the others", async () => {
 		const { pool, seen } = counted(db.pool);
-		const batcher = new CreateBatcher<NewSupply, Awaited<ReturnType<typeof createSupplies>>[number]>(
-			items => createSupplies(pool, A, items),
-			{ concurrency: 1, maxItems: 64, windowMs: 0 },
-			skipped("supply.create"),
-		);
+		const batcher = oneAtATime((items: NewSupply[]) => createSupplies(pool, A, items), "supply.create");
 		// The first goes alone; the next four meet in one statement, which the zero amount fails (CHECK amount > 0).
 		const input = ["1", "2", "0", "3", "4"].map(supply);
 		const settled = await Promise.allSettled(input.map(s => batcher.submit(s)));
@@ -67,11 +63,7 @@ describe("creates committed together", () => {
 
 	it("refuses every create of a region it does not own, in one statement, and writes nothing", async () => {
 		const { pool, seen } = counted(db.pool);
-		const batcher = new CreateBatcher<NewOrder, Awaited<ReturnType<typeof createOrders>>[number]>(
-			items => createOrders(pool, B, items),
-			{ concurrency: 1, maxItems: 64, windowMs: 0 },
-			skipped("order.create"),
-		);
+		const batcher = oneAtATime((items: NewOrder[]) => createOrders(pool, B, items), "order.create");
 		const input: NewOrder[] = Array.from({ length: 3 }, () => ({
 			id: randomUUID(),
 			userId: "buyer",
