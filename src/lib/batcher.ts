@@ -15,6 +15,32 @@ export interface BatcherOptions {
 /** One item's outcome, for a batch whose items succeed or fail one by one. */
 export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
+/**
+ * The items in one call; if that fails, each alone, so one item the callee refuses fails only itself. A failure
+ * `failsAll` recognises (e.g. a region that writes none of them) is every item's, and nothing is tried again.
+ */
+export async function togetherElseAlone<I, O>(
+	items: I[],
+	together: (items: I[]) => Promise<O[]>,
+	alone: (item: I) => Promise<O>,
+	failsAll: (error: unknown) => boolean = () => false,
+): Promise<Settled<O>[]> {
+	try {
+		return (await together(items)).map(value => ({ ok: true as const, value }));
+	} catch (error) {
+		if (items.length === 1 || failsAll(error)) return items.map(() => ({ ok: false as const, error }));
+		const out: Settled<O>[] = [];
+		for (const item of items)
+			out.push(
+				await alone(item).then(
+					value => ({ ok: true as const, value }),
+					(e: unknown) => ({ ok: false as const, error: e }),
+				),
+			);
+		return out;
+	}
+}
+
 interface Pending<I, O> {
 	item: I;
 	deadline?: number;

@@ -4,7 +4,7 @@
 // several lanes that are ready together are committed together (apply_deliveries: group commit), because an
 // apply's fixed cost is most of what a few events cost (docs/multi-region.md, "Replication lag").
 import type { Pool } from "pg";
-import { Batcher, type Settled } from "../lib/batcher";
+import { Batcher, togetherElseAlone, type Settled } from "../lib/batcher";
 import type { Delivery, EventLog, Subscription } from "./event-log";
 
 export interface Changed {
@@ -94,21 +94,13 @@ export class Applier {
 	 * One call for every delivery; if it fails, each delivery alone, so that one delivery's failure (a deadlock with
 	 * another node's apply, an event the database refuses) fails no other: its lane retries it.
 	 */
-	private async applyTogether(ds: Delivery[]): Promise<Settled<ApplyResult>[]> {
-		try {
-			return (await applyDeliveries(this.pool, this.options.region, ds)).map(value => ({ ok: true, value }));
-		} catch (error) {
-			if (ds.length === 1) return [{ ok: false, error }];
-			const out: Settled<ApplyResult>[] = [];
-			for (const d of ds)
-				out.push(
-					await applyDelivery(this.pool, this.options.region, d).then(
-						value => ({ ok: true as const, value }),
-						e => ({ ok: false as const, error: e }),
-					),
-				);
-			return out;
-		}
+	private applyTogether(ds: Delivery[]): Promise<Settled<ApplyResult>[]> {
+		const { region } = this.options;
+		return togetherElseAlone(
+			ds,
+			all => applyDeliveries(this.pool, region, all),
+			d => applyDelivery(this.pool, region, d),
+		);
 	}
 
 	/** Events of other regions not applied here yet. */

@@ -5,7 +5,7 @@
 import type { Pool } from "pg";
 import { Errors } from "moleculer";
 import type { Order, OrderItem, Supply } from "../domain/types";
-import { Batcher, type BatcherOptions, type Settled } from "../lib/batcher";
+import { Batcher, togetherElseAlone, type BatcherOptions, type Settled } from "../lib/batcher";
 
 export interface NewSupply {
 	id: string;
@@ -22,9 +22,6 @@ export interface NewOrder {
 	amount: string;
 	ttlSec: number;
 }
-
-/** A create whose caller's deadline passed while it queued: not run (the caller has answered already). */
-export const skipped = (action: string) => () => new Errors.RequestSkippedError({ action, nodeID: "" });
 
 const notOwner = (region: string) =>
 	new Errors.MoleculerRetryableError("This region does not own its entities now; retry", 503, "NOT_OWNER", { homeRegion: region });
@@ -90,32 +87,18 @@ export const createOrder = async (db: Pool, a: NewOrder & { region: string }): P
 export class CreateBatcher<I extends { id: string }, O> {
 	private readonly batcher: Batcher<I, Settled<O>>;
 
-	constructor(
-		create: (items: I[]) => Promise<O[]>,
-		options: BatcherOptions,
-		expired: () => Error,
-		onBatch?: (size: number) => void,
-	) {
+	/** `expired`: the error of a create whose caller's deadline passed while it queued (it is not run). */
+	constructor(create: (items: I[]) => Promise<O[]>, options: BatcherOptions, expired: () => Error) {
 		this.batcher = new Batcher<I, Settled<O>>(
-			async items => {
-				try {
-					return (await create(items)).map(value => ({ ok: true as const, value }));
-				} catch (error) {
-					if (items.length === 1 || (error as Errors.MoleculerError).type === "NOT_OWNER") return items.map(() => ({ ok: false as const, error }));
-					const alone: Settled<O>[] = [];
-					for (const item of items)
-						alone.push(
-							await create([item]).then(
-								([value]) => ({ ok: true as const, value }),
-								(e: unknown) => ({ ok: false as const, error: e }),
-							),
-						);
-					return alone;
-				}
-			},
+			items =>
+				togetherElseAlone(
+					items,
+					create,
+					async item => (await create([item]))[0],
+					error => (error as Errors.MoleculerError).type === "NOT_OWNER",
+				),
 			options,
 			expired,
-			onBatch,
 		);
 	}
 
