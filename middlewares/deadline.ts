@@ -7,6 +7,12 @@ import { Errors, type Context, type Middleware, type ServiceBroker } from "molec
 
 type Options = { timeout?: number; deadline?: number };
 
+/** The call's deadline (epoch ms) set by DeadlineMiddleware, if it has one. */
+export const deadlineOf = (ctx: Context): number | undefined => (ctx.options as Options).deadline;
+
+/** The error of a queued item (a mailbox's, a batcher's) dropped because its caller's deadline passed first. */
+export const skipped = (action: string) => () => new Errors.RequestSkippedError({ action, nodeID: "" });
+
 export function DeadlineMiddleware(broker: ServiceBroker): Middleware {
 	const wrap = (handler: (ctx: Context) => Promise<unknown>, action: { name: string; timeout?: number }) =>
 		function deadline(ctx: Context) {

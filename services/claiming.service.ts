@@ -10,6 +10,7 @@ import { CacheMixin, findAction, type CacheThis } from "../mixins/cache.mixin";
 import type { Changes } from "../src/lib/cache-keys";
 import { appConfig } from "../mixins/config";
 import { ACTOR, CLAIM, READ, WRITE } from "../src/lib/fault-tolerance";
+import { deadlineOf, skipped } from "../middlewares/deadline";
 import { DbMixin, type DbThis } from "../mixins/db.mixin";
 import { notFound } from "../src/domain/errors";
 import { canViewClaim, isAdmin } from "../src/domain/permissions";
@@ -78,7 +79,7 @@ function created(ctx: Ctx, claim: Claim) {
 
 const DONE = { claim: "claimed", release: "released", complete: "completed", cancel: "cancelled" } as const;
 
-const expired = () => new Errors.RequestSkippedError({ action: "claiming.command", nodeID: "" } as any);
+const expired = skipped("claiming.command");
 
 /** The command the SQL runs, from the actor's params and the acting user. */
 function toCommand(p: CommandParams, user: User): OrderCommand {
@@ -203,7 +204,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 				idempotencyKey: { type: "string", optional: true },
 			},
 			async handler(this: ClaimingThis, ctx: Ctx<CommandParams>) {
-				const deadline = (ctx.options as { deadline?: number }).deadline;
+				const deadline = deadlineOf(ctx);
 				const result = await this.mailbox.run(ctx.params.orderId, () => this.command(ctx), deadline);
 				// Outside the mailbox: the order's next command does not wait on the cache, but the caller
 				// still gets its answer only after the cache forgot the old state (read-your-writes).
@@ -231,7 +232,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 			const p = ctx.params;
 			if (p.op === "claim" && (!p.supplyId || !p.idempotencyKey)) throw new Errors.ValidationError("claim needs supplyId and idempotencyKey");
 			if (p.op === "release" && !p.claimId) throw new Errors.ValidationError("release needs claimId");
-			const deadline = (ctx.options as { deadline?: number }).deadline;
+			const deadline = deadlineOf(ctx);
 			const cmd = toCommand(p, ctx.meta.user);
 			const outcome = await this.batcher.submit(cmd, deadline);
 			if (!outcome.ok && (outcome.error as Errors.MoleculerError).type === "HOLD_NEEDED" && cmd.op === "claim")
@@ -255,7 +256,7 @@ const ClaimingService: WalletService<ClaimingThis> = {
 				throw new Errors.MoleculerRetryableError(`The supply's region ${need.homeRegion} cannot be reached now; retry`, 503, "REGION_UNREACHABLE", {
 					homeRegion: need.homeRegion,
 				});
-			const deadline = (ctx.options as { deadline?: number }).deadline;
+			const deadline = deadlineOf(ctx);
 			const timeout = () => Math.max(100, (deadline ?? Date.now() + cfg.requestTimeoutMs) - Date.now());
 			const claimId = claimIdFor(cmd.userId, cmd.key);
 			const supply = await link.call<Supply>(

@@ -7,6 +7,7 @@ import { CacheMixin, findAction, ownLists, publicOrders, type CacheThis } from "
 import { appConfig } from "../mixins/config";
 import { FORWARD, READ, WRITE } from "../src/lib/fault-tolerance";
 import { DbMixin, type DbThis } from "../mixins/db.mixin";
+import { deadlineOf, skipped } from "../middlewares/deadline";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound, unprocessable } from "../src/domain/errors";
 import { toNumeric } from "../src/domain/money";
@@ -15,7 +16,7 @@ import { canViewOrder, isAdmin } from "../src/domain/permissions";
 import type { Order, OrderItem, Page, User } from "../src/domain/types";
 import { orderView } from "../src/domain/views";
 import { asset, paging, status, text, uuid } from "../src/lib/params";
-import { CreateBatcher, createOrders, skipped, type NewOrder } from "../src/store/creates";
+import { CreateBatcher, createOrders, type NewOrder } from "../src/store/creates";
 import { durableOrder } from "../src/store/outbox";
 import { getOrder, listOrders } from "../src/store/queries";
 import type { CommandParams } from "./claiming.service";
@@ -79,7 +80,7 @@ const OrderService: WalletService<OrderThis> = {
 				const amount = orderAmount(items, assetDecimals(cfg.assets, ctx.params.asset));
 				const order = await this.creates.submit(
 					{ id: randomUUID(), userId: ctx.meta.user.id, asset: ctx.params.asset, items, amount: toNumeric(amount), ttlSec: ttl },
-					(ctx.options as { deadline?: number }).deadline,
+					deadlineOf(ctx),
 				);
 				this.logger.info(`Order ${order.id} created`, { amount: order.amount, asset: order.asset });
 				await this.invalidate({ order });

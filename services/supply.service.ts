@@ -7,6 +7,7 @@ import { appConfig } from "../mixins/config";
 import { READ, WRITE } from "../src/lib/fault-tolerance";
 import { CacheMixin, findAction, ownLists, type CacheThis } from "../mixins/cache.mixin";
 import { DbMixin, type DbThis } from "../mixins/db.mixin";
+import { deadlineOf, skipped } from "../middlewares/deadline";
 import { assetDecimals } from "../src/domain/assets";
 import { notFound } from "../src/domain/errors";
 import { positiveAmount, toNumeric } from "../src/domain/money";
@@ -14,7 +15,7 @@ import { canViewSupply, isAdmin } from "../src/domain/permissions";
 import { decideAmountChange, decideSupplyTransition, type SupplyCommand } from "../src/domain/supply";
 import type { Supply, User } from "../src/domain/types";
 import { amount, asset, paging, status, uuid } from "../src/lib/params";
-import { CreateBatcher, createSupplies, skipped, type NewSupply } from "../src/store/creates";
+import { CreateBatcher, createSupplies, type NewSupply } from "../src/store/creates";
 import { endHold, holdSupply, type HoldRequest } from "../src/store/holds";
 import { appendEvents, notDurable, waitPublished } from "../src/store/outbox";
 import { getSupply, listSupplies } from "../src/store/queries";
@@ -101,7 +102,7 @@ const SupplyService: WalletService<SupplyThis> = {
 				const units = positiveAmount(ctx.params.amount, assetDecimals(cfg.assets, ctx.params.asset));
 				const supply = await this.creates.submit(
 					{ id: randomUUID(), userId: ctx.meta.user.id, asset: ctx.params.asset, amount: toNumeric(units) },
-					(ctx.options as { deadline?: number }).deadline,
+					deadlineOf(ctx),
 				);
 				this.logger.info(`Supply ${supply.id} created`, { amount: supply.amount, asset: supply.asset });
 				await this.invalidate({ supply });

@@ -5,7 +5,8 @@ import { randomUUID } from "node:crypto";
 import type { Pool } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureOwnership } from "../../src/store/commands";
-import { CreateBatcher, createOrders, createSupplies, skipped, type NewOrder, type NewSupply } from "../../src/store/creates";
+import { skipped } from "../../middlewares/deadline";
+import { CreateBatcher, createOrders, createSupplies, type NewOrder, type NewSupply } from "../../src/store/creates";
 import { createMigratedDatabase, type TestDatabase } from "../helpers/db";
 
 const A = "us-central1";
