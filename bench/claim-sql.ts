@@ -12,10 +12,9 @@
 //   npm run bench:sql -- --claims 20000 --batch 16 --young
 import { parseArgs } from "node:util";
 import type pg from "pg";
-import { migrate } from "../src/db/migrate";
 import { OUTBOX_COLUMNS, toReplEvent } from "../src/replication/relay";
 import { ensureOwnership, runCommands, type CommandContext } from "../src/store/commands";
-import { createTestDatabase } from "../test/helpers/db";
+import { createMigratedDatabase } from "../test/helpers/db";
 import { cpuMs } from "./proc";
 
 const { values: args } = parseArgs({
@@ -35,9 +34,8 @@ const WARM = Math.min(2000, Math.floor(CLAIMS / 4));
 const REGION = "us-central1";
 
 async function main() {
-	const db = await createTestDatabase();
+	const db = await createMigratedDatabase();
 	try {
-		await migrate(db.pool);
 		await ensureOwnership(db.pool, [REGION]);
 		const cc: CommandContext = { region: REGION, epochs: { [REGION]: 1 }, holdSec: 300 };
 		await db.pool.query(`INSERT INTO supplies (id, user_id, asset, amount, home_region)
@@ -88,9 +86,8 @@ async function main() {
 /** Applies the claims' events, in order and in batches, in another region's database: its backend's CPU an event. */
 async function benchApply(home: pg.Pool, batch: number, group: number) {
 	const events = (await home.query(`SELECT ${OUTBOX_COLUMNS} FROM outbox o ORDER BY id`)).rows.map(toReplEvent);
-	const replica = await createTestDatabase();
+	const replica = await createMigratedDatabase();
 	try {
-		await migrate(replica.pool);
 		const client = await replica.pool.connect();
 		try {
 			// --apply-group G: G deliveries of --apply-batch events in one apply_deliveries call (the applier's group

@@ -24,7 +24,7 @@ const CHECK_PENDING_REQUESTS_INTERVAL = 10;
 // kafkajs has no "exports" map: its internals are reachable, and its typings do not cover them.
 const RequestQueueClass = require("kafkajs/src/network/requestQueue/index.js") as { prototype: RequestQueue };
 
-export const PATCHED = Symbol.for("wallet.kafkajs.idle-fix");
+const PATCHED = Symbol.for("wallet.kafkajs.idle-fix");
 
 const proto = RequestQueueClass.prototype as RequestQueue & { [PATCHED]?: true };
 if (typeof proto.scheduleCheckPendingRequests !== "function" || typeof proto.checkPendingRequests !== "function")
