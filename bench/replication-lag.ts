@@ -8,7 +8,8 @@
 //             the apply, no Kafka), exact lags.
 //   kafka     the three regions in this process over the Kafka test broker, exact lags (one process: its event loop
 //             carries every gateway, service and applier, so this is the heaviest load for one core).
-// Each run writes for --warmup W seconds first (default 3, not measured: consumers joined, pools and code warm).
+// Each run writes for --warmup W seconds first (default 30, not measured: consumers joined, pools warm, and V8 done
+// optimizing: during the first ~30 s of load the nodes spent about a fifth of their CPU in TurboFan, measured with perf).
 // Bounded in time: --seconds S (default 15) at --rate R writes/s (default 1000; several, comma-separated, run one after
 // the other, each on fresh regions); --runs cluster,memory (default).
 import { randomUUID } from "node:crypto";
@@ -53,7 +54,7 @@ const SECONDS = arg("seconds", 15);
 /** One run of each kind per rate: `--rate 500,1000`. */
 const RATES = listArg("rate", "1000").map(Number);
 if (!RATES.every(r => r > 0)) throw new Error("--rate takes writes per second, or several separated by commas");
-const WARMUP_SECONDS = arg("warmup", 3);
+const WARMUP_SECONDS = arg("warmup", 30);
 const REGIONS = REGION_NAMES;
 const RUNS = listArg("runs", "cluster,memory");
 
