@@ -102,6 +102,96 @@ describe("apply_events", () => {
 	});
 });
 
+describe("runs of orders and supplies (applied set-based)", () => {
+	type Client = { query: (sql: string, v?: unknown[]) => Promise<{ rows: any[] }> };
+	const supplyEv = (id: string, v: number, extra: Record<string, unknown> = {}): ReplEvent => ({
+		eventId: randomUUID(), aggregateType: "supply", aggregateId: id, version: v, type: "SupplyUpdated", region: A, homeRegion: A, epoch: 1, txId: String(v), schemaVersion: 1, createdAt: t(v),
+		payload: { id, userId: `u-${id.slice(0, 4)}`, asset: "ETH", amount: String(v), reserved: "0", spent: "0", status: v % 3 === 0 ? "paused" : "active", homeRegion: A, version: v, createdAt: t(0), updatedAt: t(v), ...extra },
+	});
+	const orderEv = (id: string, v: number): ReplEvent => ({
+		eventId: randomUUID(), aggregateType: "order", aggregateId: id, version: v, type: "OrderUpdated", region: A, homeRegion: A, epoch: 1, txId: String(v), schemaVersion: 1, createdAt: t(v),
+		payload: { id, userId: "buyer", asset: "ETH", items: [{ sku: "s", name: "n", unitPrice: String(v), quantity: 1 }], amount: String(v), status: v % 2 ? "open" : "cancelled", claimId: null, claimerId: null, homeRegion: A, version: v, expiresAt: t(900 + v), createdAt: t(0), updatedAt: t(v) },
+	});
+	const apply = async (c: Client, events: ReplEvent[]) => (await c.query(`SELECT apply_events($1::jsonb) AS r`, [JSON.stringify({ source: A, lane: 9, region: "europe-west1", events })])).rows[0].r;
+	/** What the rows, the status counts and the results say, in one transaction that is rolled back. */
+	async function outcome(ids: string[], setup: ReplEvent[], events: ReplEvent[], perCall: number) {
+		const c = await db.pool.connect();
+		try {
+			await c.query("BEGIN");
+			await c.query("SET LOCAL track_functions = 'all'");
+			if (setup.length) await apply(c, setup);
+			await c.query("DELETE FROM entity_count_deltas");
+			const before = (await c.query(`SELECT coalesce(sum(calls), 0)::int AS n FROM pg_stat_xact_user_functions WHERE funcname = 'apply_event'`)).rows[0].n;
+			const results = [];
+			for (let i = 0; i < events.length; i += perCall) results.push(await apply(c, events.slice(i, i + perCall)));
+			const calls = (await c.query(`SELECT coalesce(sum(calls), 0)::int AS n FROM pg_stat_xact_user_functions WHERE funcname = 'apply_event'`)).rows[0].n - before;
+			const rows = await c.query(
+				`SELECT id::text, version, status, amount::text, updated_at FROM supplies WHERE id = ANY($1::uuid[])
+				 UNION ALL SELECT id::text, version, status, amount::text || items::text || expires_at::text, updated_at FROM orders WHERE id = ANY($1::uuid[]) ORDER BY 1`,
+				[ids],
+			);
+			const counts = await c.query(`SELECT kind, status, sum(d)::int AS d FROM entity_count_deltas GROUP BY 1, 2 HAVING sum(d) <> 0 ORDER BY 1, 2`);
+			return {
+				rows: rows.rows,
+				counts: counts.rows,
+				applied: results.reduce((n, r) => n + r.applied, 0),
+				skipped: results.reduce((n, r) => n + r.skipped, 0),
+				changed: results.flatMap(r => r.changed),
+				calls,
+			};
+		} finally {
+			await c.query("ROLLBACK");
+			c.release();
+		}
+	}
+
+	it("end as event by event would: rows, status counts, applied and skipped, the changed list in order", async () => {
+		const ids = Array.from({ length: 4 }, () => randomUUID());
+		await fc.assert(
+			fc.asyncProperty(
+				// Events of four entities (two supplies, two orders) at versions 1-6, any order, repeats included; some rows exist before.
+				fc.array(fc.tuple(fc.nat({ max: 3 }), fc.integer({ min: 1, max: 6 })), { minLength: 4, maxLength: 24 }),
+				fc.array(fc.tuple(fc.nat({ max: 3 }), fc.integer({ min: 1, max: 6 })), { maxLength: 3 }),
+				async (picks, existing) => {
+					const ev = ([k, v]: [number, number]) => (k < 2 ? supplyEv(ids[k], v) : orderEv(ids[k], v));
+					const setup = existing.map(ev);
+					const events = picks.map(ev);
+					const together = await outcome(ids, setup, events, events.length);
+					const alone = await outcome(ids, setup, events, 1);
+					expect(together.calls).toBe(0); // the run went set-based
+					expect(alone.calls).toBe(events.length);
+					expect({ ...together, calls: 0 }).toEqual({ ...alone, calls: 0 });
+				},
+			),
+			{ numRuns: 60 },
+		);
+	});
+
+	it("a supply event naming a claim ends the run and is applied alone, in its place (its hold with it)", async () => {
+		const s = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+		const claim = randomUUID();
+		const reserved = supplyEv(s[4], 2, { reserved: "1", claimId: claim, orderId: randomUUID(), claimerId: "shopper", holdAmount: "1", orderRegion: "asia-east1" });
+		const events = [supplyEv(s[0], 1), supplyEv(s[1], 1), supplyEv(s[2], 1), supplyEv(s[3], 1), supplyEv(s[4], 1), { ...reserved, type: "SupplyReserved" }, supplyEv(s[0], 2), supplyEv(s[1], 2)];
+		const r = await outcome(s, [], events, events.length);
+		// The run of five set-based; the reservation, and the run of two after it, one by one.
+		expect(r.calls).toBe(3);
+		expect(r).toMatchObject({ applied: 8, skipped: 0 });
+		expect(r.changed.map((x: { id: string }) => x.id)).toEqual([s[0], s[1], s[2], s[3], s[4], s[4], s[0], s[1]]);
+		expect(r.rows.map((x: { id: string; version: number }) => [x.id, x.version])).toEqual(
+			[[s[0], 2], [s[1], 2], [s[2], 1], [s[3], 1], [s[4], 2]].sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+		);
+		const c = await db.pool.connect();
+		try {
+			await c.query("BEGIN");
+			await apply(c, events);
+			expect((await c.query(`SELECT status, supply_id::text FROM holds WHERE claim_id = $1`, [claim])).rows).toEqual([{ status: "held", supply_id: s[4] }]);
+		} finally {
+			await c.query("ROLLBACK");
+			c.release();
+		}
+	});
+});
+
 describe("apply_deliveries (the applier's group commit)", () => {
 	const B = "europe-west1";
 	const deliver = async (client: { query: (sql: string, v: unknown[]) => Promise<{ rows: any[] }> }, deliveries: { source: string; lane: number; events: ReplEvent[] }[]) =>
