@@ -6,14 +6,19 @@
 // the claims called, a claim's calls and time in each (track_functions): a SQL function listed there was not
 // inlined, and PostgreSQL before 18 plans its body at every call. --apply then applies the claims' events (their
 // outbox rows, as the relay publishes them) in a second scratch database, in batches of --apply-batch (default
-// 50), and prints that backend's CPU an event: what a region spends on another region's claim.
+// 50), and prints that backend's CPU an event: what a region spends on another region's claim. --creates N first creates
+// N supplies (createSupplies, 8 a statement); --apply then also applies their creation events, apart: events that
+// change nothing but their row, which a replica applies a run at a time (apply_plain).
 //
 //   npm run bench:sql                          # 8,000 claims in batches of 8
 //   npm run bench:sql -- --claims 20000 --batch 16 --young
+//   npm run bench:sql -- --creates 8000 --apply --apply-batch 30
+import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
 import type pg from "pg";
 import { OUTBOX_COLUMNS, toReplEvent } from "../src/replication/relay";
 import { ensureOwnership, runCommands, type CommandContext } from "../src/store/commands";
+import { createSupplies } from "../src/store/creates";
 import { createMigratedDatabase } from "../test/helpers/db";
 import { cpuMs } from "./proc";
 
@@ -26,6 +31,7 @@ const { values: args } = parseArgs({
 		apply: { type: "boolean", default: false },
 		"apply-batch": { type: "string", default: "50" },
 		"apply-group": { type: "string", default: "1" },
+		creates: { type: "string", default: "0" },
 	},
 });
 const CLAIMS = Number(args.claims);
@@ -43,6 +49,8 @@ async function main() {
 		await db.pool.query(`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
 			SELECT gen_random_uuid(), 'buyer', 'ETH', '[{"sku":"s","name":"n","unitPrice":"0.001","quantity":1}]', 0.001, $1, now() + interval '1 hour'
 			  FROM generate_series(1, $2)`, [REGION, CLAIMS + WARM]);
+		for (let i = 0; i < Number(args.creates); i += 8)
+			await createSupplies(db.pool, REGION, Array.from({ length: Math.min(8, Number(args.creates) - i) }, (_, k) => ({ id: randomUUID(), userId: `creator-${(i + k) % 64}`, asset: "ETH", amount: "1" })));
 		if (!args.young) await db.pool.query("ANALYZE");
 		const supplies = (await db.pool.query<{ id: string; user_id: string }>(`SELECT id, user_id FROM supplies ORDER BY id`)).rows;
 		const orders = (await db.pool.query<{ id: string }>(`SELECT id FROM orders`)).rows.map(r => r.id);
@@ -83,37 +91,45 @@ async function main() {
 	}
 }
 
-/** Applies the claims' events, in order and in batches, in another region's database: its backend's CPU an event. */
+/**
+ * Applies the home region's events, in order and in batches, in another region's database: its backend's CPU an
+ * event. The supplies' creations (--creates) and the claims' events apart.
+ */
 async function benchApply(home: pg.Pool, batch: number, group: number) {
-	const events = (await home.query(`SELECT ${OUTBOX_COLUMNS} FROM outbox o ORDER BY id`)).rows.map(toReplEvent);
-	const replica = await createMigratedDatabase();
-	try {
-		const client = await replica.pool.connect();
+	const all = (await home.query(`SELECT ${OUTBOX_COLUMNS} FROM outbox o ORDER BY id`)).rows.map(toReplEvent);
+	const creations = all.filter(e => e.type === "SupplyCreated");
+	const claims = all.filter(e => e.type !== "SupplyCreated");
+	for (const [what, events] of [["the supplies' creation events", creations], ["the claims' events", claims]] as const) {
+		if (events.length === 0) continue;
+		const replica = await createMigratedDatabase();
 		try {
-			// --apply-group G: G deliveries of --apply-batch events in one apply_deliveries call (the applier's group
-			// commit of its lanes), each as its own lane.
-			const apply = async (from: number, to: number) => {
-				for (let i = from; i < to; i += batch * group) {
-					const deliveries = [];
-					for (let k = 0; k < group && i + k * batch < to; k++)
-						deliveries.push({ source: REGION, lane: k, events: events.slice(i + k * batch, Math.min(i + (k + 1) * batch, to)) });
-					if (group === 1) await client.query(`SELECT apply_events($1::jsonb)`, [JSON.stringify({ ...deliveries[0], region: "europe-west1" })]);
-					else await client.query(`SELECT apply_deliveries($1::jsonb)`, [JSON.stringify({ region: "europe-west1", deliveries })]);
-				}
-			};
-			const warm = Math.floor(events.length / 5);
-			await apply(0, warm);
-			const { cpu, wall } = await measured(client, () => apply(warm, events.length));
-			const n = events.length - warm;
-			console.log(
-				`apply_events, ${n} of the claims' events in batches of ${batch}${group > 1 ? `, ${group} batches a call` : ""}: PostgreSQL CPU ${Math.round((cpu / n) * 1000)} µs an event, ` +
-					`wall ${Math.round((wall / n) * 1000)} µs an event`,
-			);
+			const client = await replica.pool.connect();
+			try {
+				// --apply-group G: G deliveries of --apply-batch events in one apply_deliveries call (the applier's group
+				// commit of its lanes), each as its own lane.
+				const apply = async (from: number, to: number) => {
+					for (let i = from; i < to; i += batch * group) {
+						const deliveries = [];
+						for (let k = 0; k < group && i + k * batch < to; k++)
+							deliveries.push({ source: REGION, lane: k, events: events.slice(i + k * batch, Math.min(i + (k + 1) * batch, to)) });
+						if (group === 1) await client.query(`SELECT apply_events($1::jsonb)`, [JSON.stringify({ ...deliveries[0], region: "europe-west1" })]);
+						else await client.query(`SELECT apply_deliveries($1::jsonb)`, [JSON.stringify({ region: "europe-west1", deliveries })]);
+					}
+				};
+				const warm = Math.floor(events.length / 5);
+				await apply(0, warm);
+				const { cpu, wall } = await measured(client, () => apply(warm, events.length));
+				const n = events.length - warm;
+				console.log(
+					`apply_events, ${n} of ${what} in batches of ${batch}${group > 1 ? `, ${group} batches a call` : ""}: PostgreSQL CPU ${Math.round((cpu / n) * 1000)} µs an event, ` +
+						`wall ${Math.round((wall / n) * 1000)} µs an event`,
+				);
+			} finally {
+				client.release();
+			}
 		} finally {
-			client.release();
+			await replica.drop();
 		}
-	} finally {
-		await replica.drop();
 	}
 }
 
