@@ -35,6 +35,7 @@ const { values: args } = parseArgs({
 	},
 });
 const CLAIMS = Number(args.claims);
+const CREATES = Number(args.creates);
 const BATCH = Number(args.batch);
 const WARM = Math.min(2000, Math.floor(CLAIMS / 4));
 const REGION = "us-central1";
@@ -49,8 +50,8 @@ async function main() {
 		await db.pool.query(`INSERT INTO orders (id, user_id, asset, items, amount, home_region, expires_at)
 			SELECT gen_random_uuid(), 'buyer', 'ETH', '[{"sku":"s","name":"n","unitPrice":"0.001","quantity":1}]', 0.001, $1, now() + interval '1 hour'
 			  FROM generate_series(1, $2)`, [REGION, CLAIMS + WARM]);
-		for (let i = 0; i < Number(args.creates); i += 8)
-			await createSupplies(db.pool, REGION, Array.from({ length: Math.min(8, Number(args.creates) - i) }, (_, k) => ({ id: randomUUID(), userId: `creator-${(i + k) % 64}`, asset: "ETH", amount: "1" })));
+		for (let i = 0; i < CREATES; i += 8)
+			await createSupplies(db.pool, REGION, Array.from({ length: Math.min(8, CREATES - i) }, (_, k) => ({ id: randomUUID(), userId: `creator-${(i + k) % 64}`, asset: "ETH", amount: "1" })));
 		if (!args.young) await db.pool.query("ANALYZE");
 		const supplies = (await db.pool.query<{ id: string; user_id: string }>(`SELECT id, user_id FROM supplies ORDER BY id`)).rows;
 		const orders = (await db.pool.query<{ id: string }>(`SELECT id FROM orders`)).rows.map(r => r.id);

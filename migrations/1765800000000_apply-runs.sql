@@ -1,8 +1,9 @@
 -- Up Migration
 -- Another region's supplies and orders applied a run at a time. apply_unfenced_events applied every event with a
 -- statement of its own (apply_event): an upsert's executor start, its constraints read again, its trigger and index
--- work, once per event. On one connection, batches of 30 supply events cost 98-127 µs of PostgreSQL CPU an event that
--- way, 32-38 µs as one INSERT ... ON CONFLICT for the batch (.scratch measurement, docs/multi-region.md).
+-- work, once per event. `npm run bench:sql -- --claims 2000 --creates 8000 --apply --apply-batch 30`: supplies'
+-- creation events 108-116 µs of PostgreSQL CPU an event that way, 91-92 µs with their runs applied here
+-- (docs/multi-region.md, "Replication lag").
 --
 -- A run is a stretch of consecutive events whose only effect is their row: orders, and supplies that name no claim (a
 -- supply event naming a claim also moves that claim's hold, and claims have the one-live-claim rule: those are applied
@@ -71,6 +72,7 @@ DECLARE
   changed jsonb[] := '{}';
   run jsonb[] := '{}';
   one_by_one jsonb[];
+  set_based boolean;
   r jsonb;
   newest timestamptz;
   st text;
@@ -85,8 +87,9 @@ BEGIN
     END IF;
     -- A short run costs less one by one (apply_plain is one statement, but a heavier one); the event that ended the
     -- run is always applied alone.
-    one_by_one := CASE WHEN cardinality(run) < 4 THEN run ELSE '{}' END || CASE WHEN e IS NULL THEN '{}' ELSE ARRAY[e] END;
-    IF cardinality(run) >= 4 THEN
+    set_based := cardinality(run) >= 4;
+    one_by_one := CASE WHEN set_based THEN '{}' ELSE run END || CASE WHEN e IS NULL THEN '{}' ELSE ARRAY[e] END;
+    IF set_based THEN
       r := apply_plain(to_jsonb(run));
       applied := applied + (r->>'applied')::integer;
       skipped := skipped + cardinality(run) - (r->>'applied')::integer;

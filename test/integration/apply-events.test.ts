@@ -113,6 +113,9 @@ describe("runs of orders and supplies (applied set-based)", () => {
 		payload: { id, userId: "buyer", asset: "ETH", items: [{ sku: "s", name: "n", unitPrice: String(v), quantity: 1 }], amount: String(v), status: v % 2 ? "open" : "cancelled", claimId: null, claimerId: null, homeRegion: A, version: v, expiresAt: t(900 + v), createdAt: t(0), updatedAt: t(v) },
 	});
 	const apply = async (c: Client, events: ReplEvent[]) => (await c.query(`SELECT apply_events($1::jsonb) AS r`, [JSON.stringify({ source: A, lane: 9, region: "europe-west1", events })])).rows[0].r;
+	/** apply_event's calls so far in this transaction (track_functions on). */
+	const applyEventCalls = async (c: Client): Promise<number> =>
+		(await c.query(`SELECT coalesce(sum(calls), 0)::int AS n FROM pg_stat_xact_user_functions WHERE funcname = 'apply_event'`)).rows[0].n;
 	/** What the rows, the status counts and the results say, in one transaction that is rolled back. */
 	async function outcome(ids: string[], setup: ReplEvent[], events: ReplEvent[], perCall: number) {
 		const c = await db.pool.connect();
@@ -121,10 +124,10 @@ describe("runs of orders and supplies (applied set-based)", () => {
 			await c.query("SET LOCAL track_functions = 'all'");
 			if (setup.length) await apply(c, setup);
 			await c.query("DELETE FROM entity_count_deltas");
-			const before = (await c.query(`SELECT coalesce(sum(calls), 0)::int AS n FROM pg_stat_xact_user_functions WHERE funcname = 'apply_event'`)).rows[0].n;
+			const before = await applyEventCalls(c);
 			const results = [];
 			for (let i = 0; i < events.length; i += perCall) results.push(await apply(c, events.slice(i, i + perCall)));
-			const calls = (await c.query(`SELECT coalesce(sum(calls), 0)::int AS n FROM pg_stat_xact_user_functions WHERE funcname = 'apply_event'`)).rows[0].n - before;
+			const calls = (await applyEventCalls(c)) - before;
 			const rows = await c.query(
 				`SELECT id::text, version, status, amount::text, updated_at FROM supplies WHERE id = ANY($1::uuid[])
 				 UNION ALL SELECT id::text, version, status, amount::text || items::text || expires_at::text, updated_at FROM orders WHERE id = ANY($1::uuid[]) ORDER BY 1`,
