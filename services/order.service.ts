@@ -83,7 +83,7 @@ const OrderService: WalletService<OrderThis> = {
 					deadlineOf(ctx),
 				);
 				this.logger.info(`Order ${order.id} created`, { amount: order.amount, asset: order.asset });
-				await this.invalidate({ order });
+				await this.invalidate({ order: { id: order.id, userId: order.userId, created: true } });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/v1/orders/${order.id}`;
 				return orderView(order, ctx.meta.user);

@@ -9,7 +9,7 @@ import type { WalletService } from "../mixins/schema";
 import { CacheMixin, type CacheThis } from "../mixins/cache.mixin";
 import { appConfig } from "../mixins/config";
 import { DbMixin, type DbThis } from "../mixins/db.mixin";
-import type { Changes } from "../src/lib/cache-keys";
+import { cacheChanges } from "../src/lib/cache-keys";
 import { M } from "../src/lib/metrics";
 import { Applier, type Changed } from "../src/replication/applier";
 import { applyGroup, eventLogFor, type OwnedLog } from "../src/replication";
@@ -47,17 +47,6 @@ export interface ReplicationStatus {
 export const APPLIED_ASK_MAX = 5000;
 /** How often the ids of applied events are pruned (migrations/*_log-fences.sql prune_applied_events). */
 const PRUNE_EVERY_MS = 10_000;
-
-/** What a cache must forget for each applied change. */
-function cacheChanges(changed: Changed[]): Changes[] {
-	return changed.map(c =>
-		c.aggregateType === "supply"
-			? { supply: { id: c.id, userId: c.userId } }
-			: c.aggregateType === "order"
-				? { order: { id: c.id, userId: c.userId } }
-				: { claiming: { id: c.id, claimerId: c.claimerId } },
-	);
-}
 
 const ReplicationService: WalletService<ReplicationThis> = {
 	name: "replication",
@@ -225,7 +214,7 @@ const ReplicationService: WalletService<ReplicationThis> = {
 					logger.warn(`Skipped ${result.fenced} event(s) of ${d.source} written under an epoch fenced off by a takeover`);
 				}
 				// A cache that cannot be reached degrades (SafeRedisCacher); the rows are already committed.
-				if (result.changed.length) await this.invalidate(cacheChanges(result.changed)).catch(() => undefined);
+				if (result.changed.length) await this.invalidate(cacheChanges(result.changed, d.events)).catch(() => undefined);
 			},
 			onError: (err, d) => {
 				metrics.increment(M.REPL_APPLY_ERRORS, { source: d.source });

@@ -105,7 +105,7 @@ const SupplyService: WalletService<SupplyThis> = {
 					deadlineOf(ctx),
 				);
 				this.logger.info(`Supply ${supply.id} created`, { amount: supply.amount, asset: supply.asset });
-				await this.invalidate({ supply });
+				await this.invalidate({ supply: { id: supply.id, userId: supply.userId, created: true } });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/v1/supplies/${supply.id}`;
 				return supply;

@@ -1,12 +1,18 @@
 // Cache key names, and what one write touches. Entities are cached under exact keys; lists carry the
 // generations they depend on in their key, so a write bumps a counter instead of finding the lists.
 import { randomUUID } from "node:crypto";
+import type { Changed } from "../replication/applier";
+import type { ReplEvent } from "../replication/event-log";
 import { pageArgs } from "../store/paging";
 
 export type Entity = "supply" | "order" | "claiming";
 
-/** A changed entity: its id, or the entity itself (its owner then scopes the list invalidation). */
-export type Ref = string | { id: string; userId?: string; claimerId?: string | null };
+/**
+ * A changed entity: its id, or the entity itself (its owner then scopes the list invalidation). `created`: the write
+ * made the row (its first version), so no copy of it can be cached yet and no stale copy needs a tombstone; its exact
+ * key is still deleted, since a read before the write may have cached its absence.
+ */
+export type Ref = string | { id: string; userId?: string; claimerId?: string | null; created?: boolean };
 export type Changes = Partial<Record<Entity, Ref | undefined>>;
 
 /** What one write does to the cache, run as one pipeline (and broadcast to memory caches). */
@@ -48,7 +54,7 @@ export function writePlan(changes: Changes | Changes[]): WritePlan {
 			if (!ref) continue;
 			const id = typeof ref === "string" ? ref : ref.id;
 			add(plan.del, findKey(entity, id));
-			add(plan.stale, staleKey(entity, id));
+			if (typeof ref === "string" || !ref.created) add(plan.stale, staleKey(entity, id));
 			const who = typeof ref === "string" ? undefined : ownerOf(entity, ref);
 			add(plan.bump, who ? owner(entity, who) : anyOwner(entity));
 			if (entity === "order") add(plan.bump, PUBLIC_ORDERS);
@@ -82,4 +88,21 @@ export function listKey(action: string, generations: string[], keys: string[], v
 		if (si >= 0) v[si] = pageSize;
 	}
 	return `${action}:${generations.join(".")}:${JSON.stringify(v)}`;
+}
+
+/**
+ * What a cache must forget for each applied change. An entity whose events in the delivery are all its first version
+ * was created by this apply: nothing of it can be cached but its absence (writePlan's `created`).
+ */
+export function cacheChanges(changed: Changed[], events: ReplEvent[]): Changes[] {
+	const newest = new Map<string, number>();
+	for (const e of events) newest.set(e.aggregateId, Math.max(e.version, newest.get(e.aggregateId) ?? 0));
+	return changed.map(c => {
+		const created = newest.get(c.id) === 1;
+		return c.aggregateType === "supply"
+			? { supply: { id: c.id, userId: c.userId, created } }
+			: c.aggregateType === "order"
+				? { order: { id: c.id, userId: c.userId, created } }
+				: { claiming: { id: c.id, claimerId: c.claimerId, created } };
+	});
 }

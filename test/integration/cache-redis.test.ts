@@ -92,7 +92,8 @@ async function claimCost(tag: string) {
 	await as(shopper, "order.list", {});
 	const claim = await commandsOf(() => as(shopper, "claiming.claim", { orderId: o.id, supplyId: s.id, idempotencyKey: `k-${tag}` }));
 	const supplyWrite = await commandsOf(() => as(shopper, "supply.update", { id: s.id, amount: "6" }));
-	return { claim, supplyWrite };
+	const create = await commandsOf(() => as(shopper, "supply.create", { asset: "ETH", amount: "1" }));
+	return { claim, supplyWrite, create };
 }
 
 describe("the Redis cost of a write", () => {
@@ -125,6 +126,8 @@ describe("the Redis cost of a write", () => {
 		expect(small.claim.length).toBe(10);
 		// multi, del, tombstone, the owner's supply-list generation, exec.
 		expect(small.supplyWrite.length).toBe(5);
+		// A creation: nothing of the new supply can be cached but its absence, so no tombstone.
+		expect(names(small.create)).toEqual(["multi", "del", "incr", "exec"]);
 		expect(large.supplyWrite.filter(c => c[0] === "incr").map(c => c[1])).toEqual([expect.stringMatching(/~gen:supply:own:shopper-large$/)]);
 	}, 120_000);
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { listKey, mergePlans, ownLists, publicOrders, writePlan } from "../../src/lib/cache-keys";
+import { cacheChanges, listKey, mergePlans, ownLists, publicOrders, writePlan } from "../../src/lib/cache-keys";
+import type { ReplEvent } from "../../src/replication/event-log";
 
 const order = { id: "o1", userId: "buyer", claimerId: "shopper" };
 const supply = { id: "s1", userId: "shopper" };
@@ -32,6 +33,54 @@ describe("writePlan", () => {
 		const b = writePlan({ order });
 		expect(b.id).not.toBe(a.id);
 		expect(mergePlans([a, b]).del).toEqual(["order.find:o1", "order.find:o2"]);
+	});
+});
+
+describe("a created entity", () => {
+	it("needs no tombstone, but its exact key and its owner's lists are still invalidated", () => {
+		const p = writePlan({ supply: { ...supply, created: true } });
+		expect(p.stale).toEqual([]);
+		// A read before the write may have cached its absence.
+		expect(p.del).toEqual(["supply.find:s1"]);
+		expect(p.bump).toEqual(["supply:own:shopper"]);
+	});
+
+	it("only the created one of a batch goes without its tombstone", () => {
+		const p = writePlan([{ order: { ...order, created: true } }, { supply }]);
+		expect(p.stale).toEqual(["supply.stale:s1"]);
+		expect(p.del).toEqual(["order.find:o1", "supply.find:s1"]);
+	});
+});
+
+describe("cacheChanges", () => {
+	const event = (aggregateId: string, version: number) => ({ aggregateId, version }) as ReplEvent;
+
+	it("marks created what the delivery carries only in its first version", () => {
+		const changes = cacheChanges(
+			[
+				{ aggregateType: "order", id: "o1", userId: "buyer" },
+				{ aggregateType: "supply", id: "s1", userId: "shopper" },
+				{ aggregateType: "claim", id: "c1", claimerId: "shopper" },
+			],
+			[event("o1", 1), event("s1", 3), event("c1", 1)],
+		);
+		expect(changes).toEqual([
+			{ order: { id: "o1", userId: "buyer", created: true } },
+			{ supply: { id: "s1", userId: "shopper", created: false } },
+			{ claiming: { id: "c1", claimerId: "shopper", created: true } },
+		]);
+	});
+
+	it("an entity created and changed again in one delivery, or changed without an event of its own, is not", () => {
+		const changes = cacheChanges(
+			[
+				{ aggregateType: "order", id: "o1", userId: "buyer" },
+				// A supply whose hold a claim event ended: no event of the supply in the delivery.
+				{ aggregateType: "supply", id: "s9", userId: "shopper" },
+			],
+			[event("o1", 1), event("o1", 2)],
+		);
+		expect(writePlan(changes).stale).toEqual(["order.stale:o1", "supply.stale:s9"]);
 	});
 });
 
