@@ -86,6 +86,16 @@ export interface RelayOptions {
 	onError?: (err: Error) => void;
 }
 
+/**
+ * How long a relay woken by commits still waits before its round: Kafka's linger.ms, counted from the first commit
+ * that waits. Under load that commit came while the last round ran, often longer ago than the linger: the round then
+ * starts at once (a linger counted from the round's end delayed every round of a busy region by it, and by more as
+ * its timer fired late on a saturated machine).
+ */
+export function lingerLeft(lingerMs: number, firstNotifiedAt: number, now: number): number {
+	return Math.max(0, lingerMs - (now - firstNotifiedAt));
+}
+
 /** The channel outbox writes notify at their commit (migrations/*_outbox-notify.sql). */
 const CHANNEL = "wallet_outbox";
 
@@ -95,6 +105,8 @@ export class OutboxRelay {
 	private wake?: () => void;
 	/** A notification came while a round ran: the next round starts at once. */
 	private notified = false;
+	/** When the first notification not yet read came (performance.now()): the linger counts from it. */
+	private notifiedAt = 0;
 	private listener?: pg.Client;
 	private listening?: Promise<void>;
 
@@ -185,11 +197,21 @@ export class OutboxRelay {
 				// A full batch means more is waiting, and a notification new rows: go on at once. Else sleep until a
 				// notification, or pollMs (rows waiting for a lease, a lost notification connection).
 				if (n < this.options.batch && this.running && !this.notified) await this.sleep(backoff);
-				// Woken by a commit (not a full batch waiting): let the next commits join this round.
-				if (this.notified && n < this.options.batch && this.options.lingerMs && this.running) await this.linger(this.options.lingerMs);
+				// Woken by a commit (not a full batch waiting): let the next commits join this round, for what is left of the
+				// linger since the first of them (a commit that came during the last round has waited long enough).
+				if (this.notified && n < this.options.batch && this.options.lingerMs && this.running) {
+					const left = lingerLeft(this.options.lingerMs, this.notifiedAt, performance.now());
+					if (left > 0) await this.linger(left);
+				}
 				this.notified = false;
 			}
 		})();
+	}
+
+	private notify() {
+		if (!this.notified) this.notifiedAt = performance.now();
+		this.notified = true;
+		this.wake?.();
 	}
 
 	private linger(ms: number) {
@@ -218,10 +240,7 @@ export class OutboxRelay {
 				client.on("error", () => resolve());
 				client.on("end", () => resolve());
 			});
-			client.on("notification", () => {
-				this.notified = true;
-				this.wake?.();
-			});
+			client.on("notification", () => this.notify());
 			try {
 				await client.connect();
 				await client.query(`LISTEN ${CHANNEL}`);
@@ -229,8 +248,7 @@ export class OutboxRelay {
 				// stop() came while this connected: it found no listener to end.
 				if (!this.running) break;
 				// Rows may have committed before the LISTEN: look once.
-				this.notified = true;
-				this.wake?.();
+				this.notify();
 				await closed;
 			} catch (err) {
 				this.options.onError?.(new Error(`listening for outbox rows failed (polling every ${this.options.pollMs} ms): ${(err as Error).message}`));

@@ -164,6 +164,42 @@ describe("outbox relay", () => {
 		}
 	});
 
+	it("does not linger again for a commit that came during the last round: its linger ran while that round did", async () => {
+		await lease(`now() + interval '1 minute'`);
+		const memory = new MemoryEventLog();
+		const slow = slowLog(memory);
+		const relay = new OutboxRelay(db.pool, slow.log, { region: A, batch: 100, pollMs: 60_000, lingerMs: 800 });
+		const lingers: number[] = [];
+		const linger = (relay as unknown as { linger(ms: number): Promise<void> }).linger.bind(relay);
+		(relay as unknown as { linger(ms: number): Promise<void> }).linger = ms => {
+			lingers.push(ms);
+			return linger(ms);
+		};
+		await expect.poll(() => unpublished(), { timeout: 5000 }).toBe(0);
+		relay.start();
+		try {
+			// Listening, and past the round it runs once it listens.
+			const listening = async () =>
+				(await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN wallet_outbox%'`)).rows[0].n;
+			await expect.poll(listening, { timeout: 5000 }).toBe(1);
+			await new Promise(r => setTimeout(r, 1000));
+			lingers.length = 0;
+			// The first commit wakes the relay, which lingers, then publishes: held at the log.
+			await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
+			await slow.begun;
+			// A commit while that round waits at the log, which takes longer than the linger.
+			await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
+			await new Promise(r => setTimeout(r, 1000));
+			slow.release();
+			await expect.poll(() => unpublished(), { timeout: 5000, interval: 20 }).toBe(0);
+			// The first commit's linger only: the second commit's next round left at once.
+			expect(lingers).toHaveLength(1);
+			expect(lingers[0]).toBeGreaterThan(400);
+		} finally {
+			await relay.stop();
+		}
+	});
+
 	it("stops while its listening connection is still being made", async () => {
 		const relay = new OutboxRelay(db.pool, new MemoryEventLog(), { region: A, batch: 100, pollMs: 60_000 });
 		relay.start();
