@@ -119,13 +119,18 @@ export class OutboxRelay {
 	/** Publishes one batch; the number published, or -1 when another node is the active relay. */
 	async tick(): Promise<number> {
 		return withTx(this.pool, async c => {
-			const lock = await c.query<{ mine: boolean }>(`SELECT pg_try_advisory_xact_lock($1) AS mine`, [RELAY_LOCK]);
-			if (!lock.rows[0].mine) return -1;
-			let { rows } = await c.query<OutboxRow>({
+			// The lock and the batch in one round trip (each is one more wait on a busy machine): a row saying whether
+			// the lock is ours, and the batch's rows if it is.
+			const batch = await c.query<OutboxRow & { mine: boolean }>({
 				name: "relay-batch",
-				text: `SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE published_at IS NULL AND ${PUBLISHABLE} ORDER BY id LIMIT $1`,
-				values: [this.options.batch, this.options.region],
+				text: `WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($3) AS mine)
+					SELECT l.mine, b.* FROM l LEFT JOIN LATERAL (
+						SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE l.mine AND published_at IS NULL AND ${PUBLISHABLE} ORDER BY id LIMIT $1
+					) b ON true`,
+				values: [this.options.batch, this.options.region, RELAY_LOCK],
 			});
+			if (!batch.rows[0].mine) return -1;
+			let rows: OutboxRow[] = batch.rows.filter(r => r.id !== null);
 			if (rows.length === 0) return 0;
 			if (rows.length === this.options.batch) rows = rows.concat(await this.restOfTransactions(c, rows));
 			// Bounded: this transaction holds the relay lock, and the database ends a transaction idle too long.

@@ -68,6 +68,28 @@ describe("outbox relay", () => {
 		expect(total(await memory.ends(A))).toBe(6);
 	});
 
+	it("one relay at a time: while a round holds the lock, another relay's round publishes nothing and says so", async () => {
+		await lease(`now() + interval '1 minute'`);
+		await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
+		const memory = new MemoryEventLog();
+		const slow = slowLog(memory);
+		const first = new OutboxRelay(db.pool, slow.log, { region: A, batch: 100, pollMs: 10 });
+		const round = first.tick();
+		await slow.begun;
+		const other: ReplEvent[] = [];
+		const watching: EventLog = Object.assign(Object.create(memory), {
+			publish: (source: string, events: ReplEvent[]) => {
+				other.push(...events);
+				return memory.publish(source, events);
+			},
+		});
+		expect(await new OutboxRelay(db.pool, watching, { region: A, batch: 100, pollMs: 10 }).tick()).toBe(-1);
+		expect(other).toEqual([]);
+		slow.release();
+		expect(await round).toBe(1);
+		expect(await unpublished()).toBe(0);
+	});
+
 	it("marks rows published when the lease held through the publish", async () => {
 		await lease(`now() + interval '1 minute'`);
 		await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
