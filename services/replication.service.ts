@@ -11,7 +11,7 @@ import { appConfig } from "../mixins/config";
 import { DbMixin, type DbThis } from "../mixins/db.mixin";
 import { cacheChanges } from "../src/lib/cache-keys";
 import { M } from "../src/lib/metrics";
-import { Applier, type Changed } from "../src/replication/applier";
+import { Applier } from "../src/replication/applier";
 import { applyGroup, eventLogFor, type OwnedLog } from "../src/replication";
 import { fenceEvent, type LogPosition } from "../src/replication/event-log";
 import { OutboxRelay } from "../src/replication/relay";

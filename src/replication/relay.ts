@@ -92,7 +92,7 @@ export interface RelayOptions {
  * starts at once (a linger counted from the round's end delayed every round of a busy region by it, and by more as
  * its timer fired late on a saturated machine).
  */
-export function lingerLeft(lingerMs: number, firstNotifiedAt: number, now: number): number {
+function lingerLeft(lingerMs: number, firstNotifiedAt: number, now: number): number {
 	return Math.max(0, lingerMs - (now - firstNotifiedAt));
 }
 
@@ -103,10 +103,11 @@ export class OutboxRelay {
 	private running = false;
 	private loop?: Promise<void>;
 	private wake?: () => void;
-	/** A notification came while a round ran: the next round starts at once. */
-	private notified = false;
-	/** When the first notification not yet read came (performance.now()): the linger counts from it. */
-	private notifiedAt = 0;
+	/**
+	 * When the first notification not yet read came (performance.now()), or undefined if none came: the next round
+	 * starts without sleeping, and its linger counts from then.
+	 */
+	private notifiedAt?: number;
 	private listener?: pg.Client;
 	private listening?: Promise<void>;
 
@@ -201,21 +202,20 @@ export class OutboxRelay {
 				}
 				// A full batch means more is waiting, and a notification new rows: go on at once. Else sleep until a
 				// notification, or pollMs (rows waiting for a lease, a lost notification connection).
-				if (n < this.options.batch && this.running && !this.notified) await this.sleep(backoff);
+				if (n < this.options.batch && this.running && this.notifiedAt === undefined) await this.sleep(backoff);
 				// Woken by a commit (not a full batch waiting): let the next commits join this round, for what is left of the
 				// linger since the first of them (a commit that came during the last round has waited long enough).
-				if (this.notified && n < this.options.batch && this.options.lingerMs && this.running) {
+				if (this.notifiedAt !== undefined && n < this.options.batch && this.options.lingerMs && this.running) {
 					const left = lingerLeft(this.options.lingerMs, this.notifiedAt, performance.now());
 					if (left > 0) await this.linger(left);
 				}
-				this.notified = false;
+				this.notifiedAt = undefined;
 			}
 		})();
 	}
 
 	private notify() {
-		if (!this.notified) this.notifiedAt = performance.now();
-		this.notified = true;
+		this.notifiedAt ??= performance.now();
 		this.wake?.();
 	}
 

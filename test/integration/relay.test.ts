@@ -23,6 +23,20 @@ const lease = (sql: string) => db.pool.query(`UPDATE ownership_leases SET lease_
 const unpublished = async () => (await db.pool.query(`SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL`)).rows[0].n as number;
 const total = (p: Record<number, number>) => Object.values(p).reduce((n, v) => n + v, 0);
 
+/** The relay listening for outbox commits (its LISTEN connection is up). */
+const listening = async () =>
+	(await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN wallet_outbox%'`)).rows[0].n as number;
+
+/** `inner`, telling `seen` of every publish first. */
+function watched(inner: EventLog, seen: (events: ReplEvent[]) => void): EventLog {
+	return Object.assign(Object.create(inner), {
+		publish: (source: string, events: ReplEvent[]) => {
+			seen(events);
+			return inner.publish(source, events);
+		},
+	});
+}
+
 /** A log whose publish waits until released (the broker's ack late, as for a cut-off region). */
 function slowLog(inner: EventLog) {
 	let release!: () => void;
@@ -77,13 +91,7 @@ describe("outbox relay", () => {
 		const round = first.tick();
 		await slow.begun;
 		const other: ReplEvent[] = [];
-		const watching: EventLog = Object.assign(Object.create(memory), {
-			publish: (source: string, events: ReplEvent[]) => {
-				other.push(...events);
-				return memory.publish(source, events);
-			},
-		});
-		expect(await new OutboxRelay(db.pool, watching, { region: A, batch: 100, pollMs: 10 }).tick()).toBe(-1);
+		expect(await new OutboxRelay(db.pool, watched(memory, events => other.push(...events)), { region: A, batch: 100, pollMs: 10 }).tick()).toBe(-1);
 		expect(other).toEqual([]);
 		slow.release();
 		expect(await round).toBe(1);
@@ -124,12 +132,7 @@ describe("outbox relay", () => {
 		}
 		const batches: string[][] = [];
 		const memory = new MemoryEventLog();
-		const log: EventLog = Object.assign(Object.create(memory), {
-			publish: (source: string, events: ReplEvent[]) => {
-				batches.push(events.map(e => e.type));
-				return memory.publish(source, events);
-			},
-		});
+		const log = watched(memory, events => batches.push(events.map(e => e.type)));
 		// A batch of one: t1's first row, then the rest of t1, which takes t2's first row, and so the rest of t2.
 		expect(await new OutboxRelay(db.pool, log, { region: A, batch: 1, pollMs: 10 }).tick()).toBe(4);
 		expect(batches).toEqual([["t1-a", "t2-a", "t1-b", "t2-b"]]);
@@ -158,18 +161,11 @@ describe("outbox relay", () => {
 		await lease(`now() + interval '1 minute'`);
 		const memory = new MemoryEventLog();
 		const batches: number[] = [];
-		const counting: EventLog = Object.assign(Object.create(memory), {
-			publish: (source: string, events: ReplEvent[]) => {
-				batches.push(events.length);
-				return memory.publish(source, events);
-			},
-		});
+		const counting = watched(memory, events => batches.push(events.length));
 		const relay = new OutboxRelay(db.pool, counting, { region: A, batch: 100, pollMs: 60_000, lingerMs: 400 });
 		relay.start();
 		try {
 			// Listening, and past the round it runs once it listens (commits may have come before the LISTEN).
-			const listening = async () =>
-				(await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN wallet_outbox%'`)).rows[0].n;
 			await expect.poll(listening, { timeout: 5000 }).toBe(1);
 			await new Promise(r => setTimeout(r, 600));
 			await expect.poll(() => unpublished(), { timeout: 5000 }).toBe(0);
@@ -201,8 +197,6 @@ describe("outbox relay", () => {
 		relay.start();
 		try {
 			// Listening, and past the round it runs once it listens.
-			const listening = async () =>
-				(await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN wallet_outbox%'`)).rows[0].n;
 			await expect.poll(listening, { timeout: 5000 }).toBe(1);
 			await new Promise(r => setTimeout(r, 1000));
 			lingers.length = 0;
