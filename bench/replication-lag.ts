@@ -11,7 +11,7 @@
 // Each run writes for --warmup W seconds first (default 30, not measured: consumers joined, pools warm, and V8 done
 // optimizing: during the first ~30 s of load the nodes spent about a fifth of their CPU in TurboFan, measured with perf).
 // Bounded in time: --seconds S (default 15) at --rate R writes/s (default 1000; several, comma-separated, run one after
-// the other, each on fresh regions); --runs cluster,memory (default).
+// the other, each on fresh regions); --runs cluster,memory (default); --partitions P of the cluster's topics (default 1).
 import { randomUUID } from "node:crypto";
 import { Pool } from "undici";
 import { M } from "../src/lib/metrics";
@@ -57,6 +57,13 @@ if (!RATES.every(r => r > 0)) throw new Error("--rate takes writes per second, o
 const WARMUP_SECONDS = arg("warmup", 30);
 const REGIONS = REGION_NAMES;
 const RUNS = listArg("runs", "cluster,memory");
+/**
+ * Partitions of each region's event topic in the cluster and kafka runs. A partition is what a region's appliers share, and the
+ * cluster (and this process) applies on one node a region: more partitions only cut each relay round's events into more
+ * batches, each its own record batch in the broker, fetch in kafkajs and delivery in the apply (about 380 µs of
+ * PostgreSQL each). `--partitions 4` is the cluster's default, for comparison (docs/multi-region.md, "Replication lag").
+ */
+const PARTITIONS = arg("partitions", 1);
 
 interface Run {
 	mode: string;
@@ -91,7 +98,7 @@ const busySince = (t: { busy: number; total: number }) => {
 
 async function run(mode: "kafka" | "memory", rate: number): Promise<Run> {
 	const prefix = `lag${randomUUID().slice(0, 6)}`;
-	const kafka = mode === "kafka" ? await kafkaForTests(REGIONS.map(r => ({ name: topicFor(prefix, r), partitions: 4 }))) : undefined;
+	const kafka = mode === "kafka" ? await kafkaForTests(REGIONS.map(r => ({ name: topicFor(prefix, r), partitions: PARTITIONS }))) : undefined;
 	const lags: number[] = [];
 	let rs: TestRegions | undefined;
 	try {
@@ -163,24 +170,19 @@ async function writeLoad(urls: string[], tokens: string[], rate: number, seconds
 	const base = path0.endsWith("/api/v1") ? path0 : `${path0}/api/v1`;
 	let sent = 0, ok = 0, errors = 0;
 	const latencies: number[] = [];
-	const started = Date.now();
+	// What every write needs, built once: the load generator shares the machine it measures.
+	const bodies = [
+		{ path: base + "/supplies", body: JSON.stringify({ asset: "ETH", amount: "1" }) },
+		{ path: base + "/orders", body: JSON.stringify({ asset: "ETH", items: [{ sku: "s", name: "n", unitPrice: "0.01", quantity: 1 }] }) },
+	];
+	const headers = tokens.map(t => ({ "content-type": "application/json", authorization: `Bearer ${t}` }));
 	const inFlight = new Set<Promise<void>>();
-	for (let i = 0; Date.now() - started < seconds * 1000; i++) {
-		const due = started + (i * 1000) / rate;
-		const wait = due - Date.now();
-		if (wait > 0) await new Promise(r => setTimeout(r, wait));
+	const send = (i: number, due: number) => {
 		const region = i % urls.length;
-		const body = i % 4 === 0 ? { path: "/supplies", body: { asset: "ETH", amount: "1" } } : { path: "/orders", body: { asset: "ETH", items: [{ sku: "s", name: "n", unitPrice: "0.01", quantity: 1 }] } };
+		const b = bodies[i % 4 === 0 ? 0 : 1];
 		sent++;
 		const p = pools[region]
-			.request({
-				method: "POST",
-				path: base + body.path,
-				headers: { "content-type": "application/json", authorization: `Bearer ${tokens[i % tokens.length]}` },
-				body: JSON.stringify(body.body),
-				headersTimeout: 10_000,
-				bodyTimeout: 10_000,
-			})
+			.request({ method: "POST", path: b.path, headers: headers[i % headers.length], body: b.body, headersTimeout: 10_000, bodyTimeout: 10_000 })
 			.then(async r => {
 				await r.body.text();
 				latencies.push(Date.now() - due);
@@ -190,6 +192,15 @@ async function writeLoad(urls: string[], tokens: string[], rate: number, seconds
 			.catch(() => void errors++)
 			.finally(() => inFlight.delete(p));
 		inFlight.add(p);
+	};
+	// Every TICK_MS, the writes due by then leave (one timer a write cost the generator a wake-up each).
+	const TICK_MS = 4;
+	const total = Math.round(rate * seconds);
+	const started = Date.now();
+	for (let i = 0; i < total; ) {
+		const now = Date.now();
+		for (let due = started + (i * 1000) / rate; i < total && due <= now; due = started + (++i * 1000) / rate) send(i, due);
+		if (i < total) await new Promise(r => setTimeout(r, TICK_MS));
 	}
 	await Promise.all(inFlight);
 	const endedAt = Date.now();
@@ -237,7 +248,7 @@ function bucketQuantile(buckets: [number, number][], q: number): number {
 }
 
 async function runCluster(rate: number): Promise<Run & { within250: number }> {
-	const cl = await clusterUp({ regions: 3, nodes: 1, env: CLUSTER_ENV });
+	const cl = await clusterUp({ regions: 3, nodes: 1, env: CLUSTER_ENV, up: ["--partitions", String(PARTITIONS)] });
 	try {
 		const state = JSON.parse(fs.readFileSync(path.join(cl.dir, "state.json"), "utf8"));
 		const jwt = loadConfig({ JWT_SECRET: state.secrets.jwt, NODE_ENV: "test" }).jwt;
@@ -301,7 +312,7 @@ async function runCluster(rate: number): Promise<Run & { within250: number }> {
 
 async function main() {
 	console.log(`replication lag: 3 regions, ${RATES.join(", ")} writes/s for ${SECONDS} s, spread over the regions`);
-	if (RUNS.includes("cluster")) console.log(`cluster nodes' settings: ${JSON.stringify(CLUSTER_ENV)}`);
+	if (RUNS.includes("cluster")) console.log(`cluster: one node a region, ${PARTITIONS} partition(s) a region's topic; nodes' settings: ${JSON.stringify(CLUSTER_ENV)}`);
 	const rows: (Run & { within250?: number })[] = [];
 	for (const rate of RATES) for (const r of RUNS) rows.push(r === "cluster" ? await runCluster(rate) : await run(r as "memory" | "kafka", rate));
 	console.log("\n| run | writes/s asked | writes sent | 201 | errors | writes/s achieved | write p50 / p99 | events applied | lag p50 | p95 | p99 | max | within 250 ms | converged after the load | machine CPU busy |");

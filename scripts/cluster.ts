@@ -4,8 +4,9 @@
 // region's environment); a redis-server per region unless CLUSTER_REDIS_URL names one to share. Between regions: the Kafka test broker (librdkafka's mock, or KAFKA_BROKERS) carries
 // the events and the region link. State (pids, ports, secrets, logs) lives in CLUSTER_DIR (default `.cluster/`).
 //
-//   up [--regions N] [--nodes M] [--failover] [--durability local|replicated] [--watchers K]
+//   up [--regions N] [--nodes M] [--failover] [--durability local|replicated] [--watchers K] [--partitions P]
 //                                  --watchers: the region role (failover) on K nodes of its own, one active
+//                                  --partitions: of each region's event topic on the test broker (default 4)
 //                                  start everything; prints each region's API and metrics ports once all are ready
 //   status                         JSON: regions, nodes, pids, URLs, health
 //   kill REGION                    SIGKILL every process of the region (its nodes, its NATS and its Redis)
@@ -66,7 +67,7 @@ interface State {
 	dir: string;
 	/** FAILOVER and CLAIM_DURABILITY of every node (`up --failover [--durability ...]`). */
 	failover?: { enabled: boolean; durability: "local" | "replicated" };
-	kafka: { bootstrap: string[]; holderPid?: number; external: boolean };
+	kafka: { bootstrap: string[]; holderPid?: number; external: boolean; /** Of each region's event topic (test broker). */ partitions?: number };
 	secrets: { jwt: string; internal: string };
 	regions: RegionState[];
 }
@@ -227,7 +228,7 @@ async function ready(s: State, r: RegionState, timeoutMs = 180_000) {
 }
 
 /** Holds the Kafka test broker for the cluster's lifetime (the broker stops when its stdin closes). */
-async function kafkaHolder(regions: string[]) {
+async function kafkaHolder(partitions: number, regions: string[]) {
 	// Imported here: the other commands (a region's `start`, in a drill's fail-back time) need neither Moleculer nor kafkajs.
 	const { linkNodeID, linkTopics } = require("../src/regions/bridge") as typeof import("../src/regions/bridge");
 	const { startKafkaMock } = require("../src/replication/kafka-mock") as typeof import("../src/replication/kafka-mock");
@@ -235,7 +236,7 @@ async function kafkaHolder(regions: string[]) {
 	// The test broker cannot create topics on request: the events' topics, and the region link's (Moleculer's
 	// Kafka transporter, one set per link node: node 0 of each region).
 	const link = linkTopics(`${NAMESPACE}-global`, regions.map(r => linkNodeID(r, `${r}-n0`))).map(name => ({ name, partitions: 1 }));
-	const mock = await startKafkaMock({ topics: [...regions.map(r => ({ name: topicFor(NAMESPACE, r), partitions: 4 })), ...link] });
+	const mock = await startKafkaMock({ topics: [...regions.map(r => ({ name: topicFor(NAMESPACE, r), partitions })), ...link] });
 	fs.writeFileSync(path.join(DIR, "kafka.json"), JSON.stringify({ bootstrap: mock.bootstrap }));
 	const stop = async () => {
 		await mock.stop();
@@ -264,11 +265,15 @@ async function up() {
 	const base = Number(process.env.CLUSTER_PORT_BASE ?? 4000);
 	const external = !!process.env.KAFKA_BROKERS;
 	const durability = option("durability", "local");
+	// A partition is the unit a region's appliers share; only node 0 applies here, so more only split its work
+	// into more batches (docs/multi-region.md, "Replication lag"). Four keep several partitions' paths in use.
+	const partitions = flag("partitions", 4);
+	if (external && process.argv.includes("--partitions")) throw new Error("--partitions sets the test broker's topics; a KAFKA_BROKERS cluster has its own");
 	if (durability !== "local" && durability !== "replicated") throw new Error("--durability must be local or replicated");
 	const s: State = {
 		dir: DIR,
 		failover: { enabled: process.argv.includes("--failover"), durability },
-		kafka: { bootstrap: external ? process.env.KAFKA_BROKERS!.split(",") : [], external },
+		kafka: { bootstrap: external ? process.env.KAFKA_BROKERS!.split(",") : [], external, partitions },
 		secrets: { jwt: randomBytes(32).toString("base64url"), internal: randomBytes(32).toString("base64url") },
 		regions: names.map((name, i) => ({
 			name,
@@ -300,7 +305,7 @@ async function up() {
 	if (nodes === 1) s.regions.forEach(r => r.nodes[0].services.push("claiming"));
 	// The claiming nodes' index is what tests and drills rely on (n<k>); the role nodes come after them.
 	if (!external) {
-		const holder = detached("kafka", process.execPath, ["--import", "tsx", "scripts/cluster.ts", "kafka-holder", ...names], { CLUSTER_DIR: DIR });
+		const holder = detached("kafka", process.execPath, ["--import", "tsx", "scripts/cluster.ts", "kafka-holder", String(partitions), ...names], { CLUSTER_DIR: DIR });
 		fs.writeFileSync(path.join(DIR, "kafka.pid"), String(holder));
 		const file = path.join(DIR, "kafka.json");
 		for (let i = 0; !fs.existsSync(file); i++) {
@@ -507,7 +512,7 @@ async function main() {
 		case "down":
 			return down();
 		case "kafka-holder":
-			return kafkaHolder(process.argv.slice(3));
+			return kafkaHolder(Number(process.argv[3]), process.argv.slice(4));
 		case "partition":
 			return partition(arg);
 		case "heal":
@@ -516,7 +521,7 @@ async function main() {
 			return kafka(arg);
 		default:
 			throw new Error(
-				"usage: npm run cluster -- up [--regions N] [--nodes M] [--failover] [--durability local|replicated] [--watchers K] | status | kill REGION | kill-node NODE | start REGION | postgres|nats|redis down|up REGION | partition REGION | heal [REGION] | kafka down|up | down",
+				"usage: npm run cluster -- up [--regions N] [--nodes M] [--failover] [--durability local|replicated] [--watchers K] [--partitions P] | status | kill REGION | kill-node NODE | start REGION | postgres|nats|redis down|up REGION | partition REGION | heal [REGION] | kafka down|up | down",
 			);
 	}
 }
