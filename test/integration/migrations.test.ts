@@ -49,6 +49,7 @@ describe("npm run migrate", () => {
 			"supplies",
 		]);
 		expect(migrateCmd()).toMatch(/nothing to migrate/);
+		expect(migrateCmd("down")).toMatch(/down: .*count-inserts-by-statement/);
 		expect(migrateCmd("down")).toMatch(/down: .*apply-runs/);
 		expect(migrateCmd("down")).toMatch(/down: .*apply-deliveries/);
 		expect(migrateCmd("down")).toMatch(/down: .*apply-linear/);
