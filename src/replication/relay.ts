@@ -36,18 +36,48 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /**
- * Which outbox rows `o` may leave, for relay region $2: written under this region's ownership still in force (or
- * needing no lease), or under an epoch this region moved past itself (a hand-back). Not: an epoch this region
- * still holds without a lease (cut off: it waits to learn whether it was taken over), nor one it lost
- * (lost_epochs: superseded).
+ * Which outbox rows `o` may leave, for the relay region that `region` (SQL: a parameter or a literal) names: written
+ * under this region's ownership still in force (or needing no lease), or under an epoch this region moved past itself
+ * (a hand-back). Not: an epoch this region still holds without a lease (cut off: it waits to learn whether it was
+ * taken over), nor one it lost (lost_epochs: superseded).
  */
-const PUBLISHABLE = `EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_region = o.home_region
-	AND ((w.owner = $2 AND w.epoch = o.epoch AND (w.lease_until IS NULL OR w.lease_until > clock_timestamp()))
+const publishable = (region: string) => `EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_region = o.home_region
+	AND ((w.owner = ${region} AND w.epoch = o.epoch AND (w.lease_until IS NULL OR w.lease_until > clock_timestamp()))
 	     OR (w.epoch > o.epoch AND NOT EXISTS (SELECT 1 FROM lost_epochs l WHERE l.home_region = o.home_region AND l.epoch = o.epoch))))`;
+
+/** A number for a statement's text (the simple query protocol takes no parameters). */
+function int(n: number | string): string {
+	const s = String(n);
+	if (!/^\d+$/.test(s)) throw new Error(`relay: ${s} is not a whole number`);
+	return s;
+}
 
 /** An outbox row as toReplEvent reads it. */
 export const OUTBOX_COLUMNS = `id::text, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, region, home_region,
 	epoch, tx_id::text, schema_version, created_at, payload`;
+
+/**
+ * A round's statements, prepared once on each connection (SQL PREPARE: the round sends them joined to BEGIN and
+ * COMMIT, which the extended protocol's own prepared statements cannot be). relay_batch: a row saying whether the
+ * relay lock is ours, then the batch's rows if it is.
+ */
+export const PREPARED: Record<string, string> = {
+	relay_batch: `PREPARE relay_batch(integer, text, bigint) AS WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($3) AS mine)
+		SELECT l.mine, b.* FROM l LEFT JOIN LATERAL (
+			SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE l.mine AND published_at IS NULL AND ${publishable("$2")} ORDER BY o.id LIMIT $1
+		) b ON true`,
+	relay_mark: `PREPARE relay_mark(bigint[], text) AS UPDATE outbox o SET published_at = now() WHERE id = ANY($1) AND ${publishable("$2")}`,
+};
+const preparedOn = new WeakSet<pg.ClientBase>();
+
+/** Prepares on `c` the statements its session lacks (a round that failed halfway may have prepared some). */
+async function prepare(c: pg.ClientBase) {
+	if (preparedOn.has(c)) return;
+	const { rows } = await c.query<{ name: string }>(`SELECT name FROM pg_prepared_statements WHERE name = ANY($1)`, [Object.keys(PREPARED)]);
+	const have = new Set(rows.map(r => r.name));
+	for (const [name, sql] of Object.entries(PREPARED)) if (!have.has(name)) await c.query(sql);
+	preparedOn.add(c);
+}
 
 /** How often a standby relay checks whether the active one is gone. */
 const STANDBY_MS = 1000;
@@ -119,34 +149,34 @@ export class OutboxRelay {
 
 	/** Publishes one batch; the number published, or -1 when another node is the active relay. */
 	async tick(): Promise<number> {
-		return withTx(this.pool, async c => {
-			// The lock and the batch in one round trip (each is one more wait on a busy machine): a row saying whether
-			// the lock is ours, and the batch's rows if it is.
-			const batch = await c.query<OutboxRow & { mine: boolean }>({
-				name: "relay-batch",
-				text: `WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($3) AS mine)
-					SELECT l.mine, b.* FROM l LEFT JOIN LATERAL (
-						SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE l.mine AND published_at IS NULL AND ${PUBLISHABLE} ORDER BY id LIMIT $1
-					) b ON true`,
-				values: [this.options.batch, this.options.region, RELAY_LOCK],
-			});
-			if (!batch.rows[0].mine) return -1;
-			let rows: OutboxRow[] = batch.rows.filter(r => r.id !== null);
-			if (rows.length === 0) return 0;
-			if (rows.length === this.options.batch) rows = rows.concat(await this.restOfTransactions(c, rows));
-			// Bounded: this transaction holds the relay lock, and the database ends a transaction idle too long.
-			await withTimeout(this.log.publish(this.options.region, rows.map(toReplEvent)), this.options.publishTimeoutMs ?? 5000, "publishing to the event log");
-			// Marked (and so acknowledged to a client waiting for durability) only if still publishable now that the log
-			// took them: a lease that ran out meanwhile may have let a successor fence this log before they landed, and
-			// then no one applies them. Left unmarked, they are published again if the lease comes back, or superseded.
-			const marked = await c.query({
-				name: "relay-mark",
-				text: `UPDATE outbox o SET published_at = now() WHERE id = ANY($1::bigint[]) AND ${PUBLISHABLE}`,
-				values: [rows.map(r => r.id), this.options.region],
-			});
-			if ((marked.rowCount ?? 0) < rows.length) this.options.onUnconfirmed?.(rows.length - (marked.rowCount ?? 0));
-			return marked.rowCount ?? 0;
-		});
+		// Two round trips a round, each one more wait on a busy machine: BEGIN with the lock and the batch, and the
+		// marking with COMMIT (the simple query protocol joins them; its statements take no parameters, so the
+		// connection's prepared statements are executed with their values inlined).
+		const region = (c: pg.ClientBase) => c.escapeLiteral(this.options.region);
+		return withTx(
+			this.pool,
+			async c => {
+				await prepare(c);
+				const [, batch] = (await c.query(
+					`BEGIN; EXECUTE relay_batch(${int(this.options.batch)}, ${region(c)}, ${int(RELAY_LOCK)})`,
+				)) as unknown as pg.QueryResult<OutboxRow & { mine: boolean }>[];
+				if (!batch.rows[0].mine) return -1;
+				let rows: OutboxRow[] = batch.rows.filter(r => r.id !== null);
+				if (rows.length === 0) return 0;
+				if (rows.length === this.options.batch) rows = rows.concat(await this.restOfTransactions(c, rows));
+				// Bounded: this transaction holds the relay lock, and the database ends a transaction idle too long.
+				await withTimeout(this.log.publish(this.options.region, rows.map(toReplEvent)), this.options.publishTimeoutMs ?? 5000, "publishing to the event log");
+				// Marked (and so acknowledged to a client waiting for durability) only if still publishable now that the log
+				// took them: a lease that ran out meanwhile may have let a successor fence this log before they landed, and
+				// then no one applies them. Left unmarked, they are published again if the lease comes back, or superseded.
+				const [marked] = (await c.query(
+					`EXECUTE relay_mark('{${rows.map(r => int(r.id)).join(",")}}', ${region(c)}); COMMIT`,
+				)) as unknown as pg.QueryResult[];
+				if ((marked.rowCount ?? 0) < rows.length) this.options.onUnconfirmed?.(rows.length - (marked.rowCount ?? 0));
+				return marked.rowCount ?? 0;
+			},
+			{ joined: true },
+		);
 	}
 
 	/**
@@ -168,7 +198,7 @@ export class OutboxRelay {
 			const to = end.rows[0].id;
 			if (to === null || BigInt(to) <= BigInt(last)) break;
 			const next = await c.query<OutboxRow>(
-				`SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE published_at IS NULL AND id > $1::bigint AND id <= $3::bigint AND ${PUBLISHABLE} ORDER BY id`,
+				`SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE published_at IS NULL AND id > $1::bigint AND id <= $3::bigint AND ${publishable("$2")} ORDER BY o.id`,
 				[last, this.options.region, to],
 			);
 			more.push(...next.rows);

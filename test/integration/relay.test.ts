@@ -6,7 +6,8 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemoryEventLog } from "../../src/replication/memory-log";
 import type { EventLog, ReplEvent } from "../../src/replication/event-log";
-import { OutboxRelay } from "../../src/replication/relay";
+import pg from "pg";
+import { OutboxRelay, PREPARED } from "../../src/replication/relay";
 import { ensureOwnership } from "../../src/store/commands";
 import { createSupply } from "../../src/store/creates";
 import { createMigratedDatabase, type TestDatabase } from "../helpers/db";
@@ -104,6 +105,52 @@ describe("outbox relay", () => {
 		const relay = new OutboxRelay(db.pool, new MemoryEventLog(), { region: A, batch: 100, pollMs: 10 });
 		expect(await relay.tick()).toBe(1);
 		expect(await unpublished()).toBe(0);
+	});
+
+	it("a round is two round trips (BEGIN with the batch, the marking with COMMIT), on any session, prepared or not", async () => {
+		await lease(`now() + interval '1 minute'`);
+		// One connection, whose queries are counted; it already holds one of the round's statements, as after a round
+		// that failed halfway through preparing them.
+		const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+		const sent: string[] = [];
+		pool.on("connect", c => {
+			const query = c.query.bind(c) as (...a: unknown[]) => unknown;
+			(c as any).query = (...a: unknown[]) => {
+				sent.push(String(typeof a[0] === "string" ? a[0] : (a[0] as { text: string }).text));
+				return query(...a);
+			};
+		});
+		try {
+			await pool.query(PREPARED.relay_mark);
+			const relay = new OutboxRelay(pool, new MemoryEventLog(), { region: A, batch: 100, pollMs: 10 });
+			for (let round = 0; round < 2; round++) {
+				await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
+				sent.length = 0;
+				expect(await relay.tick()).toBe(1);
+				// The first round on the session prepares what it lacks, once.
+				const preparing = sent.filter(q => /pg_prepared_statements|^PREPARE/.test(q)).map(q => /^PREPARE (\w+)/.exec(q)?.[1] ?? "lookup");
+				expect(preparing).toEqual(round === 0 ? ["lookup", "relay_batch"] : []);
+				expect(sent.length - preparing.length).toBe(2);
+			}
+			expect(await unpublished()).toBe(0);
+		} finally {
+			await pool.end();
+		}
+	});
+
+	it("publishes in the order of the rows' ids, also where their number of digits grows (99, 100, 101)", async () => {
+		await lease(`now() + interval '1 minute'`);
+		expect(await unpublished()).toBe(0);
+		await db.pool.query(`SELECT setval(pg_get_serial_sequence('outbox', 'id'), 98)`);
+		for (let i = 0; i < 3; i++) await createSupply(db.pool, { id: randomUUID(), userId: "ivy", asset: "ETH", amount: "1", region: A });
+		const rows = (await db.pool.query<{ id: string; event_id: string }>(`SELECT id::text, event_id FROM outbox o WHERE published_at IS NULL ORDER BY o.id`)).rows;
+		expect(rows.map(r => r.id)).toEqual(["99", "100", "101"]);
+		const idOf = new Map(rows.map(r => [r.event_id, r.id]));
+		const published: string[][] = [];
+		const relay = new OutboxRelay(db.pool, watched(new MemoryEventLog(), events => published.push(events.map(e => idOf.get(e.eventId)!))), { region: A, batch: 2, pollMs: 10 });
+		expect(await relay.tick()).toBe(2);
+		expect(await relay.tick()).toBe(1);
+		expect(published).toEqual([["99", "100"], ["101"]]);
 	});
 
 	it("publishes whole transactions: a full batch that ends inside one takes the rest of it and the rows between", async () => {
