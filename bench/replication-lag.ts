@@ -58,8 +58,8 @@ const WARMUP_SECONDS = arg("warmup", 30);
 const REGIONS = REGION_NAMES;
 const RUNS = listArg("runs", "cluster,memory");
 /**
- * Partitions of each region's event topic in the cluster and kafka runs. A partition is what a region's appliers share, and the
- * cluster (and this process) applies on one node a region: more partitions only cut each relay round's events into more
+ * Partitions of each region's event topic in the cluster and kafka runs. A partition is what a region's appliers
+ * share, and these runs apply on one node a region: more partitions only cut each relay round's events into more
  * batches, each its own record batch in the broker, fetch in kafkajs and delivery in the apply (about 380 µs of
  * PostgreSQL each). `--partitions 4` is the cluster's default, for comparison (docs/multi-region.md, "Replication lag").
  */
