@@ -108,9 +108,9 @@ export async function releaseDatabase(db: Database): Promise<void> {
 
 export interface TxOptions {
 	/**
-	 * fn sends BEGIN itself, joined to its first statement (`BEGIN; SELECT ...`: the simple query protocol, values
-	 * inlined and no prepared plan), and may join COMMIT to its last: two round trips fewer, for a caller whose round
-	 * trips are its latency (the outbox relay). A transaction fn leaves open is committed here.
+	 * fn sends BEGIN itself, joined to its first statement (`BEGIN; EXECUTE ...`: the simple query protocol, which
+	 * takes no parameters), and may join COMMIT to its last: two round trips fewer, for a caller whose round trips
+	 * are its latency (the outbox relay). A transaction fn leaves open is committed here.
 	 */
 	joined?: boolean;
 }

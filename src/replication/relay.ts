@@ -36,13 +36,13 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /**
- * Which outbox rows `o` may leave, for the relay region that `region` (SQL: a parameter or a literal) names: written
- * under this region's ownership still in force (or needing no lease), or under an epoch this region moved past itself
- * (a hand-back). Not: an epoch this region still holds without a lease (cut off: it waits to learn whether it was
- * taken over), nor one it lost (lost_epochs: superseded).
+ * Which outbox rows `o` may leave, for relay region $2: written under this region's ownership still in force (or
+ * needing no lease), or under an epoch this region moved past itself (a hand-back). Not: an epoch this region
+ * still holds without a lease (cut off: it waits to learn whether it was taken over), nor one it lost
+ * (lost_epochs: superseded).
  */
-const publishable = (region: string) => `EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_region = o.home_region
-	AND ((w.owner = ${region} AND w.epoch = o.epoch AND (w.lease_until IS NULL OR w.lease_until > clock_timestamp()))
+const PUBLISHABLE = `EXISTS (SELECT 1 FROM ownership_leases w WHERE w.home_region = o.home_region
+	AND ((w.owner = $2 AND w.epoch = o.epoch AND (w.lease_until IS NULL OR w.lease_until > clock_timestamp()))
 	     OR (w.epoch > o.epoch AND NOT EXISTS (SELECT 1 FROM lost_epochs l WHERE l.home_region = o.home_region AND l.epoch = o.epoch))))`;
 
 /** A number for a statement's text (the simple query protocol takes no parameters). */
@@ -64,9 +64,9 @@ export const OUTBOX_COLUMNS = `id::text, event_id, aggregate_type, aggregate_id,
 export const PREPARED: Record<string, string> = {
 	relay_batch: `PREPARE relay_batch(integer, text, bigint) AS WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($3) AS mine)
 		SELECT l.mine, b.* FROM l LEFT JOIN LATERAL (
-			SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE l.mine AND published_at IS NULL AND ${publishable("$2")} ORDER BY o.id LIMIT $1
+			SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE l.mine AND published_at IS NULL AND ${PUBLISHABLE} ORDER BY o.id LIMIT $1
 		) b ON true`,
-	relay_mark: `PREPARE relay_mark(bigint[], text) AS UPDATE outbox o SET published_at = now() WHERE id = ANY($1) AND ${publishable("$2")}`,
+	relay_mark: `PREPARE relay_mark(bigint[], text) AS UPDATE outbox o SET published_at = now() WHERE id = ANY($1) AND ${PUBLISHABLE}`,
 };
 const preparedOn = new WeakSet<pg.ClientBase>();
 
@@ -198,7 +198,7 @@ export class OutboxRelay {
 			const to = end.rows[0].id;
 			if (to === null || BigInt(to) <= BigInt(last)) break;
 			const next = await c.query<OutboxRow>(
-				`SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE published_at IS NULL AND id > $1::bigint AND id <= $3::bigint AND ${publishable("$2")} ORDER BY o.id`,
+				`SELECT ${OUTBOX_COLUMNS} FROM outbox o WHERE published_at IS NULL AND id > $1::bigint AND id <= $3::bigint AND ${PUBLISHABLE} ORDER BY o.id`,
 				[last, this.options.region, to],
 			);
 			more.push(...next.rows);
