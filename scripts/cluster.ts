@@ -273,7 +273,7 @@ async function up() {
 	const s: State = {
 		dir: DIR,
 		failover: { enabled: process.argv.includes("--failover"), durability },
-		kafka: { bootstrap: external ? process.env.KAFKA_BROKERS!.split(",") : [], external, partitions },
+		kafka: { bootstrap: external ? process.env.KAFKA_BROKERS!.split(",") : [], external, partitions: external ? undefined : partitions },
 		secrets: { jwt: randomBytes(32).toString("base64url"), internal: randomBytes(32).toString("base64url") },
 		regions: names.map((name, i) => ({
 			name,
@@ -312,7 +312,7 @@ async function up() {
 			if (i > 200 || !alive(holder)) throw new Error(`The Kafka test broker did not start: see ${path.join(DIR, "logs", "kafka.log")}`);
 			await sleep(100);
 		}
-		s.kafka = { bootstrap: JSON.parse(fs.readFileSync(file, "utf8")).bootstrap, holderPid: holder, external };
+		s.kafka = { ...s.kafka, bootstrap: JSON.parse(fs.readFileSync(file, "utf8")).bootstrap, holderPid: holder };
 	}
 	await admin(async c => {
 		for (const r of s.regions) {

@@ -24,6 +24,8 @@ export interface ClusterRegion {
 
 export interface LocalCluster {
 	dir: string;
+	/** CLUSTER_NAME: its Moleculer namespace, the prefix of its databases and of its Kafka topics. */
+	name: string;
 	regions: ClusterRegion[];
 	pools: pg.Pool[];
 	cmd(...args: string[]): Promise<{ stdout: string; stderr: string }>;
@@ -73,6 +75,7 @@ export async function clusterUp(o: { regions: number; nodes: number; env?: Recor
 		]).then(rows => JSON.stringify(rows));
 	return {
 		dir,
+		name: env.CLUSTER_NAME,
 		regions: state.regions,
 		pools,
 		cmd,

@@ -2,14 +2,17 @@
 // SIGKILL the node that acts for a region, and its standby takes the role over before any other region sees the
 // region down; nothing moves and the region's writes go on. The drill `npm run drill -- watcher` does the same under
 // load and checks the histories.
+import { Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { roleHolder } from "../../src/regions/role-lock";
+import { topicFor } from "../../src/replication/event-log";
 import { clusterUp, type LocalCluster } from "../helpers/local-cluster";
 
 let cl: LocalCluster;
 
 beforeAll(async () => {
-	cl = await clusterUp({ regions: 3, nodes: 1, up: ["--failover", "--durability", "replicated", "--watchers", "2"] });
+	// One partition a region's topic, as the lag bench runs it (the cluster's other tests keep the default four).
+	cl = await clusterUp({ regions: 3, nodes: 1, up: ["--failover", "--durability", "replicated", "--watchers", "2", "--partitions", "1"] });
 }, 240_000);
 afterAll(async () => cl?.down(), 60_000);
 
@@ -18,6 +21,20 @@ interface RegionsView {
 }
 
 describe("the region role on two nodes of its own, one active (local cluster, processes)", () => {
+	it("runs each region's event topic with the partitions `up --partitions` asked for", async () => {
+		const status = JSON.parse((await cl.cmd("status")).stdout);
+		expect(status.kafka.partitions).toBe(1);
+		const admin = new Kafka({ brokers: status.kafka.bootstrap, logLevel: logLevel.NOTHING }).admin();
+		await admin.connect();
+		try {
+			const { topics } = await admin.fetchTopicMetadata({ topics: cl.regions.map(r => topicFor(cl.name, r.name)) });
+			const byName = (a: [string, number], b: [string, number]) => a[0].localeCompare(b[0]);
+			expect(topics.map((t): [string, number] => [t.name, t.partitions.length]).sort(byName)).toEqual(cl.regions.map((r): [string, number] => [topicFor(cl.name, r.name), 1]).sort(byName));
+		} finally {
+			await admin.disconnect();
+		}
+	});
+
 	it("moves to the standby when the active node is killed, before another region sees the region down", async () => {
 		const [a, b, c] = cl.regions;
 		const pool = cl.pools[2];
