@@ -404,7 +404,7 @@ export function loadConfig(env: Env = process.env, options: LoadOptions = {}): C
 			windowMs: int(env, "CLAIM_BATCH_WINDOW_MS", 0, 0, 1000),
 		},
 		createBatch: {
-			concurrency: int(env, "CREATE_BATCH_CONCURRENCY", 2, 1, 64),
+			concurrency: int(env, "CREATE_BATCH_CONCURRENCY", 1, 1, 64),
 			maxItems: int(env, "CREATE_BATCH_MAX", 64, 1, 1000),
 			windowMs: 0,
 		},
