@@ -152,13 +152,13 @@ export class OutboxRelay {
 		// Two round trips a round, each one more wait on a busy machine: BEGIN with the lock and the batch, and the
 		// marking with COMMIT (the simple query protocol joins them; its statements take no parameters, so the
 		// connection's prepared statements are executed with their values inlined).
-		const region = (c: pg.ClientBase) => c.escapeLiteral(this.options.region);
 		return withTx(
 			this.pool,
 			async c => {
 				await prepare(c);
+				const region = c.escapeLiteral(this.options.region);
 				const [, batch] = (await c.query(
-					`BEGIN; EXECUTE relay_batch(${int(this.options.batch)}, ${region(c)}, ${int(RELAY_LOCK)})`,
+					`BEGIN; EXECUTE relay_batch(${int(this.options.batch)}, ${region}, ${int(RELAY_LOCK)})`,
 				)) as unknown as pg.QueryResult<OutboxRow & { mine: boolean }>[];
 				if (!batch.rows[0].mine) return -1;
 				let rows: OutboxRow[] = batch.rows.filter(r => r.id !== null);
@@ -170,7 +170,7 @@ export class OutboxRelay {
 				// took them: a lease that ran out meanwhile may have let a successor fence this log before they landed, and
 				// then no one applies them. Left unmarked, they are published again if the lease comes back, or superseded.
 				const [marked] = (await c.query(
-					`EXECUTE relay_mark('{${rows.map(r => int(r.id)).join(",")}}', ${region(c)}); COMMIT`,
+					`EXECUTE relay_mark('{${rows.map(r => int(r.id)).join(",")}}', ${region}); COMMIT`,
 				)) as unknown as pg.QueryResult[];
 				if ((marked.rowCount ?? 0) < rows.length) this.options.onUnconfirmed?.(rows.length - (marked.rowCount ?? 0));
 				return marked.rowCount ?? 0;
