@@ -13,6 +13,15 @@ BEGIN
   RETURN NULL;
 END $$;
 
+-- count_status now counts status changes only: its insert branch would be dead.
+CREATE OR REPLACE FUNCTION count_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.status IS DISTINCT FROM OLD.status THEN
+    INSERT INTO entity_count_deltas VALUES (TG_ARGV[0], NEW.status, 1), (TG_ARGV[0], OLD.status, -1);
+  END IF;
+  RETURN NULL;
+END $$;
+
 DROP TRIGGER orders_count ON orders;
 DROP TRIGGER supplies_count ON supplies;
 DROP TRIGGER claims_count ON claims;
@@ -37,3 +46,12 @@ CREATE TRIGGER orders_count AFTER INSERT OR UPDATE OF status ON orders FOR EACH 
 CREATE TRIGGER supplies_count AFTER INSERT OR UPDATE OF status ON supplies FOR EACH ROW EXECUTE FUNCTION count_status('supply');
 CREATE TRIGGER claims_count AFTER INSERT OR UPDATE OF status ON claims FOR EACH ROW EXECUTE FUNCTION count_status('claim');
 DROP FUNCTION count_inserted();
+CREATE OR REPLACE FUNCTION count_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO entity_count_deltas VALUES (TG_ARGV[0], NEW.status, 1);
+  ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
+    INSERT INTO entity_count_deltas VALUES (TG_ARGV[0], NEW.status, 1), (TG_ARGV[0], OLD.status, -1);
+  END IF;
+  RETURN NULL;
+END $$;
